@@ -1,0 +1,49 @@
+/* The x86 machine kvmkit presents: where boot structures live in guest RAM, and the fixed
+ * port and interrupt assignments of its legacy devices. One place, so boot code, ACPI tables,
+ * devices and test guests agree. */
+#ifndef KVMKIT_ARCH_X86_LAYOUT_H
+#define KVMKIT_ARCH_X86_LAYOUT_H
+
+/* --- Guest RAM below 1 MiB used while booting --- */
+#define LAYOUT_GDT            0x0500ULL   /* boot GDT (null, code64, code32, data) */
+#define LAYOUT_BOOT_INFO      0x6000ULL   /* PVH start_info / multiboot info + its tables (4 KiB) */
+#define LAYOUT_ZERO_PAGE      0x7000ULL   /* Linux boot_params */
+#define LAYOUT_PML4           0x9000ULL   /* identity page tables for the 64-bit entry */
+#define LAYOUT_PDPT           0xa000ULL
+#define LAYOUT_PD             0xb000ULL   /* 4 page directories: 4 GiB of 2 MiB pages */
+#define LAYOUT_CMDLINE        0x20000ULL  /* kernel command line */
+#define LAYOUT_CMDLINE_MAX    0x10000ULL
+#define LAYOUT_EBDA_START     0x9fc00ULL  /* RAM below this is usable; up to 1 MiB is reserved */
+#define LAYOUT_ACPI_START     0xe0000ULL  /* ACPI tables: RSDP first (BIOS search area) */
+#define LAYOUT_ACPI_END       0x100000ULL
+#define LAYOUT_KERNEL         0x100000ULL /* protected-mode kernel load address */
+
+/* --- Interrupt controllers (in-kernel) --- */
+#define LAYOUT_IOAPIC_ADDR    0xfec00000ULL
+#define LAYOUT_LAPIC_ADDR     0xfee00000ULL
+#define LAYOUT_IOAPIC_PINS    24
+
+/* --- Legacy ports, the same as QEMU's pc/q35 machines so existing test kernels run --- */
+#define PORT_COM1             0x3f8
+#define IRQ_COM1              4
+#define PORT_RTC              0x70        /* index 0x70, data 0x71 */
+#define IRQ_RTC               8
+#define PORT_I8042_DATA       0x60
+#define PORT_I8042_CMD        0x64
+#define PORT_DEBUG_EXIT       0xf4        /* QEMU isa-debug-exit: status = (value << 1) | 1 */
+#define PORT_TESTDEV          0xe0        /* QEMU pc-testdev: 4-byte scratch register */
+#define LAYOUT_TESTDEV_MMIO   0xff000000ULL /* QEMU pc-testdev iomem, 64 KiB scratch memory */
+#define LAYOUT_TESTDEV_MMIO_LEN 0x10000ULL
+
+/* ACPI fixed hardware (PIIX4/ICH9 compatible addresses) */
+#define PORT_ACPI_PM1A_EVT    0x600       /* 4 bytes: PM1 status (2), PM1 enable (2) */
+#define PORT_ACPI_PM1A_CNT    0x604       /* 2 bytes: SCI_EN, SLP_TYP, SLP_EN */
+#define PORT_ACPI_RESET       0x608       /* 1 byte: FADT RESET_REG; writing ACPI_RESET_VALUE resets */
+#define ACPI_RESET_VALUE      0x01
+#define IRQ_ACPI_SCI          9
+#define ACPI_SLP_TYP_S5       5           /* the DSDT's \_S5 package value */
+#define ACPI_PM1_CNT_SCI_EN   0x0001
+#define ACPI_PM1_CNT_SLP_EN   0x2000
+#define ACPI_PM1_CNT_SLP_TYP_SHIFT 10
+
+#endif

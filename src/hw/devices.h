@@ -1,0 +1,38 @@
+/* Constructors of the legacy platform devices; each registers itself on the VM's buses and
+ * does its own locking (callbacks run on vCPU threads). */
+#ifndef KVMKIT_HW_DEVICES_H
+#define KVMKIT_HW_DEVICES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+struct console;
+
+/* 16550A UART at `base` raising ISA `irq`, transmitting to `con`. */
+struct serial_8250 *serial_8250_create(struct vm *vm, uint16_t base, uint32_t irq,
+				       struct console *con);
+void serial_8250_destroy(struct serial_8250 *s);
+/* Queues bytes typed by the user; returns how many fit in the receive buffer. */
+size_t serial_8250_receive(struct serial_8250 *s, const uint8_t *buf, size_t len);
+
+/* MC146818 CMOS real-time clock at 0x70/0x71, reading the host's time (UTC). */
+struct rtc_mc146818 *rtc_mc146818_create(struct vm *vm);
+void rtc_mc146818_destroy(struct rtc_mc146818 *rtc);
+
+/* i8042 keyboard controller: enough for the reset line (command 0xfe) and probing. */
+struct i8042 *i8042_create(struct vm *vm);
+void i8042_destroy(struct i8042 *kbc);
+
+/* ACPI fixed hardware: PM1a event/control blocks (power-off through SLP_EN) and RESET_REG. */
+struct acpi_pm *acpi_pm_create(struct vm *vm);
+void acpi_pm_destroy(struct acpi_pm *pm);
+
+/* QEMU's isa-debug-exit at 0xf4: a write of v ends kvmkit with status (v << 1) | 1. */
+int debug_exit_create(struct vm *vm);
+
+/* QEMU's pc-testdev: a scratch port at 0xe0 and 64 KiB of scratch MMIO at 0xff000000. */
+struct pc_testdev *pc_testdev_create(struct vm *vm);
+void pc_testdev_destroy(struct pc_testdev *t);
+
+#endif

@@ -1,0 +1,125 @@
+/* i8042 keyboard controller at 0x60/0x64: the CPU reset line (command 0xfe, or the output port
+ * through 0xd1) and enough of the command set for probing; no keyboard is attached. */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch/x86/layout.h"
+#include "hw/devices.h"
+#include "vmm/vm.h"
+
+#define STATUS_OBF    0x01 /* output buffer full */
+#define STATUS_SYS    0x04 /* self-test passed */
+#define STATUS_CMD    0x08 /* last write was to the command port */
+
+#define CMD_READ_CTR  0x20
+#define CMD_WRITE_CTR 0x60
+#define CMD_SELF_TEST 0xaa
+#define CMD_KBD_TEST  0xab
+#define CMD_AUX_TEST  0xa9
+#define CMD_READ_OUT  0xd0
+#define CMD_WRITE_OUT 0xd1
+#define CMD_RESET     0xfe
+
+#define OUT_RESET_N   0x01 /* output port bit 0 low = assert CPU reset */
+
+struct i8042 {
+	pthread_mutex_t lock;
+	struct vm *vm;
+	uint8_t status;
+	uint8_t ctr;
+	uint8_t out_port;
+	uint8_t pending_cmd; /* command waiting for its data byte */
+	uint8_t obuf;
+};
+
+static void i8042_reply(struct i8042 *k, uint8_t v)
+{
+	k->obuf = v;
+	k->status |= STATUS_OBF;
+}
+
+static void i8042_command(struct i8042 *k, uint8_t cmd)
+{
+	switch (cmd) {
+	case CMD_READ_CTR:  i8042_reply(k, k->ctr); break;
+	case CMD_SELF_TEST: i8042_reply(k, 0x55); break;
+	case CMD_KBD_TEST:
+	case CMD_AUX_TEST:  i8042_reply(k, 0x00); break;
+	case CMD_READ_OUT:  i8042_reply(k, k->out_port); break;
+	case CMD_WRITE_CTR:
+	case CMD_WRITE_OUT: k->pending_cmd = cmd; break;
+	case CMD_RESET:     vm_stop(k->vm, VM_STOP_RESET, VM_EXIT_STATUS_RESET); break;
+	default:            break; /* enable/disable ports and the like: nothing to do */
+	}
+}
+
+static void i8042_data(struct i8042 *k, uint8_t v)
+{
+	uint8_t cmd = k->pending_cmd;
+	k->pending_cmd = 0;
+	if (cmd == CMD_WRITE_CTR) {
+		k->ctr = v;
+	} else if (cmd == CMD_WRITE_OUT) {
+		k->out_port = v;
+		if (!(v & OUT_RESET_N))
+			vm_stop(k->vm, VM_STOP_RESET, VM_EXIT_STATUS_RESET);
+	}
+	/* Bytes for the (absent) keyboard are dropped; the guest's probe times out cleanly. */
+}
+
+static void i8042_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			 bool is_write)
+{
+	struct i8042 *k = opaque;
+	pthread_mutex_lock(&k->lock);
+	bool cmd_port = offset == PORT_I8042_CMD - PORT_I8042_DATA;
+	if (is_write) {
+		if (cmd_port) {
+			k->status |= STATUS_CMD;
+			i8042_command(k, data[0]);
+		} else if (offset == 0) {
+			k->status &= (uint8_t)~STATUS_CMD;
+			i8042_data(k, data[0]);
+		}
+	} else {
+		memset(data, 0, len);
+		if (cmd_port) {
+			data[0] = k->status;
+		} else if (offset == 0) {
+			data[0] = k->obuf;
+			k->status &= (uint8_t)~STATUS_OBF;
+		} else {
+			memset(data, 0xff, len); /* 0x61-0x63 are not ours */
+		}
+	}
+	pthread_mutex_unlock(&k->lock);
+}
+
+struct i8042 *i8042_create(struct vm *vm)
+{
+	struct i8042 *k = calloc(1, sizeof(*k));
+	if (!k)
+		return NULL;
+	pthread_mutex_init(&k->lock, NULL);
+	k->vm = vm;
+	k->status = STATUS_SYS;
+	k->ctr = 0x30; /* ports disabled, no interrupts, as after a firmware probe */
+	k->out_port = OUT_RESET_N | 0x02; /* not in reset, A20 on */
+	/* Two single ports: 0x61 (between them) belongs to the in-kernel PIT's speaker. */
+	if (bus_register(&vm->pio_bus, PORT_I8042_DATA, 1, i8042_access, k, "i8042") < 0 ||
+	    bus_register(&vm->pio_bus, PORT_I8042_CMD, 1, i8042_access, k, "i8042") < 0) {
+		i8042_destroy(k);
+		return NULL;
+	}
+	return k;
+}
+
+void i8042_destroy(struct i8042 *k)
+{
+	if (!k)
+		return;
+	pthread_mutex_destroy(&k->lock);
+	free(k);
+}

@@ -1,0 +1,71 @@
+/* QEMU's pc-testdev for test kernels: a scratch register at port 0xe0 that reads back what
+ * was written, and 64 KiB of scratch MMIO at 0xff000000 (exercises MMIO exits). */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch/x86/layout.h"
+#include "hw/devices.h"
+#include "vmm/vm.h"
+
+struct pc_testdev {
+	pthread_mutex_t lock;
+	uint8_t port[4];
+	uint8_t iomem[LAYOUT_TESTDEV_MMIO_LEN];
+};
+
+static void testdev_access(pthread_mutex_t *lock, uint8_t *store, uint64_t size, uint64_t off,
+			   uint8_t *data, uint32_t len, bool is_write)
+{
+	pthread_mutex_lock(lock);
+	for (uint32_t i = 0; i < len; i++) {
+		if (off + i >= size) {
+			if (!is_write)
+				data[i] = 0xff;
+			continue;
+		}
+		if (is_write)
+			store[off + i] = data[i];
+		else
+			data[i] = store[off + i];
+	}
+	pthread_mutex_unlock(lock);
+}
+
+static void testdev_port_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+				bool is_write)
+{
+	struct pc_testdev *t = opaque;
+	testdev_access(&t->lock, t->port, sizeof(t->port), offset, data, len, is_write);
+}
+
+static void testdev_mmio_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+				bool is_write)
+{
+	struct pc_testdev *t = opaque;
+	testdev_access(&t->lock, t->iomem, sizeof(t->iomem), offset, data, len, is_write);
+}
+
+struct pc_testdev *pc_testdev_create(struct vm *vm)
+{
+	struct pc_testdev *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	pthread_mutex_init(&t->lock, NULL);
+	if (bus_register(&vm->pio_bus, PORT_TESTDEV, 4, testdev_port_access, t, "pc-testdev") < 0 ||
+	    bus_register(&vm->mmio_bus, LAYOUT_TESTDEV_MMIO, LAYOUT_TESTDEV_MMIO_LEN,
+			 testdev_mmio_access, t, "pc-testdev-mem") < 0) {
+		pc_testdev_destroy(t);
+		return NULL;
+	}
+	return t;
+}
+
+void pc_testdev_destroy(struct pc_testdev *t)
+{
+	if (!t)
+		return;
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}

@@ -1,0 +1,47 @@
+/* Logging and user-facing error messages: one clear sentence per problem, on stderr. */
+#include "lib/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+bool log_verbose;
+
+static void log_vprint(const char *prefix, const char *fmt, va_list ap)
+{
+	/* One fprintf-sized write keeps lines from different threads from interleaving. */
+	char line[1024];
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	if (n < 0)
+		return;
+	fprintf(stderr, "kvmkit: %s%s\n", prefix, line);
+}
+
+void log_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_vprint("", fmt, ap);
+	va_end(ap);
+}
+
+void log_warn(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_vprint("warning: ", fmt, ap);
+	va_end(ap);
+}
+
+void log_debug(const char *fmt, ...)
+{
+	static int env = -1;
+	if (env < 0)
+		env = getenv("KVMKIT_DEBUG") != NULL;
+	if (!env && !log_verbose)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	log_vprint("debug: ", fmt, ap);
+	va_end(ap);
+}

@@ -1,0 +1,74 @@
+/* The device bus: port-I/O and MMIO ranges mapped to device callbacks, looked up on each exit. */
+#include "vmm/bus.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int bus_register(struct bus *bus, uint64_t base, uint64_t len, bus_access_fn access,
+		 void *opaque, const char *name)
+{
+	if (len == 0 || base + len < base)
+		return -EINVAL;
+	int pos = 0;
+	while (pos < bus->nranges && bus->ranges[pos].base < base)
+		pos++;
+	/* Neighbours on both sides must not overlap the new range. */
+	if (pos > 0) {
+		const struct bus_range *prev = &bus->ranges[pos - 1];
+		if (prev->base + prev->len > base)
+			return -EEXIST;
+	}
+	if (pos < bus->nranges && base + len > bus->ranges[pos].base)
+		return -EEXIST;
+
+	if (bus->nranges == bus->capacity) {
+		int cap = bus->capacity ? bus->capacity * 2 : 16;
+		struct bus_range *r = realloc(bus->ranges, (size_t)cap * sizeof(*r));
+		if (!r)
+			return -ENOMEM;
+		bus->ranges = r;
+		bus->capacity = cap;
+	}
+	memmove(&bus->ranges[pos + 1], &bus->ranges[pos],
+		(size_t)(bus->nranges - pos) * sizeof(*bus->ranges));
+	bus->ranges[pos] = (struct bus_range){ base, len, access, opaque, name };
+	bus->nranges++;
+	return 0;
+}
+
+static const struct bus_range *bus_find(const struct bus *bus, uint64_t addr)
+{
+	int lo = 0, hi = bus->nranges - 1;
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2;
+		const struct bus_range *r = &bus->ranges[mid];
+		if (addr < r->base)
+			hi = mid - 1;
+		else if (addr - r->base >= r->len)
+			lo = mid + 1;
+		else
+			return r;
+	}
+	return NULL;
+}
+
+bool bus_dispatch(const struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len,
+		  bool is_write)
+{
+	const struct bus_range *r = bus_find(bus, addr);
+	/* An access straddling the end of a range is not the device's: treat as unmapped. */
+	if (!r || len > r->len - (addr - r->base)) {
+		if (!is_write)
+			memset(data, 0xff, len);
+		return false;
+	}
+	r->access(r->opaque, addr - r->base, data, len, is_write);
+	return true;
+}
+
+void bus_destroy(struct bus *bus)
+{
+	free(bus->ranges);
+	memset(bus, 0, sizeof(*bus));
+}

@@ -1,0 +1,38 @@
+/* The device bus: port-I/O and MMIO ranges mapped to device callbacks, looked up on each exit. */
+#ifndef KVMKIT_VMM_BUS_H
+#define KVMKIT_VMM_BUS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Called on a guest access to [base+offset, +len). For reads the callback fills data; for
+ * writes data holds the value (little-endian). Devices do their own locking: callbacks run on
+ * vCPU threads concurrently. */
+typedef void (*bus_access_fn)(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			      bool is_write);
+
+struct bus_range {
+	uint64_t base;
+	uint64_t len;
+	bus_access_fn access;
+	void *opaque;
+	const char *name;
+};
+
+/* A sorted array of non-overlapping ranges. Filled before vCPUs start, read-only afterwards,
+ * so lookups need no lock. */
+struct bus {
+	struct bus_range *ranges;
+	int nranges;
+	int capacity;
+};
+
+/* Adds a range; -EEXIST if it overlaps another, -ENOMEM. */
+int bus_register(struct bus *bus, uint64_t base, uint64_t len, bus_access_fn access,
+		 void *opaque, const char *name);
+/* Dispatches an access; returns false if nothing is mapped there (reads then see all ones). */
+bool bus_dispatch(const struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len,
+		  bool is_write);
+void bus_destroy(struct bus *bus);
+
+#endif

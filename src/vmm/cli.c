@@ -1,0 +1,185 @@
+/* The kvmkit command line: `kvmkit run` options, --help and --version, with one clear
+ * sentence for every input it refuses. */
+#include "vmm/cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/size.h"
+#include "vmm/console.h"
+
+#define DEFAULT_RAM (512ULL << 20)
+#define MIN_RAM     (4ULL << 20)
+#define MAX_CPUS    1024 /* KVM's own limit is checked when the VM is created */
+
+static const char usage_text[] =
+	"Usage: kvmkit run --kernel FILE [options]\n"
+	"       kvmkit --help | --version\n"
+	"\n"
+	"Runs one virtual machine in the foreground through /dev/kvm.\n"
+	"\n"
+	"Options of 'run':\n"
+	"  --kernel FILE      Linux bzImage, ELF vmlinux with a PVH note, or multiboot kernel\n"
+	"  --initrd FILE      initial ramdisk (for multiboot kernels: the first module)\n"
+	"  --append CMDLINE   kernel command line\n"
+	"  --memory SIZE      guest RAM, e.g. 512M or 2G (a bare number is MiB; default 512M)\n"
+	"  --cpus N           number of vCPUs (default 1)\n"
+	"  --serial BACKEND   COM1: stdio (default), file:PATH, unix:PATH (a socket to connect\n"
+	"                     to) or none\n"
+	"  --no-reboot        exit (status 2) when the guest resets instead of restarting it\n"
+	"  --testdev          add QEMU's pc-testdev (port 0xe0, MMIO 0xff000000) for test kernels\n"
+	"  --stats            print VM exit counts when the guest stops\n"
+	"  -h, --help         show this help\n"
+	"  -V, --version      show the version\n"
+	"\n"
+	"On the serial console (stdio), Ctrl-A x quits and Ctrl-A a sends Ctrl-A.\n"
+	"Exit status: 0 guest powered off (or Ctrl-A x, or SIGTERM), 1 error, 2 guest reset with\n"
+	"--no-reboot, (v << 1) | 1 when a test guest writes v to the debug-exit port 0xf4.\n";
+
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_SERIAL,
+       OPT_NO_REBOOT, OPT_TESTDEV, OPT_STATS };
+
+static const struct option run_options[] = {
+	{ "kernel", required_argument, NULL, OPT_KERNEL },
+	{ "initrd", required_argument, NULL, OPT_INITRD },
+	{ "append", required_argument, NULL, OPT_APPEND },
+	{ "memory", required_argument, NULL, OPT_MEMORY },
+	{ "cpus", required_argument, NULL, OPT_CPUS },
+	{ "serial", required_argument, NULL, OPT_SERIAL },
+	{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
+	{ "testdev", no_argument, NULL, OPT_TESTDEV },
+	{ "stats", no_argument, NULL, OPT_STATS },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int parse_memory(const char *text, uint64_t *out)
+{
+	int r = size_parse(text, 1ULL << 20, out);
+	if (r == -EINVAL) {
+		log_error("cannot understand memory size '%s' (use a size such as 512M or 2G)", text);
+		return -1;
+	}
+	uint64_t host = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+	if (r == 0 && *out < MIN_RAM) {
+		log_error("memory size '%s' is too small: a guest needs at least %llu MiB", text,
+			  (unsigned long long)(MIN_RAM >> 20));
+		return -1;
+	}
+	if (r == -ERANGE || *out > host) {
+		log_error("memory size '%s' is more than this host's %llu MiB of RAM", text,
+			  (unsigned long long)(host >> 20));
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_cpus(const char *text, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(text, &end, 10);
+	if (errno || *end || end == text || n < 1) {
+		log_error("cannot understand vCPU count '%s' (use a whole number from 1)", text);
+		return -1;
+	}
+	if (n > MAX_CPUS) {
+		log_error("%ld vCPUs requested; kvmkit supports at most %d", n, MAX_CPUS);
+		return -1;
+	}
+	*out = (uint32_t)n;
+	return 0;
+}
+
+static int check_readable(const char *path, const char *what)
+{
+	if (access(path, R_OK) < 0) {
+		log_error("cannot read %s '%s': %s", what, path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->vm.cmdline = "";
+	o->vm.ram_size = DEFAULT_RAM;
+	o->vm.ncpus = 1;
+	o->vm.signal_fd = -1;
+	o->serial = "stdio";
+
+	if (argc < 2) {
+		fputs(usage_text, stderr);
+		return CLI_EXIT_ERROR;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+		fputs(usage_text, stdout);
+		return CLI_EXIT_OK;
+	}
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+		printf("kvmkit %s\n", KVMKIT_VERSION);
+		return CLI_EXIT_OK;
+	}
+	if (strcmp(cmd, "run") != 0) {
+		log_error("unknown command '%s' (try 'kvmkit --help')", cmd);
+		return CLI_EXIT_ERROR;
+	}
+
+	optind = 1;
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc - 1, argv + 1, ":hV", run_options, NULL)) != -1) {
+		switch (c) {
+		case OPT_KERNEL: o->vm.kernel = optarg; break;
+		case OPT_INITRD: o->vm.initrd = optarg; break;
+		case OPT_APPEND: o->vm.cmdline = optarg; break;
+		case OPT_MEMORY:
+			if (parse_memory(optarg, &o->vm.ram_size) < 0)
+				return CLI_EXIT_ERROR;
+			break;
+		case OPT_CPUS:
+			if (parse_cpus(optarg, &o->vm.ncpus) < 0)
+				return CLI_EXIT_ERROR;
+			break;
+		case OPT_SERIAL:
+			if (console_spec_valid(optarg) < 0) {
+				log_error("unknown serial backend '%s' (use stdio, file:PATH, "
+					  "unix:PATH or none)", optarg);
+				return CLI_EXIT_ERROR;
+			}
+			o->serial = optarg;
+			break;
+		case OPT_NO_REBOOT: o->vm.no_reboot = true; break;
+		case OPT_TESTDEV: o->vm.testdev = true; break;
+		case OPT_STATS: o->vm.stats = true; break;
+		case 'h': fputs(usage_text, stdout); return CLI_EXIT_OK;
+		case 'V': printf("kvmkit %s\n", KVMKIT_VERSION); return CLI_EXIT_OK;
+		case ':':
+			log_error("option '%s' needs a value (see 'kvmkit --help')", argv[optind]);
+			return CLI_EXIT_ERROR;
+		default:
+			log_error("unknown option '%s' (see 'kvmkit --help')", argv[optind]);
+			return CLI_EXIT_ERROR;
+		}
+	}
+	if (optind < argc - 1) {
+		log_error("unexpected argument '%s' (see 'kvmkit --help')", argv[optind + 1]);
+		return CLI_EXIT_ERROR;
+	}
+	if (!o->vm.kernel) {
+		log_error("no kernel given: use --kernel FILE");
+		return CLI_EXIT_ERROR;
+	}
+	if (check_readable(o->vm.kernel, "kernel") < 0 ||
+	    (o->vm.initrd && check_readable(o->vm.initrd, "initrd") < 0))
+		return CLI_EXIT_ERROR;
+	return CLI_RUN;
+}

@@ -1,0 +1,18 @@
+/* The kvmkit command line: `kvmkit run` options, --help and --version. */
+#ifndef KVMKIT_VMM_CLI_H
+#define KVMKIT_VMM_CLI_H
+
+#include "vmm/vm.h"
+
+struct cli_options {
+	struct vm_config vm;
+	const char *serial; /* console spec */
+};
+
+enum cli_result { CLI_RUN, CLI_EXIT_OK, CLI_EXIT_ERROR };
+
+/* Parses argv into *o. Prints help/version (CLI_EXIT_OK) or one sentence on a usage error
+ * (CLI_EXIT_ERROR). */
+enum cli_result cli_parse(int argc, char **argv, struct cli_options *o);
+
+#endif

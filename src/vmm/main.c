@@ -1,0 +1,47 @@
+/* kvmkit's entry point: parse the command line, open the console, run the VM (again after
+ * each guest reset), and exit with the status the guest's way of stopping calls for. */
+#include <signal.h>
+#include <stdio.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "vmm/cli.h"
+#include "vmm/console.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+int main(int argc, char **argv)
+{
+	struct cli_options opts;
+	switch (cli_parse(argc, argv, &opts)) {
+	case CLI_EXIT_OK: return 0;
+	case CLI_EXIT_ERROR: return VM_EXIT_STATUS_ERROR;
+	case CLI_RUN: break;
+	}
+
+	/* Termination signals are read from a signalfd by the main loop; blocking them before
+	 * any thread starts keeps them away from vCPU threads. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	opts.vm.signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	signal(SIGPIPE, SIG_IGN);
+	vcpu_init_signals();
+
+	opts.vm.console = console_open(opts.serial);
+	if (!opts.vm.console)
+		return VM_EXIT_STATUS_ERROR;
+
+	int status;
+	enum vm_stop_reason reason;
+	while ((reason = vm_run(&opts.vm, &status)) == VM_STOP_RESET && !opts.vm.no_reboot)
+		; /* a guest reset: build a fresh VM with the same configuration */
+
+	console_close(opts.vm.console);
+	if (opts.vm.signal_fd >= 0)
+		close(opts.vm.signal_fd);
+	return status;
+}

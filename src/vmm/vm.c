@@ -1,0 +1,333 @@
+/* The virtual machine: creates the KVM VM (memory, in-kernel irqchip and PIT, devices, ACPI
+ * tables, kernel, vCPUs), runs the main event loop until something stops it, and tears it
+ * all down again so a guest reset can build a fresh VM in the same process. */
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "arch/x86/acpi.h"
+#include "arch/x86/boot.h"
+#include "arch/x86/layout.h"
+#include "hw/devices.h"
+#include "lib/log.h"
+#include "vmm/console.h"
+#include "vmm/vcpu.h"
+
+/* Addresses KVM needs for Intel's real-mode emulation: three pages below the BIOS. */
+#define KVM_TSS_ADDR         0xfffbd000ULL
+#define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
+
+void vm_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status)
+{
+	pthread_mutex_lock(&vm->stop_lock);
+	/* The first reason wins, except that an error always overrides. */
+	if (vm->stop_reason == VM_STOP_NONE || reason == VM_STOP_ERROR) {
+		vm->stop_reason = reason;
+		vm->exit_status = exit_status;
+	}
+	bool first = !atomic_exchange(&vm->stopping, true);
+	pthread_mutex_unlock(&vm->stop_lock);
+	if (first) {
+		uint64_t one = 1;
+		if (write(vm->stop_fd, &one, sizeof(one)) < 0)
+			log_debug("cannot signal the main loop: %s", strerror(errno));
+	}
+}
+
+void vm_set_irq_line(struct vm *vm, uint32_t irq, int level)
+{
+	struct kvm_irq_level l = { .irq = irq, .level = (uint32_t)level };
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &l) < 0)
+		log_debug("KVM_IRQ_LINE %u failed: %s", irq, strerror(errno));
+}
+
+static int vm_open_kvm(struct vm *vm)
+{
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		int err = errno;
+		if (err == ENOENT)
+			log_error("/dev/kvm does not exist: this host has no KVM (load the kvm-intel or "
+				  "kvm-amd module, or enable virtualization in the firmware)");
+		else if (err == EACCES || err == EPERM)
+			log_error("no permission to open /dev/kvm: add your user to the 'kvm' group "
+				  "(sudo usermod -aG kvm $USER) and log in again");
+		else
+			log_error("cannot open /dev/kvm: %s", strerror(err));
+		return -err;
+	}
+	int version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (version != KVM_API_VERSION) {
+		log_error("/dev/kvm speaks KVM API version %d; kvmkit needs %d", version,
+			  KVM_API_VERSION);
+		return -ENOTSUP;
+	}
+	static const struct { int cap; const char *name; } required[] = {
+		{ KVM_CAP_IRQCHIP, "in-kernel irqchip" },
+		{ KVM_CAP_PIT2, "in-kernel PIT" },
+		{ KVM_CAP_USER_MEMORY, "user memory" },
+		{ KVM_CAP_IMMEDIATE_EXIT, "immediate exit" },
+		{ KVM_CAP_EXT_CPUID, "CPUID setting" },
+	};
+	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, required[i].cap) <= 0) {
+			log_error("this host's KVM lacks the %s capability kvmkit needs",
+				  required[i].name);
+			return -ENOTSUP;
+		}
+	}
+	int max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max_vcpus <= 0)
+		max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (max_vcpus <= 0)
+		max_vcpus = 4;
+	if (vm->ncpus > (uint32_t)max_vcpus) {
+		log_error("%u vCPUs requested but this host's KVM allows at most %d (--cpus)",
+			  vm->ncpus, max_vcpus);
+		return -EINVAL;
+	}
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_size <= 0) {
+		log_error("cannot query the size of the KVM run area: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static int vm_create_machine(struct vm *vm)
+{
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		log_error("cannot create a KVM virtual machine: %s", strerror(errno));
+		return -errno;
+	}
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0)
+		log_debug("KVM_SET_TSS_ADDR: %s", strerror(errno));
+	uint64_t map_addr = KVM_IDENTITY_MAP_ADDR;
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &map_addr) < 0)
+		log_debug("KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+	if (vm->ncpus > 254) {
+		/* APIC IDs above 254 need 32-bit x2APIC IDs in the in-kernel LAPICs. */
+		struct kvm_enable_cap cap = { .cap = KVM_CAP_X2APIC_API,
+			.args = { KVM_X2APIC_API_USE_32BIT_IDS | KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK } };
+		if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0) {
+			log_error("more than 254 vCPUs need x2APIC support from KVM: %s",
+				  strerror(errno));
+			return -errno;
+		}
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		log_error("cannot create the in-kernel interrupt controller: %s", strerror(errno));
+		return -errno;
+	}
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		log_error("cannot create the in-kernel PIT: %s", strerror(errno));
+		return -errno;
+	}
+
+	int r = guest_mem_init(&vm->mem, vm->cfg->ram_size);
+	if (r < 0) {
+		log_error("cannot allocate %llu MiB of guest memory: %s",
+			  (unsigned long long)(vm->cfg->ram_size >> 20), strerror(-r));
+		return r;
+	}
+	for (int i = 0; i < vm->mem.nregions; i++) {
+		const struct guest_mem_region *reg = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region region = {
+			.slot = (uint32_t)i,
+			.guest_phys_addr = reg->gpa,
+			.memory_size = reg->size,
+			.userspace_addr = (uintptr_t)reg->host,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+			log_error("cannot give guest memory to KVM: %s", strerror(errno));
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+static int vm_create_devices(struct vm *vm)
+{
+	vm->com1 = serial_8250_create(vm, PORT_COM1, IRQ_COM1, vm->cfg->console);
+	vm->rtc = rtc_mc146818_create(vm);
+	vm->i8042 = i8042_create(vm);
+	vm->acpi_pm = acpi_pm_create(vm);
+	if (!vm->com1 || !vm->rtc || !vm->i8042 || !vm->acpi_pm || debug_exit_create(vm) < 0) {
+		log_error("cannot create the platform devices");
+		return -ENOMEM;
+	}
+	if (vm->cfg->testdev && !(vm->testdev = pc_testdev_create(vm))) {
+		log_error("cannot create the test device");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int vm_load_guest(struct vm *vm)
+{
+	struct acpi_config acpi = { .ncpus = vm->ncpus };
+	uint64_t rsdp;
+	int r = acpi_build(&vm->mem, &acpi, &rsdp);
+	if (r < 0) {
+		log_error("cannot build the ACPI tables: %s", strerror(-r));
+		return r;
+	}
+	struct boot_config boot = {
+		.kernel_path = vm->cfg->kernel,
+		.initrd_path = vm->cfg->initrd,
+		.cmdline = vm->cfg->cmdline,
+		.rsdp_gpa = rsdp,
+	};
+	struct boot_entry entry;
+	r = boot_load(&vm->mem, &boot, &entry);
+	if (r < 0)
+		return r;
+	r = boot_setup_bsp(vm->vcpus[0].fd, &vm->mem, &entry);
+	if (r < 0)
+		log_error("cannot set the boot vCPU's registers: %s", strerror(-r));
+	return r;
+}
+
+static int vm_create_vcpus(struct vm *vm)
+{
+	/* KVM reports E2BIG until the buffer is large enough. */
+	uint32_t capacity = 128;
+	struct kvm_cpuid2 *supported = NULL;
+	for (;;) {
+		free(supported);
+		supported = calloc(1, sizeof(*supported) + capacity * sizeof(supported->entries[0]));
+		if (!supported)
+			return -ENOMEM;
+		supported->nent = capacity;
+		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, supported) == 0)
+			break;
+		if (errno != E2BIG || capacity >= 4096) {
+			log_error("cannot read the CPUID KVM supports: %s", strerror(errno));
+			free(supported);
+			return -errno;
+		}
+		capacity *= 2;
+	}
+	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		free(supported);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < vm->ncpus; i++)
+		vm->vcpus[i].fd = -1;
+	int r = 0;
+	for (uint32_t i = 0; i < vm->ncpus && r == 0; i++)
+		r = vcpu_create(vm, &vm->vcpus[i], i, supported, capacity);
+	free(supported);
+	return r;
+}
+
+static size_t vm_console_sink(void *opaque, const uint8_t *buf, size_t len)
+{
+	struct vm *vm = opaque;
+	return serial_8250_receive(vm->com1, buf, len);
+}
+
+/* The main thread's loop: console input, signals, and the stop request. */
+static void vm_main_loop(struct vm *vm)
+{
+	while (!atomic_load(&vm->stopping)) {
+		struct pollfd pfds[CONSOLE_MAX_FDS + 2];
+		int timeout = -1;
+		int n = console_poll_fds(vm->cfg->console, pfds, &timeout);
+		int ncon = n;
+		pfds[n++] = (struct pollfd){ .fd = vm->stop_fd, .events = POLLIN };
+		if (vm->cfg->signal_fd >= 0)
+			pfds[n++] = (struct pollfd){ .fd = vm->cfg->signal_fd, .events = POLLIN };
+		if (poll(pfds, (nfds_t)n, timeout) < 0 && errno != EINTR)
+			break;
+		if (console_handle(vm->cfg->console, pfds, ncon, vm_console_sink, vm))
+			vm_stop(vm, VM_STOP_EXIT, 0);
+		if (vm->cfg->signal_fd >= 0 && pfds[n - 1].revents) {
+			struct signalfd_siginfo si;
+			if (read(vm->cfg->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+				fprintf(stderr, "\r\nkvmkit: terminating on signal %u\r\n", si.ssi_signo);
+				vm_stop(vm, VM_STOP_EXIT, 0);
+			}
+		}
+	}
+}
+
+static void vm_destroy(struct vm *vm)
+{
+	for (uint32_t i = 0; vm->vcpus && i < vm->ncpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	for (uint32_t i = 0; vm->vcpus && i < vm->ncpus; i++)
+		vcpu_join(&vm->vcpus[i]);
+	if (vm->cfg->stats && vm->vcpus)
+		vcpu_print_stats(vm);
+	for (uint32_t i = 0; vm->vcpus && i < vm->ncpus; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	serial_8250_destroy(vm->com1);
+	rtc_mc146818_destroy(vm->rtc);
+	i8042_destroy(vm->i8042);
+	acpi_pm_destroy(vm->acpi_pm);
+	pc_testdev_destroy(vm->testdev);
+	bus_destroy(&vm->pio_bus);
+	bus_destroy(&vm->mmio_bus);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	guest_mem_destroy(&vm->mem);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	if (vm->stop_fd >= 0)
+		close(vm->stop_fd);
+	pthread_mutex_destroy(&vm->stop_lock);
+	free(vm);
+}
+
+enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	if (!vm) {
+		*exit_status = VM_EXIT_STATUS_ERROR;
+		return VM_STOP_ERROR;
+	}
+	vm->cfg = cfg;
+	vm->ncpus = cfg->ncpus;
+	vm->kvm_fd = vm->vm_fd = -1;
+	pthread_mutex_init(&vm->stop_lock, NULL);
+	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	int r = vm->stop_fd < 0 ? -errno : 0;
+	if (r == 0)
+		r = vm_open_kvm(vm);
+	if (r == 0)
+		r = vm_create_machine(vm);
+	if (r == 0)
+		r = vm_create_devices(vm);
+	if (r == 0)
+		r = vm_create_vcpus(vm);
+	if (r == 0)
+		r = vm_load_guest(vm);
+	for (uint32_t i = 0; r == 0 && i < vm->ncpus; i++)
+		r = vcpu_start(&vm->vcpus[i]);
+	if (r < 0)
+		vm_stop(vm, VM_STOP_ERROR, VM_EXIT_STATUS_ERROR);
+	else
+		vm_main_loop(vm);
+
+	enum vm_stop_reason reason = vm->stop_reason;
+	*exit_status = vm->exit_status;
+	vm_destroy(vm);
+	return reason;
+}

@@ -1,0 +1,100 @@
+/* The virtual machine: one KVM VM with its memory, buses, devices and vCPU threads, and the
+ * stop protocol by which any thread ends the run (power-off, reset, debug exit, error). */
+#ifndef KVMKIT_VMM_VM_H
+#define KVMKIT_VMM_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/bus.h"
+#include "vmm/memory.h"
+
+struct console;
+struct kvm_run;
+struct serial_8250;
+struct rtc_mc146818;
+struct i8042;
+struct acpi_pm;
+struct pc_testdev;
+
+/* What the user asked for; filled by the CLI, read-only while the VM runs. */
+struct vm_config {
+	const char *kernel;
+	const char *initrd;    /* may be NULL */
+	const char *cmdline;   /* never NULL ("" when not given) */
+	uint64_t ram_size;
+	uint32_t ncpus;
+	bool no_reboot;        /* a guest reset ends kvmkit (status VM_EXIT_STATUS_RESET) */
+	bool testdev;          /* QEMU's pc-testdev for test guests */
+	bool stats;            /* print exit statistics when the VM stops */
+	struct console *console; /* the serial console backend; outlives VM resets */
+	int signal_fd;          /* signalfd for SIGINT/SIGTERM/SIGHUP, or -1 */
+};
+
+/* How a run ended, in the order of precedence when several threads stop it at once. */
+enum vm_stop_reason {
+	VM_STOP_NONE = 0,
+	VM_STOP_POWEROFF,   /* ACPI power-off: status 0 */
+	VM_STOP_RESET,      /* guest reset: restart unless --no-reboot */
+	VM_STOP_EXIT,       /* debug-exit port, quit key or signal: the given status */
+	VM_STOP_ERROR,      /* vCPU failure or internal error: status 1 */
+};
+
+/* Process exit statuses, documented in the README. */
+#define VM_EXIT_STATUS_POWEROFF 0
+#define VM_EXIT_STATUS_ERROR    1
+#define VM_EXIT_STATUS_RESET    2
+
+/* VM-exit reasons counted per vCPU for --stats (index = KVM_EXIT_* below this bound). */
+#define VCPU_STAT_REASONS 64
+
+struct vcpu {
+	struct vm *vm;
+	uint32_t index;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+	uint64_t exits[VCPU_STAT_REASONS];
+};
+
+struct vm {
+	const struct vm_config *cfg;
+	int kvm_fd;
+	int vm_fd;
+	int run_size;
+	struct guest_mem mem;
+	struct bus pio_bus;
+	struct bus mmio_bus;
+	struct vcpu *vcpus;
+	uint32_t ncpus;
+
+	/* Stop protocol: the first caller of vm_stop wins; the main loop waits on stop_fd. */
+	pthread_mutex_t stop_lock;
+	atomic_bool stopping;
+	enum vm_stop_reason stop_reason;
+	int exit_status;
+	int stop_fd; /* eventfd, readable once the VM is stopping */
+
+	/* Devices */
+	struct serial_8250 *com1;
+	struct rtc_mc146818 *rtc;
+	struct i8042 *i8042;
+	struct acpi_pm *acpi_pm;
+	struct pc_testdev *testdev;
+};
+
+/* Builds and runs the VM until it stops; returns the stop reason and the exit status to use.
+ * Prints a clear sentence for any setup error and returns VM_STOP_ERROR. */
+enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status);
+
+/* Asks every thread to stop the VM. Safe from any thread; the first reason wins (an error
+ * overrides everything). */
+void vm_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status);
+
+/* Drives a legacy interrupt line (ISA IRQ / IOAPIC pin) of the in-kernel irqchip. */
+void vm_set_irq_line(struct vm *vm, uint32_t irq, int level);
+
+#endif
