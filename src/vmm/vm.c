@@ -18,6 +18,7 @@
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot.h"
+#include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "hw/devices.h"
 #include "lib/log.h"
@@ -228,9 +229,11 @@ static int vm_create_vcpus(struct vm *vm)
 	}
 	for (uint32_t i = 0; i < vm->ncpus; i++)
 		vm->vcpus[i].fd = -1;
+	/* cpuid_setup adds topology leaves: room beyond what KVM returned. */
+	uint32_t room = supported->nent + CPUID_EXTRA_ENTRIES;
 	int r = 0;
 	for (uint32_t i = 0; i < vm->ncpus && r == 0; i++)
-		r = vcpu_create(vm, &vm->vcpus[i], i, supported, capacity);
+		r = vcpu_create(vm, &vm->vcpus[i], i, supported, room);
 	free(supported);
 	return r;
 }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs every Debian package kvmkit needs to build and to run its tests (needs root or sudo).
+set -euo pipefail
+
+packages=(
+	# build
+	gcc libc6-dev meson ninja-build pkg-config
+	# unit tests and the ACPI table check
+	libcmocka-dev acpica-tools
+	# tier A comparison and tier B nested host (QEMU TCG as L1), its images and tools
+	qemu-system-x86 busybox-static cpio lz4 xz-utils zstd binutils file
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs all of kvmkit's tests: unit and tier A (host /dev/kvm) in a normal and a sanitizer
+# build, then tier B (stock Linux guests in the nested test host). Usage: scripts/test.sh [--no-nested]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+nested=1
+[ "${1:-}" = "--no-nested" ] && nested=0
+
+bash scripts/install-deps.sh || { echo "test: cannot install dependencies"; exit 1; }
+
+passed=0
+failed=0
+failures=()
+
+# Adds one stage's counts, read from a log's "Ok: N ... Fail: N" (meson) or
+# "N passed, N failed" (our scripts) lines.
+count() {
+	local name=$1 log=$2 rc=$3 p f
+	if grep -q '^Ok:' "$log"; then
+		p=$(awk '/^Ok:/ {print $2}' "$log" | tail -1)
+		f=$(awk '/^Fail:/ {print $2}' "$log" | tail -1)
+		f=$((f + $(awk '/^Timeout:/ {print $2}' "$log" | tail -1)))
+	else
+		p=$(sed -n 's/^\([0-9]\+\) passed, \([0-9]\+\) failed.*/\1/p' "$log" | tail -1)
+		f=$(sed -n 's/^\([0-9]\+\) passed, \([0-9]\+\) failed.*/\2/p' "$log" | tail -1)
+	fi
+	p=${p:-0}
+	f=${f:-0}
+	# A stage that failed without reporting a failing test still counts as one failure.
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	[ "$f" -eq 0 ] || failures+=("$name")
+	echo "== $name: $p passed, $f failed"
+}
+
+stage() {
+	local name=$1; shift
+	local log
+	log=$(mktemp)
+	echo "== $name: $*"
+	"$@" 2>&1 | tee "$log"
+	count "$name" "$log" "${PIPESTATUS[0]}"
+	rm -f "$log"
+}
+
+build() {
+	local dir=$1; shift
+	{ [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@"; } && ninja -C "$dir"
+}
+
+if build build; then
+	stage "unit + tier A" meson test -C build --print-errorlogs --suite unit --suite tier-a
+else
+	failed=$((failed + 1)); failures+=("build")
+fi
+
+if build build-sanitize -Db_sanitize=address,undefined -Db_lundef=false; then
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+		stage "unit + tier A (ASan+UBSan)" meson test -C build-sanitize --print-errorlogs \
+		--suite unit --suite tier-a
+else
+	failed=$((failed + 1)); failures+=("sanitizer build")
+fi
+
+if [ "$nested" -eq 1 ]; then
+	stage "tier B (nested host, stock Linux)" bash tests/nested/boot_linux.sh build/kvmkit
+fi
+
+echo
+[ ${#failures[@]} -eq 0 ] || echo "failed stages: ${failures[*]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
