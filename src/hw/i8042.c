@@ -69,17 +69,15 @@ static void i8042_data(struct i8042 *k, uint8_t v)
 	/* Bytes for the (absent) keyboard are dropped; the guest's probe times out cleanly. */
 }
 
-static void i8042_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+static void i8042_access(struct i8042 *k, bool cmd_port, uint8_t *data, uint32_t len,
 			 bool is_write)
 {
-	struct i8042 *k = opaque;
 	pthread_mutex_lock(&k->lock);
-	bool cmd_port = offset == PORT_I8042_CMD - PORT_I8042_DATA;
 	if (is_write) {
 		if (cmd_port) {
 			k->status |= STATUS_CMD;
 			i8042_command(k, data[0]);
-		} else if (offset == 0) {
+		} else {
 			k->status &= (uint8_t)~STATUS_CMD;
 			i8042_data(k, data[0]);
 		}
@@ -87,14 +85,28 @@ static void i8042_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t 
 		memset(data, 0, len);
 		if (cmd_port) {
 			data[0] = k->status;
-		} else if (offset == 0) {
+		} else {
 			data[0] = k->obuf;
 			k->status &= (uint8_t)~STATUS_OBF;
-		} else {
-			memset(data, 0xff, len); /* 0x61-0x63 are not ours */
 		}
 	}
 	pthread_mutex_unlock(&k->lock);
+}
+
+/* Two one-byte ranges (0x61 between them belongs to the in-kernel PIT's speaker), so each
+ * port has its own entry point: both see offset 0. */
+static void i8042_data_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			      bool is_write)
+{
+	(void)offset;
+	i8042_access(opaque, false, data, len, is_write);
+}
+
+static void i8042_cmd_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			     bool is_write)
+{
+	(void)offset;
+	i8042_access(opaque, true, data, len, is_write);
 }
 
 struct i8042 *i8042_create(struct vm *vm)
@@ -107,9 +119,8 @@ struct i8042 *i8042_create(struct vm *vm)
 	k->status = STATUS_SYS;
 	k->ctr = 0x30; /* ports disabled, no interrupts, as after a firmware probe */
 	k->out_port = OUT_RESET_N | 0x02; /* not in reset, A20 on */
-	/* Two single ports: 0x61 (between them) belongs to the in-kernel PIT's speaker. */
-	if (bus_register(&vm->pio_bus, PORT_I8042_DATA, 1, i8042_access, k, "i8042") < 0 ||
-	    bus_register(&vm->pio_bus, PORT_I8042_CMD, 1, i8042_access, k, "i8042") < 0) {
+	if (bus_register(&vm->pio_bus, PORT_I8042_DATA, 1, i8042_data_access, k, "i8042") < 0 ||
+	    bus_register(&vm->pio_bus, PORT_I8042_CMD, 1, i8042_cmd_access, k, "i8042") < 0) {
 		i8042_destroy(k);
 		return NULL;
 	}

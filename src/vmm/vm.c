@@ -20,6 +20,7 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
+#include "arch/x86/regs.h"
 #include "hw/devices.h"
 #include "lib/log.h"
 #include "vmm/console.h"
@@ -263,6 +264,7 @@ static void vm_main_loop(struct vm *vm)
 			struct signalfd_siginfo si;
 			if (read(vm->cfg->signal_fd, &si, sizeof(si)) == sizeof(si)) {
 				fprintf(stderr, "\r\nkvmkit: terminating on signal %u\r\n", si.ssi_signo);
+				vm->dump_vcpus = getenv("KVMKIT_DEBUG") != NULL;
 				vm_stop(vm, VM_STOP_EXIT, 0);
 			}
 		}
@@ -277,6 +279,13 @@ static void vm_destroy(struct vm *vm)
 		vcpu_join(&vm->vcpus[i]);
 	if (vm->cfg->stats && vm->vcpus)
 		vcpu_print_stats(vm);
+	/* Where was a guest that had to be killed? Worth knowing when debugging a hang. */
+	if (vm->dump_vcpus) {
+		for (uint32_t i = 0; vm->vcpus && i < vm->ncpus; i++) {
+			fprintf(stderr, "kvmkit: vCPU %u at termination:\n", i);
+			regs_dump(vm->vcpus[i].fd, &vm->mem, stderr);
+		}
+	}
 	for (uint32_t i = 0; vm->vcpus && i < vm->ncpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);

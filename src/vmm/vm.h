@@ -77,6 +77,7 @@ struct vm {
 	enum vm_stop_reason stop_reason;
 	int exit_status;
 	int stop_fd; /* eventfd, readable once the VM is stopping */
+	bool dump_vcpus; /* print every vCPU's registers on the way out (KVMKIT_DEBUG + signal) */
 
 	/* Devices */
 	struct serial_8250 *com1;
