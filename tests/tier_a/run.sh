@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Tier A runner: boots each freestanding test guest under kvmkit or QEMU and checks serial output and exit status.
+#
+# usage: run.sh kvmkit|qemu VMM_BINARY GUESTS_DIR [NAME_GLOB]
+#   GUESTS_DIR holds NAME.elf for each guest (the build's tests/guests directory).
+#   Prints "PASS name" or "FAIL name (why)" + the captured output per test, then "N passed, N failed".
+#   Environment: TIER_A_TIMEOUT (seconds per guest, default 60); for QEMU TIER_A_QEMU_ACCEL
+#   (default tcg) and TIER_A_QEMU_MACHINE (default pc).
+#   Exit status: 0 all passed, 1 some failed, 2 usage error, 77 (meson's "skipped") when kvmkit has
+#   no usable /dev/kvm.
+# Exit-status convention of the guests (tests/guests/lib/guest.h): PASS writes 0x10 to the debug-exit
+# port 0xf4 (VMM status 33), FAIL writes 0x11 (status 35); poweroff expects status 0.
+set -u
+
+if [[ $# -lt 3 || ( $1 != kvmkit && $1 != qemu ) ]]; then
+    echo "usage: $0 kvmkit|qemu VMM_BINARY GUESTS_DIR [NAME_GLOB]" >&2
+    exit 2
+fi
+vmm=$1 bin=$2 dir=$3 filter=${4:-*}
+timeout_s=${TIER_A_TIMEOUT:-60}
+qemu_accel=${TIER_A_QEMU_ACCEL:-tcg}   # kvm: QEMU on this host's /dev/kvm, a reference for kvmkit
+qemu_machine=${TIER_A_QEMU_MACHINE:-pc}
+memory_mb=128
+
+if ! command -v "$bin" >/dev/null 2>&1; then
+    echo "run.sh: VMM binary '$bin' not found or not executable" >&2
+    exit 2
+fi
+if [[ $vmm == kvmkit && ! -w /dev/kvm ]]; then
+    echo "SKIP: /dev/kvm is missing or not writable; tier A needs it"
+    echo "0 passed, 0 failed, 1 skipped"
+    exit 77
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/tier_a.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+vmm_cmd() { # elf cpus -> the array cmd
+    if [[ $vmm == kvmkit ]]; then
+        cmd=("$bin" run --kernel "$1" --memory "${memory_mb}M" --cpus "$2" --serial stdio --testdev)
+    else
+        # -nodefaults: no NIC option ROM or VGA to slow SeaBIOS down, and COM1 is ours alone.
+        cmd=("$bin" -accel "$qemu_accel" -M "$qemu_machine" -m "$memory_mb" -smp "$2" -kernel "$1"
+             -nodefaults -display none -serial stdio -monitor none -no-reboot
+             -device "isa-debug-exit,iobase=0xf4,iosize=4" -device pc-testdev)
+    fi
+}
+
+# Runs one guest; sets rc and leaves its serial output (\r stripped) in $tmp/out, stderr in $tmp/err.
+# With an input line, stdin is a FIFO and the line is written only once the guest prints $ready, as
+# a person typing would; the FIFO stays open until the VMM exits, so the VMM never sees EOF early.
+run_guest() { # name cpus [input ready]
+    local elf=$dir/$1.elf cpus=$2 input=${3:-} ready=${4:-} pid fd i
+    local -a cmd
+    vmm_cmd "$elf" "$cpus"
+    rm -f "$tmp/raw" "$tmp/err" "$tmp/in"
+    if [[ -z $input ]]; then
+        timeout -k 5 "$timeout_s" "${cmd[@]}" </dev/null >"$tmp/raw" 2>"$tmp/err"
+        rc=$?
+    else
+        mkfifo "$tmp/in"
+        timeout -k 5 "$timeout_s" "${cmd[@]}" <"$tmp/in" >"$tmp/raw" 2>"$tmp/err" &
+        pid=$!
+        exec {fd}>"$tmp/in"
+        for ((i = 0; i < timeout_s * 10; i++)); do
+            grep -qF "$ready" "$tmp/raw" 2>/dev/null && break
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        (printf '%s\n' "$input" >&"$fd") 2>/dev/null   # a subshell: a dead reader's SIGPIPE stays there
+        wait "$pid"
+        rc=$?
+        exec {fd}>&-
+    fi
+    tr -d '\r' <"$tmp/raw" >"$tmp/out"
+}
+
+passed=0 failed=0 ran=0
+
+report() { # name why... (no why: pass)
+    local name=$1
+    shift
+    if [[ $# -eq 0 ]]; then
+        echo "PASS $name"
+        passed=$((passed + 1))
+        return
+    fi
+    local joined
+    printf -v joined '%s; ' "$@"
+    echo "FAIL $name (${joined%; })"
+    failed=$((failed + 1))
+    sed 's/^/    | /' "$tmp/out"
+    [[ -s $tmp/err ]] && sed 's/^/    stderr| /' "$tmp/err"
+}
+
+# Appends to why[] if the exit status is not $1 or a line of the output lacks one of the strings.
+expect() { # status strings...
+    local want=$1 s
+    shift
+    if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+        why+=("timed out after ${timeout_s}s")
+    elif [[ $rc -ne $want ]]; then
+        why+=("exit status $rc, want $want")
+    fi
+    for s in "$@"; do
+        grep -qF -- "$s" "$tmp/out" || why+=("no line with '$s'")
+    done
+}
+
+test_serial() {
+    run_guest serial 1 "hello kvmkit" "serial: ready"
+    expect 33 "ECHO: HELLO KVMKIT" "serial: PASS"
+}
+
+test_pio_mmio() {
+    local -a lines=("pio_mmio: PASS")
+    # QEMU's unassigned memory reads zeros; kvmkit promises PC behaviour (all ones).
+    [[ $vmm == kvmkit ]] && lines+=("pio_mmio: unmapped MMIO reads as all ones")
+    run_guest pio_mmio 1
+    expect 33 "${lines[@]}"
+}
+
+test_timer() {
+    run_guest timer 1
+    expect 33 "timer: PASS"
+}
+
+test_smp() {
+    run_guest smp 4
+    expect 33 "smp: cpus started: 4 of 4" "smp: PASS"
+}
+
+test_e820() {
+    run_guest e820 1
+    expect 33 "e820: PASS"
+    # Usable RAM must be what was asked for, less at most 4 MiB of holes and firmware reservations.
+    local kib max=$((memory_mb * 1024)) min=$((memory_mb * 1024 - 4096))
+    kib=$(sed -n 's/^e820: usable RAM: \([0-9]*\) KiB$/\1/p' "$tmp/out")
+    if [[ -z $kib ]]; then
+        why+=("no 'usable RAM' line")
+    elif ((kib < min || kib > max)); then
+        why+=("usable RAM $kib KiB, want $min..$max for ${memory_mb}M")
+    fi
+}
+
+test_poweroff() {
+    run_guest poweroff 1
+    expect 0 "poweroff: writing"
+}
+
+# The probe answers "can a stock Linux boot on this /dev/kvm?": the answer may be no, but kvmkit
+# must say so by exiting with an error, not by hanging or crashing.
+test_probe() {
+    run_guest probe 1
+    if grep -qF "PROBE: full" "$tmp/out" || [[ $vmm == qemu ]]; then
+        expect 33 "PROBE: full"
+    elif [[ $rc -eq 124 || $rc -eq 137 ]]; then
+        why+=("timed out after ${timeout_s}s: int3 must end the VM with an error, not hang it")
+    elif ((rc == 0 || rc >= 124)); then
+        why+=("exit status $rc: without PROBE: full the VMM must fail with an error status 1..123")
+    else
+        expect "$rc" "PROBE: int3 in ring 0"
+        [[ ${#why[@]} -eq 0 ]] && note=" (int3 not supported by this /dev/kvm: $vmm exited $rc)"
+    fi
+}
+
+for name in serial pio_mmio timer smp e820 poweroff probe; do
+    # shellcheck disable=SC2053  # the filter is a glob on purpose
+    [[ $name == $filter ]] || continue
+    ran=$((ran + 1))
+    if [[ ! -f $dir/$name.elf ]]; then
+        why=("guest $dir/$name.elf not built")
+        : >"$tmp/out"
+        : >"$tmp/err"
+        report "$name" "${why[@]}"
+        continue
+    fi
+    why=() note=""
+    "test_$name"
+    if [[ ${#why[@]} -eq 0 ]]; then
+        report "$name$note"
+    else
+        report "$name" "${why[@]}"
+    fi
+done
+
+if ((ran == 0)); then
+    echo "run.sh: no test matches '$filter'" >&2
+    exit 2
+fi
+echo "$passed passed, $failed failed"
+((failed == 0))
