@@ -37,7 +37,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 vmm_cmd() { # elf cpus -> the array cmd
     if [[ $vmm == kvmkit ]]; then
-        cmd=("$bin" run --kernel "$1" --memory "${memory_mb}M" --cpus "$2" --serial stdio --testdev)
+        cmd=("$bin" run --kernel "$1" --memory "${memory_mb}M" --cpus "$2" --serial stdio --testdev
+             ${no_reboot:+--no-reboot})
     else
         # -nodefaults: no NIC option ROM or VGA to slow SeaBIOS down, and COM1 is ours alone.
         cmd=("$bin" -accel "$qemu_accel" -M "$qemu_machine" -m "$memory_mb" -smp "$2" -kernel "$1"
@@ -148,6 +149,21 @@ test_poweroff() {
     expect 0 "poweroff: writing"
 }
 
+# A guest reset (i8042 pulse): with --no-reboot kvmkit exits with status 2 (QEMU's -no-reboot
+# exits 0); without it kvmkit restarts the guest, which then boots a second time.
+test_reset() {
+    no_reboot=1 run_guest reset 1
+    if [[ $vmm == kvmkit ]]; then
+        expect 2 "reset: pulsing the reset line"
+        timeout_s=3 run_guest reset 1 # a prefix assignment lasts for this call only
+        local boots
+        boots=$(grep -c "^reset: booting" "$tmp/out")
+        ((boots >= 2)) || why+=("without --no-reboot the guest booted $boots time(s), want a restart")
+    else
+        expect 0 "reset: pulsing the reset line"
+    fi
+}
+
 # The probe answers "can a stock Linux boot on this /dev/kvm?": the answer may be no, but kvmkit
 # must say so by exiting with an error, not by hanging or crashing.
 test_probe() {
@@ -164,7 +180,7 @@ test_probe() {
     fi
 }
 
-for name in serial pio_mmio timer smp e820 poweroff probe; do
+for name in serial pio_mmio timer smp e820 poweroff reset probe; do
     # shellcheck disable=SC2053  # the filter is a glob on purpose
     [[ $name == $filter ]] || continue
     ran=$((ran + 1))
