@@ -15,6 +15,8 @@ struct serial_8250 *serial_8250_create(struct vm *vm, uint16_t base, uint32_t ir
 void serial_8250_destroy(struct serial_8250 *s);
 /* Queues bytes typed by the user; returns how many fit in the receive buffer. */
 size_t serial_8250_receive(struct serial_8250 *s, const uint8_t *buf, size_t len);
+/* Signals a break condition on the line (Ctrl-A b). */
+void serial_8250_break(struct serial_8250 *s);
 
 /* MC146818 CMOS real-time clock at 0x70/0x71, reading the host's time (UTC). */
 struct rtc_mc146818 *rtc_mc146818_create(struct vm *vm);

@@ -27,6 +27,7 @@
 #define IIR_MSI    0x00
 #define IIR_THRI   0x02
 #define IIR_RDI    0x04
+#define IIR_RLSI   0x06
 #define IIR_FIFO   0xc0
 
 #define FCR_ENABLE   0x01
@@ -41,6 +42,8 @@
 #define MCR_LOOP 0x10
 
 #define LSR_DR   0x01
+#define LSR_OE   0x02
+#define LSR_BI   0x10
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
 
@@ -74,7 +77,9 @@ struct serial_8250 {
 static void serial_update_irq(struct serial_8250 *s)
 {
 	uint8_t iir = IIR_NO_INT;
-	if ((s->ier & IER_RDI) && (s->lsr & LSR_DR))
+	if ((s->ier & IER_RLSI) && (s->lsr & (LSR_BI | LSR_OE)))
+		iir = IIR_RLSI;
+	else if ((s->ier & IER_RDI) && (s->lsr & LSR_DR))
 		iir = IIR_RDI;
 	else if ((s->ier & IER_THRI) && s->thr_ipending)
 		iir = IIR_THRI;
@@ -153,7 +158,9 @@ static uint8_t serial_read(struct serial_8250 *s, unsigned reg)
 	case UART_MCR:
 		return s->mcr;
 	case UART_LSR:
-		return s->lsr;
+		v = s->lsr;
+		s->lsr &= (uint8_t)~(LSR_BI | LSR_OE); /* error bits clear on read */
+		break;
 	case UART_MSR:
 		v = s->msr;
 		s->msr &= (uint8_t)~MSR_DELTA;
@@ -239,6 +246,16 @@ size_t serial_8250_receive(struct serial_8250 *s, const uint8_t *buf, size_t len
 	serial_update_irq(s);
 	pthread_mutex_unlock(&s->lock);
 	return n;
+}
+
+void serial_8250_break(struct serial_8250 *s)
+{
+	pthread_mutex_lock(&s->lock);
+	/* A break arrives as a zero byte with the break flag (Linux reads it as a SysRq). */
+	serial_rx_push(s, 0);
+	s->lsr |= LSR_BI;
+	serial_update_irq(s);
+	pthread_mutex_unlock(&s->lock);
 }
 
 struct serial_8250 *serial_8250_create(struct vm *vm, uint16_t base, uint32_t irq,

@@ -37,7 +37,8 @@ static const char usage_text[] =
 	"  -h, --help         show this help\n"
 	"  -V, --version      show the version\n"
 	"\n"
-	"On the serial console (stdio), Ctrl-A x quits and Ctrl-A a sends Ctrl-A.\n"
+	"On the serial console (stdio), Ctrl-A x quits, Ctrl-A b sends a break, Ctrl-A a sends\n"
+	"Ctrl-A.\n"
 	"Exit status: 0 guest powered off (or Ctrl-A x, or SIGTERM), 1 error, 2 guest reset with\n"
 	"--no-reboot, (v << 1) | 1 when a test guest writes v to the debug-exit port 0xf4.\n";
 

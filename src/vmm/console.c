@@ -189,12 +189,22 @@ static void console_drop_client(struct console *c)
 	c->in_fd = -1; /* stdio at EOF: stop reading, keep writing */
 }
 
-/* Filters the escape sequences out of freshly read input into c->pending. */
-static int console_filter(struct console *c, const uint8_t *buf, size_t len)
+/* Hands waiting input to the guest, as much as it takes. */
+static void console_flush_pending(struct console *c, const struct console_sink *sink)
+{
+	size_t took = sink->receive(sink->opaque, c->pending, c->pending_len);
+	memmove(c->pending, c->pending + took, c->pending_len - took);
+	c->pending_len -= took;
+}
+
+/* Filters the escape sequences out of freshly read input into c->pending. On stdio they work
+ * whether or not it is a terminal (as QEMU's), so scripts can send them too. */
+static int console_filter(struct console *c, const uint8_t *buf, size_t len,
+			  const struct console_sink *sink)
 {
 	for (size_t i = 0; i < len; i++) {
 		uint8_t b = buf[i];
-		if (c->kind == CONSOLE_STDIO && c->raw_tty) {
+		if (c->kind == CONSOLE_STDIO) {
 			if (c->escape) {
 				c->escape = false;
 				if (b == 'x' || b == 'X') {
@@ -203,7 +213,14 @@ static int console_filter(struct console *c, const uint8_t *buf, size_t len)
 				}
 				if (b == 'h' || b == 'H') {
 					fprintf(stderr, "\r\nCtrl-A x  quit kvmkit\r\n"
+							"Ctrl-A b  send a break (Linux: SysRq)\r\n"
 							"Ctrl-A a  send Ctrl-A to the guest\r\n");
+					continue;
+				}
+				if (b == 'b' || b == 'B') {
+					/* Bytes typed before the break reach the guest first. */
+					console_flush_pending(c, sink);
+					sink->send_break(sink->opaque);
 					continue;
 				}
 				if (b != 'a' && b != ESCAPE_KEY)
@@ -220,8 +237,8 @@ static int console_filter(struct console *c, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-int console_handle(struct console *c, const struct pollfd *pfds, int n, console_sink_fn sink,
-		   void *opaque)
+int console_handle(struct console *c, const struct pollfd *pfds, int n,
+		   const struct console_sink *sink)
 {
 	int quit = 0;
 	for (int i = 0; i < n; i++) {
@@ -246,13 +263,10 @@ int console_handle(struct console *c, const struct pollfd *pfds, int n, console_
 				console_drop_client(c);
 				continue;
 			}
-			quit |= console_filter(c, buf, (size_t)r);
+			quit |= console_filter(c, buf, (size_t)r, sink);
 		}
 	}
-	if (c->pending_len) {
-		size_t took = sink(opaque, c->pending, c->pending_len);
-		memmove(c->pending, c->pending + took, c->pending_len - took);
-		c->pending_len -= took;
-	}
+	if (c->pending_len)
+		console_flush_pending(c, sink);
 	return quit;
 }

@@ -19,8 +19,13 @@ int console_spec_valid(const char *spec);
 /* Guest output. Called from vCPU threads; never fails (output to a gone peer is dropped). */
 void console_write(struct console *c, const uint8_t *buf, size_t len);
 
-/* Receiver of user input: returns how many bytes it accepted. */
-typedef size_t (*console_sink_fn)(void *opaque, const uint8_t *buf, size_t len);
+/* Receiver of user input: receive returns how many bytes it accepted; send_break signals a
+ * break on the line (Ctrl-A b). */
+struct console_sink {
+	size_t (*receive)(void *opaque, const uint8_t *buf, size_t len);
+	void (*send_break)(void *opaque);
+	void *opaque;
+};
 
 #define CONSOLE_MAX_FDS 2
 /* Fills up to CONSOLE_MAX_FDS pollfds; returns the count. While bytes wait for the guest to
@@ -28,7 +33,7 @@ typedef size_t (*console_sink_fn)(void *opaque, const uint8_t *buf, size_t len);
 int console_poll_fds(struct console *c, struct pollfd *pfds, int *timeout_ms);
 /* Handles readiness on those fds (and retries waiting input); returns 1 if the user pressed
  * the quit key, else 0. */
-int console_handle(struct console *c, const struct pollfd *pfds, int n, console_sink_fn sink,
-		   void *opaque);
+int console_handle(struct console *c, const struct pollfd *pfds, int n,
+		   const struct console_sink *sink);
 
 #endif

@@ -239,15 +239,22 @@ static int vm_create_vcpus(struct vm *vm)
 	return r;
 }
 
-static size_t vm_console_sink(void *opaque, const uint8_t *buf, size_t len)
+static size_t vm_console_receive(void *opaque, const uint8_t *buf, size_t len)
 {
 	struct vm *vm = opaque;
 	return serial_8250_receive(vm->com1, buf, len);
 }
 
+static void vm_console_break(void *opaque)
+{
+	struct vm *vm = opaque;
+	serial_8250_break(vm->com1);
+}
+
 /* The main thread's loop: console input, signals, and the stop request. */
 static void vm_main_loop(struct vm *vm)
 {
+	const struct console_sink sink = { vm_console_receive, vm_console_break, vm };
 	while (!atomic_load(&vm->stopping)) {
 		struct pollfd pfds[CONSOLE_MAX_FDS + 2];
 		int timeout = -1;
@@ -258,7 +265,7 @@ static void vm_main_loop(struct vm *vm)
 			pfds[n++] = (struct pollfd){ .fd = vm->cfg->signal_fd, .events = POLLIN };
 		if (poll(pfds, (nfds_t)n, timeout) < 0 && errno != EINTR)
 			break;
-		if (console_handle(vm->cfg->console, pfds, ncon, vm_console_sink, vm))
+		if (console_handle(vm->cfg->console, pfds, ncon, &sink))
 			vm_stop(vm, VM_STOP_EXIT, 0);
 		if (vm->cfg->signal_fd >= 0 && pfds[n - 1].revents) {
 			struct signalfd_siginfo si;
