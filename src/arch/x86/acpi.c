@@ -136,7 +136,7 @@ _Static_assert(offsetof(struct acpi_fadt, x_dsdt) == 140, "FADT X_DSDT offset");
 #define FADT_F_RESET_REG_SUP     (1u << 10)
 #define FADT_F_FORCE_APIC_PHYS   (1u << 19)
 #define FADT_BOOT_LEGACY_DEVICES (1u << 0)
-#define FADT_BOOT_8042           (1u << 1)
+#define FADT_BOOT_8042           (1u << 1) /* not set: see build_fadt */
 #define FADT_BOOT_NO_VGA         (1u << 2)
 #define RTC_CENTURY_INDEX        0x32
 
@@ -660,8 +660,7 @@ static void dsdt_body(struct aml *a, const struct acpi_config *cfg)
 	dsdt_isa_device(a, "COM1", "PNP0501", 1, com1, 1, IRQ_COM1);
 	static const struct isa_io rtc[] = {{PORT_RTC, 2}};
 	dsdt_isa_device(a, "RTC", "PNP0B00", 0, rtc, 1, IRQ_RTC);
-	/* No PNP0303 for the i8042: without a keyboard behind it, Linux would spend boot time
-	 * probing one. Its reset line works without the device being described. */
+	/* No PNP0303 for the i8042, for the reason given at the FADT's boot flags. */
 	aml_end(a);
 }
 
@@ -731,7 +730,9 @@ static int build_fadt(struct acpi_area *area, const struct acpi_config *cfg, siz
 	f->p_lvl2_lat = 101;
 	f->p_lvl3_lat = 1001;
 	f->century = RTC_CENTURY_INDEX;
-	f->iapc_boot_arch = FADT_BOOT_LEGACY_DEVICES | FADT_BOOT_8042 | FADT_BOOT_NO_VGA;
+	/* No 8042 flag: with it Linux probes for a PS/2 keyboard that does not exist, and the
+	 * probe holds a device lock that blocks power-off. The reset line works without it. */
+	f->iapc_boot_arch = FADT_BOOT_LEGACY_DEVICES | FADT_BOOT_NO_VGA;
 
 	/* No sleep button; the power button stays a fixed feature (PM1 PWRBTN) so a monitor can
 	 * ask the guest to shut down through PM1a_EVT. */
