@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Build the busybox initramfs for the L2 test guest: prints L2-* marker lines, then powers off or gives a shell.
+set -euo pipefail
+
+# Usage: tests/nested/l2-initramfs.sh OUT [BUSYBOX]
+#   OUT ending in .gz gives a gzip-compressed cpio (newc), anything else an uncompressed one.
+#   BUSYBOX defaults to $BUSYBOX, else the busybox-static that tests/nested/fetch.sh provides.
+# The guest's behaviour after the markers follows its kernel command line:
+#   kvmkit.test=poweroff (default)  poweroff -f       (needs ACPI power-off in the VMM)
+#   kvmkit.test=reboot              reboot -f         (with reboot=k: i8042 reset; for VMMs without ACPI)
+#   kvmkit.test=shell               interactive shell on the console, poweroff -f when it exits
+#   kvmkit.test=halt                stop without powering off (for tests that watch the VMM)
+#   kvmkit.hold=SECONDS             wait that long after the markers first (lets a test sample the VMM)
+# Marker lines (each alone on a line, on the console):
+#   L2-INIT-REACHED uptime=<s>  L2-CPUS <n>  L2-MEMTOTAL-KB <kB>  L2-MEMUSED-KB <kB>  L2-DATE <YYYY-MM-DD>
+#   L2-KERNEL <uname -r>  L2-MODE <mode>  and last L2-DONE
+
+die() { printf 'l2-initramfs: error: %s\n' "$*" >&2; exit 1; }
+[[ $# -ge 1 ]] || die "usage: $0 OUT [BUSYBOX]"
+out=$1
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+busybox=${2:-${BUSYBOX:-}}
+if [[ -z "$busybox" ]]; then
+    fenv=$("$here/fetch.sh") || exit 1
+    eval "$fenv"
+    busybox=$BUSYBOX
+fi
+[[ -x "$busybox" ]] || die "busybox not executable: $busybox"
+file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
+    ! command -v file >/dev/null || die "$busybox is not statically linked (use busybox-static)"
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,root,etc}
+cp "$busybox" "$stage/bin/busybox"
+# /dev/console must exist in the archive or init starts without stdin/stdout (root can mknod; the init
+# below also reopens the console after mounting devtmpfs, for archives built without it).
+mknod -m 600 "$stage/dev/console" c 5 1 2>/dev/null || true
+mknod -m 666 "$stage/dev/null" c 1 3 2>/dev/null || true
+echo 'root:x:0:0:root:/root:/bin/sh' > "$stage/etc/passwd"
+
+cat > "$stage/init" <<'INIT'
+#!/bin/busybox sh
+# L2 test guest init: report what the guest sees, then power off or hand the console to a shell.
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root TERM=${TERM:-linux}
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec 0</dev/console 1>/dev/console 2>&1
+read -r up _ < /proc/uptime
+echo "L2-INIT-REACHED uptime=$up"
+echo "L2-CPUS $(nproc)"
+total=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
+free=$(awk '/^MemFree:/ { print $2 }' /proc/meminfo)
+echo "L2-MEMTOTAL-KB $total"
+echo "L2-MEMUSED-KB $((total - free))"
+echo "L2-DATE $(date -u +%F)"
+echo "L2-KERNEL $(uname -r)"
+mode=poweroff hold=0
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+    kvmkit.test=*) mode=${arg#kvmkit.test=} ;;
+    kvmkit.hold=*) hold=${arg#kvmkit.hold=} ;;
+    esac
+done
+echo "L2-MODE $mode"
+[ "$hold" != 0 ] && sleep "$hold"
+case "$mode" in
+shell)
+    hostname l2
+    echo "L2 guest shell (busybox). 'exit' or 'poweroff -f' ends the guest."
+    export PS1='l2:\w# '
+    setsid cttyhack sh -l
+    echo "L2-DONE"
+    poweroff -f ;;
+reboot)
+    echo "L2-DONE"
+    reboot -f ;;
+halt)
+    echo "L2-DONE"
+    halt -f ;;
+*)
+    echo "L2-DONE"
+    poweroff -f ;;
+esac
+sleep 5
+echo "L2-POWEROFF-FAILED"
+while :; do sleep 3600; done
+INIT
+chmod 755 "$stage/init"
+
+tmp="$out.tmp.$$"
+( cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet ) > "$tmp"
+case "$out" in *.gz) gzip -9n < "$tmp" > "$tmp.gz" && mv "$tmp.gz" "$tmp" ;; esac
+mv "$tmp" "$out"
+echo "$out"
