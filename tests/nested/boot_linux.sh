@@ -10,6 +10,7 @@ Usage: tests/nested/boot_linux.sh KVMKIT_BINARY [--pvh-only|--bzimage-only] [opt
   --l2-timeout SEC    limit per L2 boot (default 120; the VMM gets 15 s after the guest's poweroff -f)
   --verbose-guest     drop 'quiet' from the L2 command line (the kernel log then shows in failures)
   --append-extra STR  added to the L2 command line
+  --known-bug C=WHY   report check C (e.g. exit) of every boot as XFAIL with WHY instead of failing
 Per boot it checks: init reached, 2 CPUs, MemTotal in (200000, 262144] kB, the guest's date equals the
 host's, and the VMM exited with status 0 after the guest's poweroff -f. Prints PASS/FAIL per check,
 timings, and "N passed, N failed"; exits 0 only if all pass.
@@ -30,6 +31,7 @@ while [[ $# -gt 0 ]]; do
     --l2-timeout) l2_timeout=$2; shift 2 ;;
     --verbose-guest) quiet_opt=""; shift ;;
     --append-extra) extra=$2; shift 2 ;;
+    --known-bug) known_bug_check=${2%%=*} known_bug_why=${2#*=}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) usage >&2; die "unknown option: $1" ;;
     *) [[ -z "$kvmkit" ]] || die "one KVMKIT_BINARY only"; kvmkit=$1; shift ;;
@@ -91,9 +93,26 @@ mv -f "$run_log" "$l1_log"
 t1=$(date +%s.%N)
 date_after=$(date -u +%F)
 
-passed=0 failed=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1 ($2)"; failed=$((failed + 1)); }
+passed=0 failed=0 xfailed=0
+# --known-bug CHECK=WHY: a check that fails because of a bug recorded in an open issue is still
+# run and reported, as XFAIL with the reason; should it pass, it counts as a pass and says so.
+pass() {
+    if [[ -n "${known_bug_check:-}" && "${1#*/}" == "$known_bug_check" ]]; then
+        echo "PASS $1 (marked as a known bug, but it passed: drop --known-bug)"
+    else
+        echo "PASS $1"
+    fi
+    passed=$((passed + 1))
+}
+fail() {
+    if [[ -n "${known_bug_check:-}" && "${1#*/}" == "$known_bug_check" ]]; then
+        echo "XFAIL $1 ($2; known bug: $known_bug_why)"
+        xfailed=$((xfailed + 1))
+        return
+    fi
+    echo "FAIL $1 ($2)"
+    failed=$((failed + 1))
+}
 if [[ $l1_rc -ne 0 ]]; then
     fail "l1-host" "run-l1.sh exited $l1_rc; L1 log: $l1_log"
     printf '%s\n' "$clean" | tail -n 20 | sed 's/^/  L1| /'
@@ -147,5 +166,6 @@ for f in $flavours; do
     fi
 done
 echo "TIME total: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s for L1 boot + all L2 boots (L1 log: $l1_log)"
+[[ $xfailed -eq 0 ]] || echo "$xfailed check(s) XFAIL: known bug, see above"
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
