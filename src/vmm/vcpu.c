@@ -89,7 +89,13 @@ static void vcpu_handle_io(struct vcpu *v)
 	struct kvm_run *run = v->run;
 	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
 	uint32_t size = run->io.size;
-	/* The data area lies inside the shared run page; KVM checked count * size fits. */
+	/* KVM puts the data inside the shared run area; check it rather than trust it. */
+	uint64_t bytes = (uint64_t)run->io.count * size;
+	if (size == 0 || size > 4 || run->io.data_offset > (uint64_t)v->vm->run_size ||
+	    bytes > (uint64_t)v->vm->run_size - run->io.data_offset) {
+		vcpu_fail(v, "KVM reported a port-I/O exit with its data outside the run area");
+		return;
+	}
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
 	for (uint32_t i = 0; i < run->io.count; i++) {
 		if (!bus_dispatch(&v->vm->pio_bus, run->io.port, data, size, is_write))
