@@ -65,10 +65,7 @@ else
 fi
 
 if [ "$nested" -eq 1 ]; then
-	# Known bug (issue 2, open): after init the guest stops getting timer wake-ups, so the
-	# power-off check fails; it still runs and is reported as XFAIL until fixed.
-	stage "tier B (nested host, stock Linux)" bash tests/nested/boot_linux.sh build/kvmkit \
-		--known-bug "exit=after init the guest's timers stop firing under kvmkit, so poweroff -f never completes (issue 2)"
+	stage "tier B (nested host, stock Linux)" bash tests/nested/boot_linux.sh build/kvmkit
 fi
 
 echo

@@ -230,6 +230,8 @@ static int vm_create_vcpus(struct vm *vm)
 	}
 	for (uint32_t i = 0; i < vm->ncpus; i++)
 		vm->vcpus[i].fd = -1;
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+		cpuid_enable_tsc_deadline(supported);
 	/* cpuid_setup adds topology leaves: room beyond what KVM returned. */
 	uint32_t room = supported->nent + CPUID_EXTRA_ENTRIES;
 	int r = 0;

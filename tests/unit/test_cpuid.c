@@ -344,6 +344,21 @@ static void test_find(void **state)
 	free(c);
 }
 
+/* The TSC-deadline bit is added to leaf 1 and nothing else changes. */
+static void test_tsc_deadline(void **state)
+{
+	(void)state;
+	struct kvm_cpuid2 *c = make_table(AMD);
+	struct kvm_cpuid2 *orig = make_table(AMD);
+	assert_int_equal(get(c, 1, 0)->ecx & (1u << 24), 0);
+	cpuid_enable_tsc_deadline(c);
+	assert_int_equal(get(c, 1, 0)->ecx, get(orig, 1, 0)->ecx | (1u << 24));
+	cpuid_enable_tsc_deadline(orig);
+	assert_memory_equal(c, orig, sizeof(*c) + c->nent * sizeof(c->entries[0]));
+	free(c);
+	free(orig);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -354,6 +369,7 @@ int main(void)
 		cmocka_unit_test(test_invalid),
 		cmocka_unit_test(test_no_leaf_b),
 		cmocka_unit_test(test_find),
+		cmocka_unit_test(test_tsc_deadline),
 	};
 	return cmocka_run_group_tests_name("cpuid", tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 
 #include <asm/kvm_para.h>
 
+#define CPUID_1_ECX_TSC_DEADLINE   (1u << 24)
 #define CPUID_1_ECX_HYPERVISOR     (1u << 31)
 #define CPUID_1_EDX_HTT            (1u << 28)
 #define CPUID_8000_0001_ECX_CMP_LEGACY (1u << 1)
@@ -175,6 +176,13 @@ static void setup_amd(struct kvm_cpuid2 *c, uint32_t ncpus)
 	if (e)
 		e->ecx = (e->ecx & ~0xffffu) | min_u32(ncpus - 1, 255) |
 		         (min_u32(count_order(ncpus), 15) << 12);
+}
+
+void cpuid_enable_tsc_deadline(struct kvm_cpuid2 *cpuid)
+{
+	struct kvm_cpuid_entry2 *e = find(cpuid, 1, 0);
+	if (e)
+		e->ecx |= CPUID_1_ECX_TSC_DEADLINE;
 }
 
 int cpuid_setup(struct kvm_cpuid2 *cpuid, uint32_t capacity, uint32_t cpu_index, uint32_t ncpus)

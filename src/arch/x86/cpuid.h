@@ -19,6 +19,12 @@
 
 int cpuid_setup(struct kvm_cpuid2 *cpuid, uint32_t capacity, uint32_t cpu_index, uint32_t ncpus);
 
+/* KVM_GET_SUPPORTED_CPUID never reports the TSC-deadline timer (leaf 1 ECX bit 24): the in-kernel
+ * LAPIC emulates it when KVM_CAP_TSC_DEADLINE_TIMER says so, and the VMM must announce it. Linux
+ * needs it here: without it, it calibrates the LAPIC timer against the PIT, which fails under
+ * nested virtualization, and falls back to PIT broadcast ticks that stall sleeping tasks. */
+void cpuid_enable_tsc_deadline(struct kvm_cpuid2 *cpuid);
+
 /* The entry a guest's CPUID(function, index) would read, or NULL: index is only compared for
  * entries flagged KVM_CPUID_FLAG_SIGNIFCANT_INDEX, as KVM does. */
 const struct kvm_cpuid_entry2 *cpuid_find(const struct kvm_cpuid2 *c, uint32_t function,
