@@ -68,6 +68,7 @@ struct serial_8250 {
 
 	uint8_t ier, iir, fcr, lcr, mcr, lsr, msr, scr, dll, dlm;
 	bool thr_ipending;
+	bool transmitted; /* the guest has sent a byte (its first one is a start-up milestone) */
 
 	uint8_t rx[RX_FIFO_SIZE];
 	unsigned rx_head, rx_count;
@@ -184,6 +185,10 @@ static void serial_write(struct serial_8250 *s, unsigned reg, uint8_t v)
 			serial_rx_push(s, v);
 		else
 			console_write(s->con, &v, 1);
+		if (!s->transmitted) {
+			s->transmitted = true;
+			log_debug("the guest's first byte on the serial port");
+		}
 		/* Transmission is instantaneous: the holding register is empty again. */
 		s->thr_ipending = true;
 		break;

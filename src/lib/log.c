@@ -4,8 +4,16 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 bool log_verbose;
+
+static struct timespec log_start;
+
+void log_start_clock(void)
+{
+	clock_gettime(CLOCK_MONOTONIC, &log_start);
+}
 
 static void log_vprint(const char *prefix, const char *fmt, va_list ap)
 {
@@ -40,8 +48,14 @@ void log_debug(const char *fmt, ...)
 		env = getenv("KVMKIT_DEBUG") != NULL;
 	if (!env && !log_verbose)
 		return;
+	/* Seconds since log_start_clock: where start-up time goes, read off the debug lines. */
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	double t = (double)(now.tv_sec - log_start.tv_sec) + (now.tv_nsec - log_start.tv_nsec) / 1e9;
+	char prefix[40];
+	snprintf(prefix, sizeof(prefix), "debug: +%.3f s: ", t);
 	va_list ap;
 	va_start(ap, fmt);
-	log_vprint("debug: ", fmt, ap);
+	log_vprint(prefix, fmt, ap);
 	va_end(ap);
 }

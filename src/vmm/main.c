@@ -5,6 +5,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "lib/log.h"
 #include "vmm/cli.h"
 #include "vmm/console.h"
 #include "vmm/vcpu.h"
@@ -12,6 +13,7 @@
 
 int main(int argc, char **argv)
 {
+	log_start_clock();
 	struct cli_options opts;
 	switch (cli_parse(argc, argv, &opts)) {
 	case CLI_EXIT_OK: return 0;

@@ -26,6 +26,8 @@ struct guest_mem {
 /* RAM below this guest address; RAM beyond it continues at 4 GiB (the PCI hole lies between). */
 #define GUEST_MEM_LOW_LIMIT 0xc0000000ULL
 #define GUEST_MEM_HIGH_START 0x100000000ULL
+/* Host alignment of guest RAM: the x86 transparent huge page size. */
+#define GUEST_MEM_HUGE_ALIGN (2u << 20)
 
 /* Maps ram_size bytes of anonymous memory laid out around the PCI hole. Returns 0 or -errno. */
 int guest_mem_init(struct guest_mem *mem, uint64_t ram_size);

@@ -340,6 +340,8 @@ enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status)
 		r = vm_create_vcpus(vm);
 	if (r == 0)
 		r = vm_load_guest(vm);
+	if (r == 0)
+		log_debug("VM built (%u vCPUs, guest loaded); starting the vCPUs", vm->ncpus);
 	for (uint32_t i = 0; r == 0 && i < vm->ncpus; i++)
 		r = vcpu_start(&vm->vcpus[i]);
 	if (r < 0)

@@ -15,56 +15,80 @@
 
 #define BOOT_FILE_MAX (1ULL << 32) /* no kernel or initrd is bigger than the low 4 GiB */
 
-int boot_file_read(const char *path, const char *what, struct boot_file *f)
+/* read() until len bytes are in or an error; 0 or -errno (-EIO at an unexpected end of file). */
+static int read_full(int fd, uint64_t off, uint8_t *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int boot_file_open(const char *path, const char *what, struct boot_file *f)
 {
 	memset(f, 0, sizeof(*f));
 	f->path = path;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
+	f->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (f->fd < 0) {
 		int err = errno;
 		log_error("cannot open %s '%s': %s", what, path, strerror(err));
 		return -err;
 	}
 	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		log_error("%s '%s' is not a regular file", what, path);
-		close(fd);
+		boot_file_close(f);
 		return -EINVAL;
 	}
 	if ((uint64_t)st.st_size > BOOT_FILE_MAX) {
 		log_error("%s '%s' is too large (%lld bytes)", what, path, (long long)st.st_size);
-		close(fd);
+		boot_file_close(f);
 		return -EFBIG;
 	}
-	f->size = (size_t)st.st_size;
-	f->data = malloc(f->size ? f->size : 1);
-	if (!f->data) {
-		close(fd);
+	f->size = (uint64_t)st.st_size;
+	f->head_size = f->size < BOOT_FILE_HEAD_MAX ? (size_t)f->size : BOOT_FILE_HEAD_MAX;
+	f->head = malloc(f->head_size ? f->head_size : 1);
+	if (!f->head) {
+		boot_file_close(f);
 		return -ENOMEM;
 	}
-	size_t done = 0;
-	while (done < f->size) {
-		ssize_t n = read(fd, f->data + done, f->size - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int err = n < 0 ? errno : EIO;
-			log_error("cannot read %s '%s': %s", what, path, strerror(err));
-			close(fd);
-			boot_file_free(f);
-			return -err;
-		}
-		done += (size_t)n;
+	int r = read_full(f->fd, 0, f->head, f->head_size);
+	if (r < 0) {
+		log_error("cannot read %s '%s': %s", what, path, strerror(-r));
+		boot_file_close(f);
+		return r;
 	}
-	close(fd);
 	return 0;
 }
 
-void boot_file_free(struct boot_file *f)
+void boot_file_close(struct boot_file *f)
 {
-	free(f->data);
-	f->data = NULL;
-	f->size = 0;
+	free(f->head);
+	if (f->fd >= 0)
+		close(f->fd);
+	f->head = NULL;
+	f->fd = -1;
+	f->size = f->head_size = 0;
+}
+
+int boot_file_read_at(const struct boot_file *f, uint64_t off, void *buf, size_t len)
+{
+	if (off > f->size || len > f->size - off)
+		return -ENOEXEC;
+	if (len <= f->head_size && off <= f->head_size - len) {
+		memcpy(buf, f->head + off, len);
+		return 0;
+	}
+	int r = read_full(f->fd, off, buf, len);
+	if (r < 0)
+		log_error("cannot read kernel '%s': %s", f->path, strerror(-r));
+	return r;
 }
 
 int boot_initrd_load(const struct guest_mem *mem, const char *path, uint64_t min_start,
@@ -95,20 +119,12 @@ int boot_initrd_load(const struct guest_mem *mem, const char *path, uint64_t min
 	}
 	uint64_t start = (max_end - len) & ~0xfffULL;
 	uint8_t *dst = guest_mem_ptr(mem, start, len);
-	size_t done = 0;
-	while (dst && done < len) {
-		ssize_t n = read(fd, dst + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int err = n < 0 ? errno : EIO;
-			log_error("cannot read initrd '%s': %s", path, strerror(err));
-			close(fd);
-			return -err;
-		}
-		done += (size_t)n;
-	}
+	int r = dst ? read_full(fd, 0, dst, len) : -EFAULT;
 	close(fd);
+	if (r < 0) {
+		log_error("cannot read initrd '%s': %s", path, strerror(-r));
+		return r;
+	}
 	*gpa = start;
 	*size = len;
 	return 0;
@@ -131,20 +147,22 @@ int boot_cmdline_load(const struct guest_mem *mem, const char *cmdline, size_t m
 static int elf_phdr(const struct boot_file *f, bool is64, unsigned i, Elf64_Phdr *out)
 {
 	if (is64) {
-		const Elf64_Ehdr *eh = (const Elf64_Ehdr *)f->data;
-		uint64_t off = eh->e_phoff + (uint64_t)i * sizeof(Elf64_Phdr);
-		if (eh->e_phentsize != sizeof(Elf64_Phdr) || off > f->size ||
-		    f->size - off < sizeof(Elf64_Phdr))
+		Elf64_Ehdr eh;
+		memcpy(&eh, f->head, sizeof(eh));
+		if (eh.e_phentsize != sizeof(Elf64_Phdr))
 			return -ENOEXEC;
-		memcpy(out, f->data + off, sizeof(*out));
+		return boot_file_read_at(f, eh.e_phoff + (uint64_t)i * sizeof(Elf64_Phdr), out,
+					 sizeof(*out));
 	} else {
-		const Elf32_Ehdr *eh = (const Elf32_Ehdr *)f->data;
-		uint64_t off = eh->e_phoff + (uint64_t)i * sizeof(Elf32_Phdr);
+		Elf32_Ehdr eh;
+		memcpy(&eh, f->head, sizeof(eh));
 		Elf32_Phdr p;
-		if (eh->e_phentsize != sizeof(Elf32_Phdr) || off > f->size ||
-		    f->size - off < sizeof(Elf32_Phdr))
+		if (eh.e_phentsize != sizeof(Elf32_Phdr))
 			return -ENOEXEC;
-		memcpy(&p, f->data + off, sizeof(p));
+		int r = boot_file_read_at(f, eh.e_phoff + (uint64_t)i * sizeof(Elf32_Phdr), &p,
+					  sizeof(p));
+		if (r < 0)
+			return r;
 		*out = (Elf64_Phdr){ .p_type = p.p_type, .p_flags = p.p_flags, .p_offset = p.p_offset,
 				     .p_vaddr = p.p_vaddr, .p_paddr = p.p_paddr,
 				     .p_filesz = p.p_filesz, .p_memsz = p.p_memsz,
@@ -156,19 +174,23 @@ static int elf_phdr(const struct boot_file *f, bool is64, unsigned i, Elf64_Phdr
 /* Validates the ELF header; sets *is64 and *phnum. -ENOEXEC if not an x86 ELF executable. */
 static int elf_check(const struct boot_file *f, bool *is64, unsigned *phnum)
 {
-	if (f->size < sizeof(Elf32_Ehdr) || memcmp(f->data, ELFMAG, SELFMAG) != 0)
+	if (f->head_size < sizeof(Elf32_Ehdr) || memcmp(f->head, ELFMAG, SELFMAG) != 0)
 		return -ENOEXEC;
-	*is64 = f->data[EI_CLASS] == ELFCLASS64;
+	*is64 = f->head[EI_CLASS] == ELFCLASS64;
 	if (*is64) {
-		const Elf64_Ehdr *eh = (const Elf64_Ehdr *)f->data;
-		if (f->size < sizeof(*eh) || eh->e_machine != EM_X86_64)
+		Elf64_Ehdr eh;
+		if (f->head_size < sizeof(eh))
 			return -ENOEXEC;
-		*phnum = eh->e_phnum;
+		memcpy(&eh, f->head, sizeof(eh));
+		if (eh.e_machine != EM_X86_64)
+			return -ENOEXEC;
+		*phnum = eh.e_phnum;
 	} else {
-		const Elf32_Ehdr *eh = (const Elf32_Ehdr *)f->data;
-		if (f->data[EI_CLASS] != ELFCLASS32 || eh->e_machine != EM_386)
+		Elf32_Ehdr eh;
+		memcpy(&eh, f->head, sizeof(eh));
+		if (f->head[EI_CLASS] != ELFCLASS32 || eh.e_machine != EM_386)
 			return -ENOEXEC;
-		*phnum = eh->e_phnum;
+		*phnum = eh.e_phnum;
 	}
 	return 0;
 }
@@ -182,8 +204,11 @@ int boot_elf_load_segments(const struct guest_mem *mem, const struct boot_file *
 	uint64_t top = 0;
 	for (unsigned i = 0; i < phnum; i++) {
 		Elf64_Phdr ph;
-		if (elf_phdr(f, is64, i, &ph) < 0)
+		int r = elf_phdr(f, is64, i, &ph);
+		if (r == -ENOEXEC)
 			goto bad;
+		if (r < 0)
+			return r;
 		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
 			continue;
 		if (ph.p_filesz > ph.p_memsz || ph.p_offset > f->size ||
@@ -197,7 +222,11 @@ int boot_elf_load_segments(const struct guest_mem *mem, const struct boot_file *
 				  (unsigned long long)(ph.p_paddr + ph.p_memsz));
 			return -ENOSPC;
 		}
-		memcpy(dst, f->data + ph.p_offset, ph.p_filesz);
+		r = boot_file_read_at(f, ph.p_offset, dst, ph.p_filesz);
+		if (r == -ENOEXEC)
+			goto bad;
+		if (r < 0)
+			return r;
 		memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
 		if (ph.p_paddr + ph.p_memsz > top)
 			top = ph.p_paddr + ph.p_memsz;
@@ -214,7 +243,7 @@ bad:
 int boot_load(const struct guest_mem *mem, const struct boot_config *cfg, struct boot_entry *entry)
 {
 	struct boot_file kernel;
-	int r = boot_file_read(cfg->kernel_path, "kernel", &kernel);
+	int r = boot_file_open(cfg->kernel_path, "kernel", &kernel);
 	if (r < 0)
 		return r;
 	/* Same order as QEMU's -kernel: Linux bzImage, then ELF with a PVH note, then multiboot. */
@@ -226,6 +255,6 @@ int boot_load(const struct guest_mem *mem, const struct boot_config *cfg, struct
 	if (r == -ENOEXEC)
 		log_error("kernel '%s' is not a Linux bzImage, an ELF vmlinux with a PVH entry note, "
 			  "or a multiboot kernel", cfg->kernel_path);
-	boot_file_free(&kernel);
+	boot_file_close(&kernel);
 	return r;
 }

@@ -29,11 +29,15 @@ struct boot_config {
 	uint64_t rsdp_gpa;
 };
 
-/* A file read whole into memory; the loaders parse it. */
+/* An open kernel file: its first bytes in memory for the loaders to parse, the rest read on
+ * demand (big images go from the page cache straight into guest memory, copied once). */
+#define BOOT_FILE_HEAD_MAX (64u << 10) /* covers bzImage setup headers, multiboot's 8 KiB search */
 struct boot_file {
 	const char *path;
-	uint8_t *data;
-	size_t size;
+	int fd;
+	uint64_t size;     /* of the whole file */
+	uint8_t *head;     /* its first head_size bytes */
+	size_t head_size;  /* min(size, BOOT_FILE_HEAD_MAX) */
 };
 
 /* Loads the kernel (and initrd) named in cfg into mem and fills *entry. On failure prints one
@@ -54,8 +58,12 @@ int boot_multiboot_load(const struct guest_mem *mem, const struct boot_config *c
 			const struct boot_file *kernel, struct boot_entry *entry);
 
 /* Shared helpers for the loaders (boot.c). */
-int boot_file_read(const char *path, const char *what, struct boot_file *f);
-void boot_file_free(struct boot_file *f);
+int boot_file_open(const char *path, const char *what, struct boot_file *f);
+void boot_file_close(struct boot_file *f);
+/* Reads [off, off+len) of the file into buf (host memory or guest RAM). Returns 0, -ENOEXEC if
+ * the range lies beyond the end of the file (a damaged header points there), or -errno after
+ * printing why the read failed. */
+int boot_file_read_at(const struct boot_file *f, uint64_t off, void *buf, size_t len);
 /* Loads the initrd as high as possible in low RAM, page-aligned, below max_end (exclusive) and
  * not below min_start. Prints why on failure. */
 int boot_initrd_load(const struct guest_mem *mem, const char *path, uint64_t min_start,

@@ -57,26 +57,26 @@ static void wr64(uint8_t *p, size_t off, uint64_t v) { memcpy(p + off, &v, 8); }
 int boot_linux_load(const struct guest_mem *mem, const struct boot_config *cfg,
 		    const struct boot_file *k, struct boot_entry *entry)
 {
-	if (k->size < 0x1000 || rd16(k->data, HDR_BOOT_FLAG) != 0xaa55 ||
-	    memcmp(k->data + HDR_MAGIC, "HdrS", 4) != 0)
+	if (k->head_size < 0x1000 || rd16(k->head, HDR_BOOT_FLAG) != 0xaa55 ||
+	    memcmp(k->head + HDR_MAGIC, "HdrS", 4) != 0)
 		return -ENOEXEC;
 
-	uint16_t version = rd16(k->data, HDR_VERSION);
-	if (version < BOOT_PROTOCOL_MIN || !(rd16(k->data, HDR_XLOADFLAGS) & XLF_KERNEL_64)) {
+	uint16_t version = rd16(k->head, HDR_VERSION);
+	if (version < BOOT_PROTOCOL_MIN || !(rd16(k->head, HDR_XLOADFLAGS) & XLF_KERNEL_64)) {
 		log_error("kernel '%s' does not support the 64-bit boot protocol (version %u.%02u, "
 			  "2.12 or later with a 64-bit entry is required)", k->path,
 			  version >> 8, version & 0xff);
 		return -EINVAL;
 	}
-	unsigned setup_sects = k->data[HDR_SETUP_SECTS] ? k->data[HDR_SETUP_SECTS] : 4;
+	unsigned setup_sects = k->head[HDR_SETUP_SECTS] ? k->head[HDR_SETUP_SECTS] : 4;
 	size_t setup_size = (size_t)(setup_sects + 1) * 512;
-	size_t hdr_end = HDR_JUMP + 2 + k->data[HDR_JUMP + 1]; /* the jump skips the header */
+	size_t hdr_end = HDR_JUMP + 2 + k->head[HDR_JUMP + 1]; /* the jump skips the header */
 	if (setup_size >= k->size || hdr_end > 0x1000 || hdr_end > setup_size) {
 		log_error("kernel '%s' has a damaged setup header", k->path);
 		return -EINVAL;
 	}
 	size_t kernel_size = k->size - setup_size;
-	uint64_t init_size = rd32(k->data, HDR_INIT_SIZE);
+	uint64_t init_size = rd32(k->head, HDR_INIT_SIZE);
 	if (init_size < kernel_size)
 		init_size = kernel_size;
 
@@ -86,23 +86,25 @@ int boot_linux_load(const struct guest_mem *mem, const struct boot_config *cfg,
 			  "(--memory)", k->path, (unsigned long long)(init_size >> 20) + 1);
 		return -ENOSPC;
 	}
-	memcpy(kdst, k->data + setup_size, kernel_size);
+	int r = boot_file_read_at(k, setup_size, kdst, kernel_size);
+	if (r < 0)
+		return r == -ENOEXEC ? -EIO : r;
 
 	uint8_t *zp = guest_mem_ptr(mem, LAYOUT_ZERO_PAGE, 0x1000);
 	memset(zp, 0, 0x1000);
-	memcpy(zp + HDR_START, k->data + HDR_START, hdr_end - HDR_START);
+	memcpy(zp + HDR_START, k->head + HDR_START, hdr_end - HDR_START);
 	zp[HDR_TYPE_OF_LOADER] = 0xff; /* undefined boot loader */
 	zp[HDR_LOADFLAGS] |= LOADFLAGS_CAN_USE_HEAP;
 	wr16(zp, HDR_HEAP_END_PTR, 0xfe00);
 
-	size_t cmdline_max = rd32(k->data, HDR_CMDLINE_SIZE) + 1; /* the size excludes the NUL */
-	int r = boot_cmdline_load(mem, cfg->cmdline, cmdline_max);
+	size_t cmdline_max = rd32(k->head, HDR_CMDLINE_SIZE) + 1; /* the size excludes the NUL */
+	r = boot_cmdline_load(mem, cfg->cmdline, cmdline_max);
 	if (r < 0)
 		return r;
 	wr32(zp, HDR_CMD_LINE_PTR, (uint32_t)LAYOUT_CMDLINE);
 
 	if (cfg->initrd_path) {
-		uint64_t max_end = (uint64_t)rd32(k->data, HDR_INITRD_ADDR_MAX) + 1;
+		uint64_t max_end = (uint64_t)rd32(k->head, HDR_INITRD_ADDR_MAX) + 1;
 		/* Above where the kernel decompresses itself, so nothing overwrites the initrd. */
 		uint64_t min_start = LOAD_PHYSICAL_ADDR + init_size;
 		uint64_t gpa, size;

@@ -50,14 +50,14 @@ struct mb_module {
 /* Finds the multiboot header; returns its file offset or -1. */
 static long mb_find_header(const struct boot_file *k, uint32_t hdr[8])
 {
-	size_t limit = k->size < MB_SEARCH ? k->size : MB_SEARCH;
+	size_t limit = k->head_size < MB_SEARCH ? k->head_size : MB_SEARCH;
 	for (size_t off = 0; off + 12 <= limit; off += 4) {
 		uint32_t h[3];
-		memcpy(h, k->data + off, 12);
+		memcpy(h, k->head + off, 12);
 		if (h[0] == MB_HEADER_MAGIC && h[0] + h[1] + h[2] == 0) {
 			memset(hdr, 0, 8 * sizeof(uint32_t));
-			size_t have = k->size - off < 32 ? k->size - off : 32;
-			memcpy(hdr, k->data + off, have);
+			size_t have = k->head_size - off < 32 ? k->head_size - off : 32;
+			memcpy(hdr, k->head + off, have);
 			return (long)off;
 		}
 	}
@@ -83,7 +83,11 @@ static int mb_load_aout(const struct guest_mem *mem, const struct boot_file *k, 
 		log_error("multiboot kernel '%s' does not fit in guest memory", k->path);
 		return -ENOSPC;
 	}
-	memcpy(dst, k->data + file_off, len);
+	int r = boot_file_read_at(k, file_off, dst, len);
+	if (r == -ENOEXEC)
+		goto bad;
+	if (r < 0)
+		return r;
 	memset(dst + len, 0, mem_end - load_addr - len);
 	*end = mem_end;
 	*entry = hdr[7];
@@ -105,9 +109,9 @@ int boot_multiboot_load(const struct guest_mem *mem, const struct boot_config *c
 	int r;
 	if (hdr[1] & MB_FLAG_AOUT_KLUDGE) {
 		r = mb_load_aout(mem, k, hdr_off, hdr, &kernel_end, &rip);
-	} else if (k->size >= sizeof(Elf32_Ehdr) && memcmp(k->data, ELFMAG, SELFMAG) == 0 &&
-		   k->data[EI_CLASS] == ELFCLASS32) {
-		const Elf32_Ehdr *eh = (const Elf32_Ehdr *)k->data;
+	} else if (k->head_size >= sizeof(Elf32_Ehdr) && memcmp(k->head, ELFMAG, SELFMAG) == 0 &&
+		   k->head[EI_CLASS] == ELFCLASS32) {
+		const Elf32_Ehdr *eh = (const Elf32_Ehdr *)k->head;
 		rip = eh->e_entry;
 		r = boot_elf_load_segments(mem, k, &kernel_end);
 	} else {

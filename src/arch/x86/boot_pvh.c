@@ -2,6 +2,7 @@
  * hand the kernel an hvm_start_info with command line, initrd module, e820 map and RSDP. */
 #include <elf.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "arch/x86/boot.h"
@@ -40,6 +41,9 @@ struct hvm_memmap_entry {
 	uint32_t reserved;
 };
 
+/* Bigger note segments are not a kernel's (Linux's are a few hundred bytes). */
+#define PVH_NOTES_MAX  (1u << 20)
+
 #define PVH_START_INFO (LAYOUT_BOOT_INFO)
 #define PVH_MODLIST    (LAYOUT_BOOT_INFO + 0x40)
 #define PVH_MEMMAP     (LAYOUT_BOOT_INFO + 0x80)
@@ -47,9 +51,18 @@ struct hvm_memmap_entry {
 /* Walks the notes in [off, off+len) of the file for the PVH entry. Returns 0 and *entry. */
 static int pvh_find_note(const struct boot_file *f, uint64_t off, uint64_t len, uint64_t *entry)
 {
-	if (off > f->size || len > f->size - off)
+	if (len > PVH_NOTES_MAX)
 		return -ENOENT;
-	const uint8_t *p = f->data + off, *end = p + len;
+	uint8_t *notes = malloc(len ? len : 1);
+	if (!notes)
+		return -ENOMEM;
+	int r = boot_file_read_at(f, off, notes, len);
+	if (r < 0) {
+		free(notes);
+		return r == -ENOEXEC ? -ENOENT : r;
+	}
+	r = -ENOENT;
+	const uint8_t *p = notes, *end = notes + len;
 	while ((size_t)(end - p) >= 12) {
 		uint32_t namesz, descsz, type;
 		memcpy(&namesz, p, 4);
@@ -58,48 +71,56 @@ static int pvh_find_note(const struct boot_file *f, uint64_t off, uint64_t len, 
 		uint64_t name_len = ((uint64_t)namesz + 3) & ~3ULL;
 		uint64_t desc_len = ((uint64_t)descsz + 3) & ~3ULL;
 		if (name_len + desc_len > (uint64_t)(end - p) - 12)
-			return -ENOENT;
+			break;
 		const uint8_t *name = p + 12, *desc = name + name_len;
 		if (type == XEN_ELFNOTE_PHYS32_ENTRY && namesz == 4 && memcmp(name, "Xen", 4) == 0 &&
 		    (descsz == 4 || descsz == 8)) {
 			uint64_t v = 0;
 			memcpy(&v, desc, descsz); /* little-endian: a 4-byte value fills the low half */
 			*entry = v;
-			return 0;
+			r = 0;
+			break;
 		}
 		p = desc + desc_len;
 	}
-	return -ENOENT;
+	free(notes);
+	return r;
 }
 
+/* 0 and *entry; -ENOENT when the file has no PVH note; another -errno on a read error. */
 static int pvh_entry_point(const struct boot_file *f, uint64_t *entry)
 {
-	bool is64 = f->data[EI_CLASS] == ELFCLASS64;
+	bool is64 = f->head[EI_CLASS] == ELFCLASS64;
 	uint64_t phoff, phnum, phentsize;
 	if (is64) {
-		const Elf64_Ehdr *eh = (const Elf64_Ehdr *)f->data;
-		phoff = eh->e_phoff, phnum = eh->e_phnum, phentsize = sizeof(Elf64_Phdr);
+		Elf64_Ehdr eh;
+		memcpy(&eh, f->head, sizeof(eh));
+		phoff = eh.e_phoff, phnum = eh.e_phnum, phentsize = sizeof(Elf64_Phdr);
 	} else {
-		const Elf32_Ehdr *eh = (const Elf32_Ehdr *)f->data;
-		phoff = eh->e_phoff, phnum = eh->e_phnum, phentsize = sizeof(Elf32_Phdr);
+		Elf32_Ehdr eh;
+		memcpy(&eh, f->head, sizeof(eh));
+		phoff = eh.e_phoff, phnum = eh.e_phnum, phentsize = sizeof(Elf32_Phdr);
 	}
 	for (uint64_t i = 0; i < phnum; i++) {
-		uint64_t at = phoff + i * phentsize;
-		if (at > f->size || f->size - at < phentsize)
-			return -ENOENT;
 		uint32_t type;
 		uint64_t off, len;
+		int r;
 		if (is64) {
 			Elf64_Phdr ph;
-			memcpy(&ph, f->data + at, sizeof(ph));
+			r = boot_file_read_at(f, phoff + i * phentsize, &ph, sizeof(ph));
 			type = ph.p_type, off = ph.p_offset, len = ph.p_filesz;
 		} else {
 			Elf32_Phdr ph;
-			memcpy(&ph, f->data + at, sizeof(ph));
+			r = boot_file_read_at(f, phoff + i * phentsize, &ph, sizeof(ph));
 			type = ph.p_type, off = ph.p_offset, len = ph.p_filesz;
 		}
-		if (type == PT_NOTE && pvh_find_note(f, off, len, entry) == 0)
-			return 0;
+		if (r < 0)
+			return r == -ENOEXEC ? -ENOENT : r;
+		if (type != PT_NOTE)
+			continue;
+		r = pvh_find_note(f, off, len, entry);
+		if (r != -ENOENT)
+			return r;
 	}
 	return -ENOENT;
 }
@@ -107,15 +128,18 @@ static int pvh_entry_point(const struct boot_file *f, uint64_t *entry)
 int boot_pvh_load(const struct guest_mem *mem, const struct boot_config *cfg,
 		  const struct boot_file *k, struct boot_entry *entry)
 {
-	if (k->size < sizeof(Elf64_Ehdr) || memcmp(k->data, ELFMAG, SELFMAG) != 0 ||
-	    (k->data[EI_CLASS] != ELFCLASS64 && k->data[EI_CLASS] != ELFCLASS32))
+	if (k->head_size < sizeof(Elf64_Ehdr) || memcmp(k->head, ELFMAG, SELFMAG) != 0 ||
+	    (k->head[EI_CLASS] != ELFCLASS64 && k->head[EI_CLASS] != ELFCLASS32))
 		return -ENOEXEC;
 	uint64_t pvh_entry;
-	if (pvh_entry_point(k, &pvh_entry) < 0)
+	int r = pvh_entry_point(k, &pvh_entry);
+	if (r == -ENOENT)
 		return -ENOEXEC; /* maybe a multiboot ELF */
+	if (r < 0)
+		return r;
 
 	uint64_t kernel_end;
-	int r = boot_elf_load_segments(mem, k, &kernel_end);
+	r = boot_elf_load_segments(mem, k, &kernel_end);
 	if (r < 0)
 		return r;
 	r = boot_cmdline_load(mem, cfg->cmdline, LAYOUT_CMDLINE_MAX);
