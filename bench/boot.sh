@@ -112,7 +112,7 @@ l1_rc=0
 "$nested/run-l1.sh" --payload "$payload" --archive "$L2_ARCHIVE" --with-qemu \
     --env "RUNS=$runs" --env "KERNEL=$kernel" --env "MEM=$mem" --env "CPUS=$cpus" \
     --env "SELF_TEST=$self_test" --env "L2_APPEND=$append" --env "L2_TIMEOUT=$l2_timeout" \
-    --timeout $(( 120 + 2 * runs * l2_timeout )) --quiet --log "$run_log" || l1_rc=$?
+    --timeout $(( 300 + 2 * runs * l2_timeout )) --quiet --log "$run_log" || l1_rc=$?
 parse_log=$run_log
 t1=$(date +%s.%N)
 (( l1_rc == 0 )) || echo "bench/boot: warning: the L1 run ended with status $l1_rc (log: $l1_log)"

@@ -57,6 +57,8 @@ cp "$here/l1-boot.sh" "$payload/"
 cat > "$payload/run.sh" <<'RUN'
 # Runs inside L1: one boot per flavour with the chosen VMM.
 . ./l1-boot.sh
+# A hung boot is stopped with SIGTERM: kvmkit then prints every vCPU's registers into the log.
+[ "$VMM" = kvmkit ] && export KVMKIT_DEBUG=1
 for f in $FLAVOURS; do
     case "$f" in
     bzimage) k=/payload/l2/vmlinuz ;;
@@ -87,7 +89,7 @@ t0=$(date +%s.%N)
 l1_rc=0
 "$here/run-l1.sh" --payload "$payload" --archive "$L2_ARCHIVE" "${qemu_opt[@]+"${qemu_opt[@]}"}" \
     --env "VMM=$vmm" --env "FLAVOURS=$flavours" --env "L2_APPEND=$append" --env "L2_TIMEOUT=$l2_timeout" \
-    --timeout $(( 120 + 2 * l2_timeout )) --quiet --log "$run_log" || l1_rc=$?
+    --timeout $(( 300 + 2 * l2_timeout )) --quiet --log "$run_log" || l1_rc=$?
 clean=$(tr -d '\r' < "$run_log")
 mv -f "$run_log" "$l1_log"
 t1=$(date +%s.%N)

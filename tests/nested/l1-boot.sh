@@ -24,10 +24,12 @@ l1_exit_kinds() {
 
 # l1_boot NAME TIMEOUT_S CMD ARGS...
 # Runs CMD (the VMM) with stdin from /dev/null, its output (the L2 console) going through a stamper.
-# The VMM is killed (timeout=1) after TIMEOUT_S, or L1_DONE_GRACE s (default 15) after the guest's
-# L2-DONE line (it is about to power off: a VMM still running then missed the power-off).
+# The VMM is stopped (timeout=1) after TIMEOUT_S, or L1_DONE_GRACE s (default 15) after the guest's
+# L2-DONE line (it is about to power off: a VMM still running then missed the power-off): SIGTERM
+# first (kvmkit with KVMKIT_DEBUG set then prints its vCPUs' registers), SIGKILL 3 s later.
 # Writes /tmp/boot-NAME.log: every output line as "<L1 uptime> <line>", and prints
-#   L2|NAME| <line>               for every line (after the run, to keep the console quiet meanwhile)
+#   L2|NAME| <line>               for every line as it comes (so a log cut short by a hung L1
+#                                 still shows how far the guest got)
 #   BOOT-RESULT name=NAME rc=<status> timeout=<0|1> wall=<s> init_wall=<s|na> hwm_kb=<kB>
 #               exits_init=<n|na> exits_last=<n|na> rss_init_kb=<kB|na> guest_ram_rss_init_kb=<kB|na>
 #               exit_kinds_init=<io=N,mmio=N,halt=N,...|na> poll=<s>
@@ -43,10 +45,12 @@ l1_boot() {
     rm -rf "$_d"; mkdir -p "$_d"
     mkfifo "$_d/fifo"
     _poll=${L1_POLL:-0.2}
+    exec 3>&1
     (
         while IFS= read -r _line || [ -n "$_line" ]; do
             read -r _t _ < /proc/uptime
             printf '%s %s\n' "$_t" "$_line"
+            printf 'L2|%s| %s\n' "$_name" "$_line" >&3
             case "$_line" in
             *L2-INIT-REACHED*)
                 if [ ! -f "$_d/init_t" ]; then
@@ -84,6 +88,9 @@ l1_boot() {
         fi
         if [ $((${_now%.*} - ${_t0%.*})) -ge "$_tmo" ] || { [ -n "$_dl" ] && [ "${_now%.*}" -ge "$_dl" ]; }; then
             _to=1
+            kill -TERM "$_pid" 2>/dev/null
+            _k=0
+            while kill -0 "$_pid" 2>/dev/null && [ $_k -lt 15 ]; do sleep 0.2; _k=$((_k + 1)); done
             kill -9 "$_pid" 2>/dev/null
             break
         fi
@@ -109,7 +116,7 @@ l1_boot() {
                    m && $1 == "Rss:" { if (sz > best) { best = sz; rss = $2 } }
                    END { print (best > 0) ? rss : "na" }' "$_d/smaps_init")
     fi
-    sed "s/^[0-9.]* /L2|$_name| /" "/tmp/boot-$_name.log"
+    exec 3>&-
     echo "BOOT-RESULT name=$_name rc=$_rc timeout=$_to wall=$(awk -v a="$_t0" -v b="$_t1" 'BEGIN { printf "%.2f", b - a }') init_wall=$_iw hwm_kb=$_hwm exits_init=$_ie exits_last=$_ex rss_init_kb=$_ri guest_ram_rss_init_kb=$_gr exit_kinds_init=$_ik poll=$_poll"
     return 0
 }
