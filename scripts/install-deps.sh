@@ -7,8 +7,10 @@ packages=(
 	gcc libc6-dev meson ninja-build pkg-config
 	# unit tests and the ACPI table check
 	libcmocka-dev acpica-tools
+	# asynchronous disk I/O
+	liburing-dev
 	# tier A comparison and tier B nested host (QEMU TCG as L1), its images and tools
-	qemu-system-x86 busybox-static cpio lz4 xz-utils zstd binutils file
+	qemu-system-x86 busybox-static cpio lz4 xz-utils zstd binutils file e2fsprogs
 )
 
 missing=()

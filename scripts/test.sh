@@ -66,6 +66,7 @@ fi
 
 if [ "$nested" -eq 1 ]; then
 	stage "tier B (nested host, stock Linux)" bash tests/nested/boot_linux.sh build/kvmkit
+	stage "tier B virtio (root on virtio-blk, virtio-rng)" bash tests/nested/virtio.sh build/kvmkit
 fi
 
 echo

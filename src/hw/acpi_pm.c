@@ -7,6 +7,7 @@
 
 #include "arch/x86/layout.h"
 #include "hw/devices.h"
+#include "lib/le.h"
 #include "lib/log.h"
 #include "vmm/vm.h"
 
@@ -18,19 +19,7 @@ struct acpi_pm {
 	uint16_t pm1_cnt;
 };
 
-static void put_le(uint8_t *data, uint32_t len, uint64_t v)
-{
-	for (uint32_t i = 0; i < len; i++)
-		data[i] = (uint8_t)(v >> (8 * i));
-}
 
-static uint64_t get_le(const uint8_t *data, uint32_t len)
-{
-	uint64_t v = 0;
-	for (uint32_t i = 0; i < len && i < 8; i++)
-		v |= (uint64_t)data[i] << (8 * i);
-	return v;
-}
 
 static void acpi_pm_cnt_write(struct acpi_pm *pm, uint16_t v)
 {
@@ -62,9 +51,9 @@ static void acpi_pm_access(void *opaque, uint64_t offset, uint8_t *data, uint32_
 			v = pm->pm1_cnt;
 		else if (port != PORT_ACPI_RESET)
 			v = ~0ULL;
-		put_le(data, len, v);
+		le_put(data, len, v);
 	} else {
-		uint64_t v = get_le(data, len);
+		uint64_t v = le_get(data, len);
 		if (port == PORT_ACPI_PM1A_EVT) {
 			pm->pm1_sts &= (uint16_t)~v; /* write one to clear */
 			if (len == 4)

@@ -34,6 +34,11 @@ static const char usage_text[] =
 	"  --no-reboot        exit (status 2) when the guest resets instead of restarting it\n"
 	"  --testdev          add QEMU's pc-testdev (port 0xe0, MMIO 0xff000000) for test kernels\n"
 	"  --stats            print VM exit counts when the guest stops\n"
+	"  --disk path=FILE[,format=raw][,readonly=on][,cache=writeback|none|unsafe][,serial=ID]\n"
+	"                     a virtio-blk disk (repeatable; /dev/vda, vdb, ... in order). A bare\n"
+	"                     FILE means path=FILE. cache: writeback (default), none (O_DIRECT),\n"
+	"                     unsafe (flushes ignored)\n"
+	"  --rng              a virtio-rng device fed from the host's getrandom()\n"
 	"  -h, --help         show this help\n"
 	"  -V, --version      show the version\n"
 	"\n"
@@ -43,7 +48,7 @@ static const char usage_text[] =
 	"--no-reboot, (v << 1) | 1 when a test guest writes v to the debug-exit port 0xf4.\n";
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_SERIAL,
-       OPT_NO_REBOOT, OPT_TESTDEV, OPT_STATS };
+       OPT_NO_REBOOT, OPT_TESTDEV, OPT_STATS, OPT_DISK, OPT_RNG };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -55,6 +60,8 @@ static const struct option run_options[] = {
 	{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
 	{ "testdev", no_argument, NULL, OPT_TESTDEV },
 	{ "stats", no_argument, NULL, OPT_STATS },
+	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "rng", no_argument, NULL, OPT_RNG },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -96,6 +103,79 @@ static int parse_cpus(const char *text, uint32_t *out)
 	}
 	*out = (uint32_t)n;
 	return 0;
+}
+
+/* "on"/"off" (and yes/no, true/false, 1/0, as QEMU accepts). */
+static int parse_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = { "on", "yes", "true", "1" };
+	static const char *const no[] = { "off", "no", "false", "0" };
+	for (size_t i = 0; i < 4; i++) {
+		if (strcmp(v, yes[i]) == 0) { *out = true; return 0; }
+		if (strcmp(v, no[i]) == 0) { *out = false; return 0; }
+	}
+	return -1;
+}
+
+/* --disk path=FILE,format=raw,readonly=on,cache=none,serial=ID (or a bare FILE). The values
+ * point into `spec`, which is modified (commas become NULs); argv outlives the VM. */
+static int parse_disk(char *spec, struct vm_disk *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->block.cache = BLOCK_CACHE_WRITEBACK;
+	const char *orig = strdup(spec);
+	for (char *save = NULL, *kv = strtok_r(spec, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(kv, '=');
+		if (!eq && !d->block.path && kv == spec) {
+			d->block.path = kv;
+			continue;
+		}
+		if (!eq) {
+			log_error("--disk '%s': '%s' is not KEY=VALUE", orig ? orig : "", kv);
+			goto bad;
+		}
+		*eq = '\0';
+		const char *k = kv, *v = eq + 1;
+		if (strcmp(k, "path") == 0 || strcmp(k, "file") == 0) {
+			d->block.path = v;
+		} else if (strcmp(k, "format") == 0) {
+			d->block.format = v;
+		} else if (strcmp(k, "readonly") == 0) {
+			if (parse_bool(v, &d->block.readonly) < 0) {
+				log_error("--disk: readonly wants on or off, not '%s'", v);
+				goto bad;
+			}
+		} else if (strcmp(k, "cache") == 0) {
+			if (strcmp(v, "writeback") == 0)
+				d->block.cache = BLOCK_CACHE_WRITEBACK;
+			else if (strcmp(v, "none") == 0)
+				d->block.cache = BLOCK_CACHE_NONE;
+			else if (strcmp(v, "unsafe") == 0)
+				d->block.cache = BLOCK_CACHE_UNSAFE;
+			else {
+				log_error("--disk: cache wants writeback, none or unsafe, not '%s'", v);
+				goto bad;
+			}
+		} else if (strcmp(k, "serial") == 0) {
+			if (strlen(v) > 20) {
+				log_error("--disk: serial '%s' is longer than 20 characters", v);
+				goto bad;
+			}
+			d->serial = v;
+		} else {
+			log_error("--disk: unknown key '%s' (path, format, readonly, cache, serial)", k);
+			goto bad;
+		}
+	}
+	if (!d->block.path || !*d->block.path) {
+		log_error("--disk '%s' names no image: use --disk path=FILE", orig ? orig : "");
+		goto bad;
+	}
+	free((void *)orig);
+	return 0;
+bad:
+	free((void *)orig);
+	return -1;
 }
 
 static int check_readable(const char *path, const char *what)
@@ -161,6 +241,16 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 		case OPT_NO_REBOOT: o->vm.no_reboot = true; break;
 		case OPT_TESTDEV: o->vm.testdev = true; break;
 		case OPT_STATS: o->vm.stats = true; break;
+		case OPT_DISK:
+			if (o->vm.ndisks == VM_MAX_DISKS) {
+				log_error("at most %d disks (--disk)", VM_MAX_DISKS);
+				return CLI_EXIT_ERROR;
+			}
+			if (parse_disk(optarg, &o->vm.disks[o->vm.ndisks]) < 0)
+				return CLI_EXIT_ERROR;
+			o->vm.ndisks++;
+			break;
+		case OPT_RNG: o->vm.rng = true; break;
 		case 'h': fputs(usage_text, stdout); return CLI_EXIT_OK;
 		case 'V': printf("kvmkit %s\n", KVMKIT_VERSION); return CLI_EXIT_OK;
 		case ':':

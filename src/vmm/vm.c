@@ -22,8 +22,12 @@
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
 #include "hw/devices.h"
+#include "hw/pci.h"
 #include "lib/log.h"
+#include "virtio/devices.h"
 #include "vmm/console.h"
+#include "vmm/iothread.h"
+#include "vmm/irq.h"
 #include "vmm/vcpu.h"
 
 /* Addresses KVM needs for Intel's real-mode emulation: three pages below the BIOS. */
@@ -133,13 +137,18 @@ static int vm_create_machine(struct vm *vm)
 		log_error("cannot create the in-kernel interrupt controller: %s", strerror(errno));
 		return -errno;
 	}
+	int r = irq_routing_init(vm);
+	if (r < 0) {
+		log_error("cannot set up the interrupt routing table: %s", strerror(-r));
+		return r;
+	}
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
 		log_error("cannot create the in-kernel PIT: %s", strerror(errno));
 		return -errno;
 	}
 
-	int r = guest_mem_init(&vm->mem, vm->cfg->ram_size);
+	r = guest_mem_init(&vm->mem, vm->cfg->ram_size);
 	if (r < 0) {
 		log_error("cannot allocate %llu MiB of guest memory: %s",
 			  (unsigned long long)(vm->cfg->ram_size >> 20), strerror(-r));
@@ -161,6 +170,29 @@ static int vm_create_machine(struct vm *vm)
 	return 0;
 }
 
+/* The PCI bus and the virtio devices on it, only when some were asked for: a VM without them
+ * keeps the smaller machine (no PCI probing at boot). */
+static int vm_create_pci_devices(struct vm *vm)
+{
+	const struct vm_config *cfg = vm->cfg;
+	if (cfg->ndisks == 0 && !cfg->rng)
+		return 0;
+	vm->io = iothread_create();
+	if (!vm->io)
+		return -ENOMEM;
+	vm->pci = pci_bus_create(vm);
+	if (!vm->pci)
+		return -ENOMEM;
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		vm->disks[i] = virtio_blk_create(vm, &cfg->disks[i].block, cfg->disks[i].serial);
+		if (!vm->disks[i])
+			return -EINVAL;
+	}
+	if (cfg->rng && !(vm->rng = virtio_rng_create(vm)))
+		return -ENOMEM;
+	return 0;
+}
+
 static int vm_create_devices(struct vm *vm)
 {
 	vm->com1 = serial_8250_create(vm, PORT_COM1, IRQ_COM1, vm->cfg->console);
@@ -175,12 +207,12 @@ static int vm_create_devices(struct vm *vm)
 		log_error("cannot create the test device");
 		return -ENOMEM;
 	}
-	return 0;
+	return vm_create_pci_devices(vm);
 }
 
 static int vm_load_guest(struct vm *vm)
 {
-	struct acpi_config acpi = { .ncpus = vm->ncpus };
+	struct acpi_config acpi = { .ncpus = vm->ncpus, .pci = vm->pci != NULL };
 	uint64_t rsdp;
 	int r = acpi_build(&vm->mem, &acpi, &rsdp);
 	if (r < 0) {
@@ -298,6 +330,12 @@ static void vm_destroy(struct vm *vm)
 	for (uint32_t i = 0; vm->vcpus && i < vm->ncpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
+	/* virtio devices drain their I/O through the I/O thread, which goes after them */
+	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
+		virtio_blk_destroy(vm->disks[i]);
+	virtio_rng_destroy(vm->rng);
+	iothread_destroy(vm->io);
+	pci_bus_destroy(vm->pci);
 	serial_8250_destroy(vm->com1);
 	rtc_mc146818_destroy(vm->rtc);
 	i8042_destroy(vm->i8042);
@@ -305,6 +343,7 @@ static void vm_destroy(struct vm *vm)
 	pc_testdev_destroy(vm->testdev);
 	bus_destroy(&vm->pio_bus);
 	bus_destroy(&vm->mmio_bus);
+	irq_routing_destroy(vm);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	guest_mem_destroy(&vm->mem);

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "block/block.h"
 #include "vmm/bus.h"
 #include "vmm/memory.h"
 
@@ -18,6 +19,19 @@ struct rtc_mc146818;
 struct i8042;
 struct acpi_pm;
 struct pc_testdev;
+struct pci_bus;
+struct virtio_blk;
+struct virtio_rng;
+struct irq_routing;
+struct iothread;
+
+#define VM_MAX_DISKS 16
+
+/* One --disk: the image and what the guest sees of it. */
+struct vm_disk {
+	struct block_options block;
+	const char *serial;    /* virtio-blk ID, may be NULL */
+};
 
 /* What the user asked for; filled by the CLI, read-only while the VM runs. */
 struct vm_config {
@@ -29,6 +43,9 @@ struct vm_config {
 	bool no_reboot;        /* a guest reset ends kvmkit (status VM_EXIT_STATUS_RESET) */
 	bool testdev;          /* QEMU's pc-testdev for test guests */
 	bool stats;            /* print exit statistics when the VM stops */
+	struct vm_disk disks[VM_MAX_DISKS];
+	unsigned ndisks;
+	bool rng;              /* a virtio-rng device */
 	struct console *console; /* the serial console backend; outlives VM resets */
 	int signal_fd;          /* signalfd for SIGINT/SIGTERM/SIGHUP, or -1 */
 };
@@ -85,6 +102,12 @@ struct vm {
 	struct i8042 *i8042;
 	struct acpi_pm *acpi_pm;
 	struct pc_testdev *testdev;
+	struct pci_bus *pci;
+	struct virtio_blk *disks[VM_MAX_DISKS];
+	struct virtio_rng *rng;
+
+	struct irq_routing *irq;   /* GSI routing table (vmm/irq.c) */
+	struct iothread *io;       /* the thread that runs device back-ends (vmm/iothread.c) */
 };
 
 /* Builds and runs the VM until it stops; returns the stop reason and the exit status to use.

@@ -95,33 +95,13 @@ mv -f "$run_log" "$l1_log"
 t1=$(date +%s.%N)
 date_after=$(date -u +%F)
 
-passed=0 failed=0 xfailed=0
-# --known-bug CHECK=WHY: a check that fails because of a bug recorded in an open issue is still
-# run and reported, as XFAIL with the reason; should it pass, it counts as a pass and says so.
-pass() {
-    if [[ -n "${known_bug_check:-}" && "${1#*/}" == "$known_bug_check" ]]; then
-        echo "PASS $1 (marked as a known bug, but it passed: drop --known-bug)"
-    else
-        echo "PASS $1"
-    fi
-    passed=$((passed + 1))
-}
-fail() {
-    if [[ -n "${known_bug_check:-}" && "${1#*/}" == "$known_bug_check" ]]; then
-        echo "XFAIL $1 ($2; known bug: $known_bug_why)"
-        xfailed=$((xfailed + 1))
-        return
-    fi
-    echo "FAIL $1 ($2)"
-    failed=$((failed + 1))
-}
+. "$here/report.sh"
 if [[ $l1_rc -ne 0 ]]; then
     fail "l1-host" "run-l1.sh exited $l1_rc; L1 log: $l1_log"
     printf '%s\n' "$clean" | tail -n 20 | sed 's/^/  L1| /'
 else
     pass "l1-host"
 fi
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< "$2"; }
 for f in $flavours; do
     res=$(grep "^BOOT-RESULT name=$f " <<< "$clean" | tail -n1 || true)
     l2=$(sed -n "s/^L2|$f| //p" <<< "$clean")
@@ -168,6 +148,4 @@ for f in $flavours; do
     fi
 done
 echo "TIME total: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s for L1 boot + all L2 boots (L1 log: $l1_log)"
-[[ $xfailed -eq 0 ]] || echo "$xfailed check(s) XFAIL: known bug, see above"
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+report_end

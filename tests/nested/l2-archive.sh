@@ -23,7 +23,7 @@ if [[ ! -f "$out" ]]; then
     mkdir -p "$st/payload/l2"
     cp "$L2_VMLINUZ" "$st/payload/l2/vmlinuz"
     cp "$L2_VMLINUX_PVH" "$st/payload/l2/vmlinux"
-    "$here/l2-initramfs.sh" "$st/payload/l2/initramfs.cpio" "$BUSYBOX" >/dev/null
+    "$here/l2-initramfs.sh" "$st/payload/l2/initramfs.cpio" "$BUSYBOX" "$L2_MODULES_DIR" >/dev/null
     cp "$st/payload/l2/initramfs.cpio" "$NESTED_DIR/l2-initramfs-$key.cpio"
     ( cd "$st" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet ) > "$out.tmp.$$"
     mv "$out.tmp.$$" "$out"

@@ -2,14 +2,19 @@
 # Build the busybox initramfs for the L2 test guest: prints L2-* marker lines, then powers off or gives a shell.
 set -euo pipefail
 
-# Usage: tests/nested/l2-initramfs.sh OUT [BUSYBOX]
+# Usage: tests/nested/l2-initramfs.sh OUT [BUSYBOX [MODULES_DIR]]
 #   OUT ending in .gz gives a gzip-compressed cpio (newc), anything else an uncompressed one.
 #   BUSYBOX defaults to $BUSYBOX, else the busybox-static that tests/nested/fetch.sh provides.
+#   MODULES_DIR (default $L2_MODULES_DIR): the L2 kernel's /lib/modules/VERSION; its virtio
+#   drivers go into the archive and are loaded at boot (the Debian cloud kernel builds them as
+#   modules).
 # The guest's behaviour after the markers follows its kernel command line:
 #   kvmkit.test=poweroff (default)  poweroff -f       (needs ACPI power-off in the VMM)
 #   kvmkit.test=reboot              reboot -f         (with reboot=k: i8042 reset; for VMMs without ACPI)
 #   kvmkit.test=shell               interactive shell on the console, poweroff -f when it exits
 #   kvmkit.test=halt                stop without powering off (for tests that watch the VMM)
+#   kvmkit.test=virtio-root         mount /dev/vda (ext4) and switch_root to it, running its
+#                                   /sbin/kvmkit-test (tests/nested/virtio.sh builds that disk)
 #   kvmkit.hold=SECONDS             wait that long after the markers first (lets a test sample the VMM)
 # Marker lines (each alone on a line, on the console):
 #   L2-INIT-REACHED uptime=<s>  L2-CPUS <n>  L2-MEMTOTAL-KB <kB>  L2-MEMUSED-KB <kB>  L2-DATE <YYYY-MM-DD>
@@ -20,10 +25,12 @@ die() { printf 'l2-initramfs: error: %s\n' "$*" >&2; exit 1; }
 out=$1
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 busybox=${2:-${BUSYBOX:-}}
-if [[ -z "$busybox" ]]; then
+modules=${3:-${L2_MODULES_DIR:-}}
+if [[ -z "$busybox" || -z "$modules" ]]; then
     fenv=$("$here/fetch.sh") || exit 1
     eval "$fenv"
-    busybox=$BUSYBOX
+    busybox=${busybox:-$BUSYBOX}
+    modules=${modules:-$L2_MODULES_DIR}
 fi
 [[ -x "$busybox" ]] || die "busybox not executable: $busybox"
 file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
@@ -37,6 +44,16 @@ cp "$busybox" "$stage/bin/busybox"
 # below also reopens the console after mounting devtmpfs, for archives built without it).
 mknod -m 600 "$stage/dev/console" c 5 1 2>/dev/null || true
 mknod -m 666 "$stage/dev/null" c 1 3 2>/dev/null || true
+# The virtio drivers, in load order (each after the modules it needs).
+virtio_modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_mmio
+virtio_blk virtio-rng virtio_console failover net_failover virtio_net"
+mkdir -p "$stage/lib/modules"
+for m in $virtio_modules; do
+    f=$(find "$modules/kernel" -name "$m.ko" -print -quit)
+    [[ -n "$f" ]] || die "module $m.ko not found under $modules"
+    cp "$f" "$stage/lib/modules/"
+done
+echo "$virtio_modules" | tr '\n' ' ' > "$stage/lib/modules/order"
 echo 'root:x:0:0:root:/root:/bin/sh' > "$stage/etc/passwd"
 
 cat > "$stage/init" <<'INIT'
@@ -48,6 +65,8 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec 0</dev/console 1>/dev/console 2>&1
+# Only the modes that use devices load the virtio drivers: boot-time figures stay comparable.
+load_virtio() { for m in $(cat /lib/modules/order); do insmod "/lib/modules/$m.ko" 2>/dev/null; done; }
 read -r up _ < /proc/uptime
 echo "L2-INIT-REACHED uptime=$up"
 echo "L2-CPUS $(nproc)"
@@ -67,7 +86,21 @@ done
 echo "L2-MODE $mode"
 [ "$hold" != 0 ] && sleep "$hold"
 case "$mode" in
+virtio-root)
+    load_virtio
+    mkdir -p /newroot
+    n=0
+    while [ ! -b /dev/vda ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+    if mount -t ext4 /dev/vda /newroot; then
+        umount /proc /sys /dev 2>/dev/null
+        exec switch_root /newroot /sbin/kvmkit-test
+    fi
+    echo "L2-VIRTIO-ROOT-FAILED"
+    ls /sys/bus/pci/devices /sys/bus/virtio/devices 2>&1
+    echo "L2-DONE"
+    poweroff -f ;;
 shell)
+    load_virtio
     hostname l2
     echo "L2 guest shell (busybox). 'exit' or 'poweroff -f' ends the guest."
     export PS1='l2:\w# '

@@ -1,4 +1,5 @@
-/* Unit tests of the ACPI tables: walked byte by byte as a guest would, then disassembled by iasl. */
+/* Unit tests of the ACPI tables: walked byte by byte as a guest would, then disassembled by iasl;
+ * with and without the PCI host bridge (MCFG, \_SB.PCI0). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,7 +36,8 @@ struct tables {
 	struct guest_mem mem;
 	uint8_t *ram;
 	uint32_t ncpus;
-	uint64_t rsdp, rsdt, xsdt, fadt, facs, dsdt, madt;
+	bool pci;
+	uint64_t rsdp, rsdt, xsdt, fadt, facs, dsdt, madt, mcfg;
 };
 
 static uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
@@ -72,15 +74,21 @@ static const uint8_t *check_table(struct tables *t, uint64_t gpa, const char *si
 	return p;
 }
 
-static void build(struct tables *t, uint32_t ncpus)
+static void build_with(struct tables *t, uint32_t ncpus, bool pci)
 {
 	memset(t, 0, sizeof(*t));
 	assert_int_equal(fake_mem_init(&t->mem, RAM_SIZE), 0);
 	t->ram = t->mem.regions[0].host;
 	memset(t->ram, RAM_FILL, RAM_SIZE);
 	t->ncpus = ncpus;
-	struct acpi_config cfg = {.ncpus = ncpus};
+	t->pci = pci;
+	struct acpi_config cfg = {.ncpus = ncpus, .pci = pci};
 	assert_int_equal(acpi_build(&t->mem, &cfg, &t->rsdp), 0);
+}
+
+static void build(struct tables *t, uint32_t ncpus)
+{
+	build_with(t, ncpus, false);
 }
 
 static void check_outside_untouched(struct tables *t)
@@ -112,7 +120,7 @@ static void check_rsdp(struct tables *t)
 	t->xsdt = rd64(r + 24);
 }
 
-/* RSDT and XSDT list the same tables: exactly one FADT and one MADT. */
+/* RSDT and XSDT list the same tables: exactly one FADT and one MADT, and an MCFG with PCI. */
 static void check_root_tables(struct tables *t)
 {
 	const uint8_t *rsdt = check_table(t, t->rsdt, "RSDT");
@@ -121,7 +129,7 @@ static void check_root_tables(struct tables *t)
 	assert_int_equal(rd32(rsdt + 4), HDR + 4 * rn);
 	assert_int_equal(rd32(xsdt + 4), HDR + 8 * xn);
 	assert_int_equal(rn, xn);
-	assert_int_equal(rn, 2);
+	assert_int_equal(rn, t->pci ? 3 : 2);
 	for (uint32_t i = 0; i < xn; i++) {
 		uint64_t gpa = rd64(xsdt + HDR + 8 * i);
 		assert_int_equal(rd32(rsdt + HDR + 4 * i), gpa);
@@ -132,12 +140,35 @@ static void check_root_tables(struct tables *t)
 		} else if (!memcmp(p, "APIC", 4)) {
 			assert_int_equal(t->madt, 0);
 			t->madt = gpa;
+		} else if (!memcmp(p, "MCFG", 4) && t->pci) {
+			assert_int_equal(t->mcfg, 0);
+			t->mcfg = gpa;
 		} else {
 			fail_msg("unexpected table %.4s in the XSDT", (const char *)p);
 		}
 	}
 	assert_int_not_equal(t->fadt, 0);
 	assert_int_not_equal(t->madt, 0);
+	assert_int_equal(t->mcfg != 0, t->pci);
+}
+
+/* MCFG: one allocation, the ECAM of segment 0, buses 0-0 (PCI Firmware Spec 3.0, 4.1.2). */
+static void check_mcfg(struct tables *t)
+{
+	if (!t->pci)
+		return;
+	const uint8_t *m = check_table(t, t->mcfg, "MCFG");
+	assert_int_equal(rd32(m + 4), HDR + 8 + 16);
+	assert_int_equal(m[8], 1); /* revision */
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(m[HDR + i], 0);
+	const uint8_t *e = m + HDR + 8;
+	assert_int_equal(rd64(e), LAYOUT_PCI_ECAM_BASE);
+	assert_int_equal(rd16(e + 8), 0);  /* segment */
+	assert_int_equal(e[10], 0);        /* start bus */
+	assert_int_equal(e[11], 0);        /* end bus: the ECAM is 1 MiB, one bus */
+	assert_int_equal(LAYOUT_PCI_ECAM_SIZE, 1u << 20);
+	assert_int_equal(rd32(e + 12), 0);
 }
 
 static void check_gas_io(const uint8_t *gas, uint8_t bits, uint64_t port)
@@ -329,6 +360,23 @@ static void check_dsdt(struct tables *t)
 	const uint8_t *io = memfind(d, len, com1_io, sizeof(com1_io));
 	assert_non_null(io);
 	assert_memory_equal(io + sizeof(com1_io), irq4, sizeof(irq4));
+
+	/* PCI: EisaId("PNP0A08") and the ECAM reservation only when asked for; a machine without
+	 * PCI keeps the DSDT it had. */
+	static const uint8_t pnp0a08[] = {0x0c, 0x41, 0xd0, 0x0a, 0x08};
+	static const uint8_t pnp0c02[] = {0x0c, 0x41, 0xd0, 0x0c, 0x02};
+	assert_int_equal(memfind(d, len, pnp0a08, sizeof(pnp0a08)) != NULL, t->pci);
+	assert_int_equal(memfind(d, len, pnp0c02, sizeof(pnp0c02)) != NULL, t->pci);
+	assert_int_equal(memfind(d, len, "PCI0", 4) != NULL, t->pci);
+	assert_int_equal(memfind(d, len, "_PRT", 4) != NULL, t->pci);
+	if (!t->pci)
+		return;
+	/* Memory32Fixed(ReadWrite, ECAM base, 1 MiB) */
+	uint8_t ecam[12] = {0x86, 0x09, 0x00, 0x01};
+	uint32_t base = (uint32_t)LAYOUT_PCI_ECAM_BASE, size = (uint32_t)LAYOUT_PCI_ECAM_SIZE;
+	memcpy(ecam + 4, &base, 4);
+	memcpy(ecam + 8, &size, 4);
+	assert_non_null(memfind(d, len, ecam, sizeof(ecam)));
 }
 
 /* --- iasl: the ACPICA disassembler is the external judge of table and AML syntax --- */
@@ -447,6 +495,52 @@ static void remove_dir(const char *dir)
 	free(cmd);
 }
 
+/* What Linux evaluates for the host bridge: _HID/_CID, _CRS (windows), _PRT (INTx routing),
+ * and the ECAM reservation's _CRS. */
+static void check_pci_with_acpiexec(const char *acpiexec, const char *dir)
+{
+	char *log = run_tool(acpiexec, dir,
+	                     "-b 'evaluate \\_SB.PCI0._HID; evaluate \\_SB.PCI0._CID; "
+	                     "evaluate \\_SB.PCI0._CRS; evaluate \\_SB.PCI0._PRT; "
+	                     "evaluate \\_SB.ECAM._CRS' dsdt.dat");
+	static const char *const expected[] = {
+		"[Integer] = 00000000080AD041", /* EisaId("PNP0A08") */
+		"[Integer] = 00000000030AD041", /* EisaId("PNP0A03") */
+		/* WordBusNumber 0-0; IO 0xCF8 x 8; WordIO 0xC000-0xFFFF; DWordMemory
+		 * 0xC0000000-0xDFFFFFFF; end tag */
+		"[Buffer] Length 44 = \n"
+		"    0000: 88 0D 00 02 0C 00 00 00 00 00 00 00 00 00 01 00",
+		"    0010: 47 01 F8 0C F8 0C 01 08 88 0D 00 01 0C 03 00 00",
+		"    0020: 00 C0 FF FF 00 00 00 40 87 17 00 00 0C 01 00 00",
+		"    0030: 00 00 00 00 00 C0 FF FF FF DF 00 00 00 00 00 00",
+		"    0040: 00 20 79 00",
+		"[Package] Contains 128 Elements:",
+		/* slot 0 INTA# -> GSI 16, slot 1 INTA# -> GSI 17, slot 31 INTD# -> GSI 18 */
+		"[Package] Contains 4 Elements:\n"
+		"      [Integer] = 000000000000FFFF\n"
+		"      [Integer] = 0000000000000000\n"
+		"      [Integer] = 0000000000000000\n"
+		"      [Integer] = 0000000000000010\n",
+		"[Package] Contains 4 Elements:\n"
+		"      [Integer] = 000000000001FFFF\n"
+		"      [Integer] = 0000000000000000\n"
+		"      [Integer] = 0000000000000000\n"
+		"      [Integer] = 0000000000000011\n",
+		"[Package] Contains 4 Elements:\n"
+		"      [Integer] = 00000000001FFFFF\n"
+		"      [Integer] = 0000000000000003\n"
+		"      [Integer] = 0000000000000000\n"
+		"      [Integer] = 0000000000000012\n",
+		"Length 0E =     0000: 86 09 00 01 00 00 00 E0 00 00 10 00 79 00",
+	};
+	for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
+		if (!strstr(log, expected[i]))
+			fail_msg("acpiexec: no \"%s\" in:\n%s", expected[i], log);
+	if (strstr(log, "AE_") || strstr(log, "Error") || strstr(log, "Warning"))
+		fail_msg("acpiexec complained:\n%s", log);
+	free(log);
+}
+
 static void check_with_iasl(struct tables *t)
 {
 	const char *iasl = find_iasl();
@@ -465,14 +559,30 @@ static void check_with_iasl(struct tables *t)
 		{"facs", t->facs, 64},
 		{"apic", t->madt, rd32(t->ram + t->madt + 4)},
 		{"dsdt", t->dsdt, rd32(t->ram + t->dsdt + 4)},
+		{"mcfg", t->mcfg, t->pci ? rd32(t->ram + t->mcfg + 4) : 0},
 	};
 	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
+		if (!tab[i].gpa)
+			continue;
 		char *text = iasl_disassemble(iasl, dir, tab[i].name, t->ram + tab[i].gpa, tab[i].len);
 		if (!strcmp(tab[i].name, "dsdt")) {
 			assert_non_null(strstr(text, "_S5_"));
 			assert_non_null(strstr(text, "EisaId (\"PNP0501\")"));
 			assert_non_null(strstr(text, "IRQNoFlags ()"));
+			static const char *const pci[] = {
+				"EisaId (\"PNP0A08\")", "EisaId (\"PNP0A03\")", "EisaId (\"PNP0C02\")",
+				"WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode,",
+				"WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,",
+				"DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, "
+				"NonCacheable, ReadWrite,",
+				"Memory32Fixed (ReadWrite,", "Name (_PRT, Package (0x80)",
+			};
+			for (size_t k = 0; k < sizeof(pci) / sizeof(pci[0]); k++)
+				if ((strstr(text, pci[k]) != NULL) != t->pci)
+					fail_msg("DSDT (pci %d): \"%s\" in:\n%s", t->pci, pci[k], text);
 		}
+		if (!strcmp(tab[i].name, "mcfg"))
+			assert_non_null(strstr(text, "Base Address : 00000000E0000000"));
 		if (!strcmp(tab[i].name, "apic")) {
 			/* one processor entry per vCPU, counted in iasl's own rendering */
 			size_t n = 0;
@@ -521,6 +631,8 @@ static void check_with_iasl(struct tables *t)
 		if (strstr(log, "AE_") || strstr(log, "Error") || strstr(log, "Warning"))
 			fail_msg("acpiexec complained:\n%s", log);
 		free(log);
+		if (t->pci)
+			check_pci_with_acpiexec(acpiexec, dir);
 	}
 	if (getenv("KVMKIT_TEST_KEEP"))
 		printf("iasl output kept in %s\n", dir); /* for a human reading the .dsl files */
@@ -529,21 +641,27 @@ static void check_with_iasl(struct tables *t)
 }
 
 /* Structure checks always; with_iasl adds the disassembler (those tests skip without iasl). */
-static void test_tables(uint32_t ncpus, bool with_iasl)
+static void test_tables_with(uint32_t ncpus, bool pci, bool with_iasl)
 {
 	if (with_iasl && !find_iasl())
 		skip(); /* acpica-tools is not installed */
 	struct tables t;
-	build(&t, ncpus);
+	build_with(&t, ncpus, pci);
 	check_outside_untouched(&t);
 	check_rsdp(&t);
 	check_root_tables(&t);
 	check_fadt(&t);
 	check_madt(&t);
+	check_mcfg(&t);
 	check_dsdt(&t);
 	if (with_iasl)
 		check_with_iasl(&t);
 	fake_mem_destroy(&t.mem);
+}
+
+static void test_tables(uint32_t ncpus, bool with_iasl)
+{
+	test_tables_with(ncpus, false, with_iasl);
 }
 
 static void test_1_cpu(void **state) { (void)state; test_tables(1, false); }
@@ -555,16 +673,20 @@ static void test_iasl_1_cpu(void **state) { (void)state; test_tables(1, true); }
 static void test_iasl_4_cpus(void **state) { (void)state; test_tables(4, true); }
 static void test_iasl_256_cpus(void **state) { (void)state; test_tables(256, true); }
 static void test_iasl_1024_cpus(void **state) { (void)state; test_tables(1024, true); }
+static void test_pci_1_cpu(void **state) { (void)state; test_tables_with(1, true, false); }
+static void test_pci_256_cpus(void **state) { (void)state; test_tables_with(256, true, false); }
+static void test_iasl_pci_1_cpu(void **state) { (void)state; test_tables_with(1, true, true); }
+static void test_iasl_pci_1024_cpus(void **state) { (void)state; test_tables_with(1024, true, true); }
 
 static void test_deterministic(void **state)
 {
 	(void)state;
 	struct tables a, b;
-	build(&a, 8);
-	build(&b, 8);
+	build_with(&a, 8, true);
+	build_with(&b, 8, true);
 	assert_memory_equal(a.ram + LAYOUT_ACPI_START, b.ram + LAYOUT_ACPI_START,
 	                    LAYOUT_ACPI_END - LAYOUT_ACPI_START);
-	/* Building again over old tables (fewer CPUs) leaves nothing stale behind. */
+	/* Building again over old tables (fewer CPUs, no PCI) leaves nothing stale behind. */
 	struct acpi_config cfg = {.ncpus = 1};
 	uint64_t rsdp;
 	assert_int_equal(acpi_build(&a.mem, &cfg, &rsdp), 0);
@@ -621,6 +743,10 @@ int main(void)
 		cmocka_unit_test(test_iasl_4_cpus),
 		cmocka_unit_test(test_iasl_256_cpus),
 		cmocka_unit_test(test_iasl_1024_cpus),
+		cmocka_unit_test(test_pci_1_cpu),
+		cmocka_unit_test(test_pci_256_cpus),
+		cmocka_unit_test(test_iasl_pci_1_cpu),
+		cmocka_unit_test(test_iasl_pci_1024_cpus),
 		cmocka_unit_test(test_deterministic),
 		cmocka_unit_test(test_errors),
 	};

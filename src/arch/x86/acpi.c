@@ -14,7 +14,7 @@
  * Layout of the area (all offsets from LAYOUT_ACPI_START):
  *   0x00  RSDP   - first, on a 16-byte boundary, so the BIOS-area scan finds it
  *   0x40  FACS   - the spec wants it 64-byte aligned
- *   then  DSDT, FADT, MADT, XSDT, RSDT, each 16-byte aligned
+ *   then  DSDT, FADT, MADT, (MCFG), XSDT, RSDT, each 16-byte aligned
  * Tables are built bottom-up (a table is written after everything it points to), into a host
  * buffer that is copied to the guest only when all of it fit.
  */
@@ -228,11 +228,30 @@ _Static_assert(sizeof(struct madt_lapic_nmi) == 6, "MADT LAPIC NMI entry");
 _Static_assert(sizeof(struct madt_x2apic) == 16, "MADT x2APIC entry");
 _Static_assert(sizeof(struct madt_x2apic_nmi) == 12, "MADT x2APIC NMI entry");
 
+/* MCFG (PCI Firmware Specification 3.0): the ECAM of each segment's bus range. */
+struct acpi_mcfg {
+	struct acpi_header h;
+	uint8_t reserved[8];
+} __attribute__((packed));
+
+struct mcfg_allocation {
+	uint64_t base_address;
+	uint16_t segment;
+	uint8_t start_bus;
+	uint8_t end_bus;
+	uint32_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct acpi_mcfg) == 44, "MCFG layout");
+_Static_assert(sizeof(struct mcfg_allocation) == 16, "MCFG allocation entry");
+
 /* xAPIC IDs are 8 bits and 0xff is the broadcast ID, so CPUs from ID 255 up need x2APIC entries. */
 #define MADT_MAX_XAPIC_ID 254u
 #define MPS_INTI_POLARITY_HIGH 0x1
 #define MPS_INTI_TRIGGER_LEVEL 0xc
 #define IOAPIC_ID 0 /* what KVM's in-kernel IOAPIC reports in its ID register after reset */
+
+#define PCI_SLOTS         32          /* devices on bus 0 */
+#define PCI_ECAM_BUS_SIZE (1u << 20)  /* 32 devices x 8 functions x 4 KiB */
 
 /* --- The area: a bump allocator over the host copy of [LAYOUT_ACPI_START, LAYOUT_ACPI_END) --- */
 
@@ -311,10 +330,61 @@ static void dsdt_isa_device(struct aml *a, const char *name, const char *hid, ui
 	aml_end(a);
 }
 
+/* \_SB.PCI0, the host bridge of hw/pci.c. Linux binds it as PNP0A08 (PCI Express: extended
+ * config space through the MCFG's ECAM), takes the windows of _CRS as the only places BARs may
+ * be (so it keeps the addresses kvmkit pre-assigned, which lie inside them), and routes INTx
+ * through _PRT. */
+static void dsdt_pci_host_bridge(struct aml *a)
+{
+	aml_device_begin(a, "PCI0");
+	aml_name_eisaid(a, "_HID", "PNP0A08");
+	aml_name_eisaid(a, "_CID", "PNP0A03"); /* a plain PCI bus, for OSes without PCIe support */
+	aml_name_integer(a, "_SEG", 0);
+	aml_name_integer(a, "_BBN", 0);
+	aml_name_integer(a, "_UID", 0);
+
+	aml_name(a, "_CRS");
+	aml_res_begin(a);
+	aml_res_word_bus_number(a, 0, 0);
+	/* The config ports are the bridge's own (Linux drops them from the windows). */
+	aml_res_io(a, PORT_PCI_CONFIG, PORT_PCI_CONFIG, 1, PORT_PCI_CONFIG_LEN);
+	aml_res_word_io(a, PORT_PCI_IO_BASE, PORT_PCI_IO_BASE + PORT_PCI_IO_SIZE - 1);
+	aml_res_dword_memory(a, (uint32_t)LAYOUT_PCI_MEM_BASE,
+			     (uint32_t)(LAYOUT_PCI_MEM_BASE + LAYOUT_PCI_MEM_SIZE - 1));
+	aml_res_end(a);
+
+	/* _PRT: Package { address (slot << 16 | 0xFFFF: any function), pin (0 = INTA#), source
+	 * (0: the last field is a GSI, no link device), GSI }. Level-triggered, active-low, as
+	 * the spec says for GSIs without a link; KVM's IOAPIC takes the level as asserted/not. */
+	aml_name(a, "_PRT");
+	aml_package_begin(a, PCI_SLOTS * PCI_INTX_PINS);
+	for (unsigned slot = 0; slot < PCI_SLOTS; slot++) {
+		for (unsigned pin = 0; pin < PCI_INTX_PINS; pin++) {
+			aml_package_begin(a, 4);
+			aml_integer(a, (uint64_t)slot << 16 | 0xffff);
+			aml_integer(a, pin);
+			aml_integer(a, 0);
+			aml_integer(a, PCI_INTX_GSI(slot, pin));
+			aml_end(a);
+		}
+	}
+	aml_end(a);
+	aml_end(a);
+
+	/* Linux uses an MCFG region only if firmware reserved it: as a motherboard resource
+	 * ("reserved as ACPI motherboard resource"; e820.c reserves it too, for the early check). */
+	aml_device_begin(a, "ECAM");
+	aml_name_eisaid(a, "_HID", "PNP0C02");
+	aml_name_integer(a, "_UID", 1);
+	aml_name(a, "_CRS");
+	aml_res_begin(a);
+	aml_res_memory32_fixed(a, (uint32_t)LAYOUT_PCI_ECAM_BASE, (uint32_t)LAYOUT_PCI_ECAM_SIZE);
+	aml_res_end(a);
+	aml_end(a);
+}
+
 static void dsdt_body(struct aml *a, const struct acpi_config *cfg)
 {
-	(void)cfg; /* virtio-mmio and PCI devices will come from here */
-
 	/* \_S5: the SLP_TYP values Linux writes to PM1a_CNT to power off (PM1b unused). */
 	aml_name(a, "\\_S5");
 	aml_package_begin(a, 4);
@@ -330,6 +400,8 @@ static void dsdt_body(struct aml *a, const struct acpi_config *cfg)
 	static const struct isa_io rtc[] = {{PORT_RTC, 2}};
 	dsdt_isa_device(a, "RTC", "PNP0B00", 0, rtc, 1, IRQ_RTC);
 	/* No PNP0303 for the i8042, for the reason given at the FADT's boot flags. */
+	if (cfg->pci)
+		dsdt_pci_host_bridge(a);
 	aml_end(a);
 }
 
@@ -494,6 +566,25 @@ static int build_madt(struct acpi_area *area, const struct acpi_config *cfg, siz
 	return 0;
 }
 
+static int build_mcfg(struct acpi_area *area, size_t *off)
+{
+	size_t len = sizeof(struct acpi_mcfg) + sizeof(struct mcfg_allocation);
+	int ret = area_alloc(area, len, ACPI_TABLE_ALIGN, off);
+	if (ret)
+		return ret;
+	struct acpi_mcfg *m = (struct acpi_mcfg *)(area->buf + *off);
+	header_init(&m->h, "MCFG", 1);
+	struct mcfg_allocation *e = (struct mcfg_allocation *)(m + 1);
+	*e = (struct mcfg_allocation){
+		.base_address = LAYOUT_PCI_ECAM_BASE, /* of bus 0 */
+		.segment = 0,
+		.start_bus = 0,
+		.end_bus = (uint8_t)(LAYOUT_PCI_ECAM_SIZE / PCI_ECAM_BUS_SIZE - 1),
+	};
+	header_finish(&m->h, len);
+	return 0;
+}
+
 /* RSDT (4-byte entries, for 32-bit OSes) or XSDT (8-byte entries). */
 static int build_sdt(struct acpi_area *area, const char sig[4], size_t entry_size,
                      const size_t *tables, size_t ntables, size_t *off)
@@ -515,17 +606,20 @@ static int build_sdt(struct acpi_area *area, const char sig[4], size_t entry_siz
 
 static int build_all(struct acpi_area *area, const struct acpi_config *cfg)
 {
-	size_t rsdp, facs, dsdt, fadt, madt, xsdt, rsdt;
+	size_t rsdp, facs, dsdt, fadt, madt, mcfg = 0, xsdt, rsdt;
 	int ret;
 	if ((ret = area_alloc(area, sizeof(struct acpi_rsdp), ACPI_TABLE_ALIGN, &rsdp)) ||
 	    (ret = build_facs(area, &facs)) ||
 	    (ret = build_dsdt(area, cfg, &dsdt)) ||
 	    (ret = build_fadt(area, cfg, dsdt, facs, &fadt)) ||
-	    (ret = build_madt(area, cfg, &madt)))
+	    (ret = build_madt(area, cfg, &madt)) ||
+	    (cfg->pci && (ret = build_mcfg(area, &mcfg))))
 		return ret;
-	const size_t tables[] = {fadt, madt};
-	if ((ret = build_sdt(area, "XSDT", 8, tables, 2, &xsdt)) ||
-	    (ret = build_sdt(area, "RSDT", 4, tables, 2, &rsdt)))
+	size_t tables[3] = {fadt, madt}, ntables = 2;
+	if (cfg->pci)
+		tables[ntables++] = mcfg;
+	if ((ret = build_sdt(area, "XSDT", 8, tables, ntables, &xsdt)) ||
+	    (ret = build_sdt(area, "RSDT", 4, tables, ntables, &rsdt)))
 		return ret;
 
 	struct acpi_rsdp *r = (struct acpi_rsdp *)(area->buf + rsdp);

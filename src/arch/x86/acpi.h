@@ -1,17 +1,21 @@
-/* ACPI tables for the x86 machine (RSDP, RSDT/XSDT, FADT, FACS, MADT, DSDT), built into guest RAM. */
+/* ACPI tables for the x86 machine (RSDP, RSDT/XSDT, FADT, FACS, MADT, MCFG, DSDT), built into guest RAM. */
 #ifndef KVMKIT_ARCH_X86_ACPI_H
 #define KVMKIT_ARCH_X86_ACPI_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vmm/memory.h"
 
 struct acpi_config {
 	uint32_t ncpus; /* MADT: one Local APIC (or x2APIC when id > 254) entry per vCPU, APIC IDs 0..ncpus-1 */
-	/* room to grow: PCI (MCFG), virtio-mmio devices in the DSDT come in a later issue */
+	/* The PCI host bridge of hw/pci.c (layout in arch/x86/layout.h): an MCFG for its ECAM, and
+	 * in the DSDT \_SB.PCI0 (PNP0A08: bus 0, the I/O and memory windows, a _PRT sending each
+	 * slot's INTA-D to GSIs 16-19) plus a PNP0C02 device reserving the ECAM. */
+	bool pci;
 };
 
-/* Writes RSDP, RSDT, XSDT, FADT, FACS, MADT and DSDT into guest RAM in
+/* Writes RSDP, RSDT, XSDT, FADT, FACS, MADT, DSDT (and with pci the MCFG) into guest RAM in
  * [LAYOUT_ACPI_START, LAYOUT_ACPI_END) and returns 0 and the RSDP's guest address in *rsdp_gpa
  * (always LAYOUT_ACPI_START, where guests scanning the BIOS area find it).
  * The whole area is rewritten (unused bytes zeroed) and only once everything fit, so a failure

@@ -295,6 +295,68 @@ void aml_res_irq_noflags(struct aml *a, unsigned irq)
 	aml_bytes(a, d, sizeof(d));
 }
 
+/* Address space descriptor general flags: bit 0 set = consumer (clear: producer), bit 1
+ * subtractive decode, bit 2 MinFixed, bit 3 MaxFixed. */
+#define AML_ADDR_PRODUCER_FIXED 0x0c
+enum { AML_ADDR_MEMORY = 0, AML_ADDR_IO = 1, AML_ADDR_BUS_NUMBER = 2 };
+
+/* Word Address Space Descriptor (large item 0x08): 13 bytes after the 3-byte header. */
+static void aml_res_word_addr(struct aml *a, uint8_t type, uint8_t type_flags, uint16_t min,
+			      uint16_t max)
+{
+	if (min > max) {
+		a->err = a->err ? a->err : -EINVAL;
+		return;
+	}
+	const uint8_t hdr[6] = {0x88, 13, 0, type, AML_ADDR_PRODUCER_FIXED, type_flags};
+	aml_bytes(a, hdr, sizeof(hdr));
+	aml_le(a, 0, 2);             /* granularity */
+	aml_le(a, min, 2);
+	aml_le(a, max, 2);
+	aml_le(a, 0, 2);             /* translation offset */
+	aml_le(a, (uint32_t)max - min + 1, 2); /* 0x10000 for the whole range would not fit */
+}
+
+void aml_res_word_bus_number(struct aml *a, uint16_t min, uint16_t max)
+{
+	aml_res_word_addr(a, AML_ADDR_BUS_NUMBER, 0, min, max);
+}
+
+void aml_res_word_io(struct aml *a, uint16_t min, uint16_t max)
+{
+	if (min == 0 && max == 0xffff) {
+		a->err = a->err ? a->err : -EINVAL; /* length 0x10000 does not fit the word */
+		return;
+	}
+	aml_res_word_addr(a, AML_ADDR_IO, 0x03 /* EntireRange */, min, max);
+}
+
+/* DWord Address Space Descriptor (large item 0x07): 23 bytes after the 3-byte header. */
+void aml_res_dword_memory(struct aml *a, uint32_t min, uint32_t max)
+{
+	if (min > max || (min == 0 && max == 0xffffffffu)) {
+		a->err = a->err ? a->err : -EINVAL;
+		return;
+	}
+	/* type-specific flags: bit 0 ReadWrite, bits 2:1 caching 0 = NonCacheable */
+	const uint8_t hdr[6] = {0x87, 23, 0, AML_ADDR_MEMORY, AML_ADDR_PRODUCER_FIXED, 0x01};
+	aml_bytes(a, hdr, sizeof(hdr));
+	aml_le(a, 0, 4);             /* granularity */
+	aml_le(a, min, 4);
+	aml_le(a, max, 4);
+	aml_le(a, 0, 4);             /* translation offset */
+	aml_le(a, max - min + 1, 4);
+}
+
+/* 32-bit Fixed Memory Range Descriptor (large item 0x06) */
+void aml_res_memory32_fixed(struct aml *a, uint32_t base, uint32_t len)
+{
+	const uint8_t hdr[4] = {0x86, 9, 0, 0x01 /* ReadWrite */};
+	aml_bytes(a, hdr, sizeof(hdr));
+	aml_le(a, base, 4);
+	aml_le(a, len, 4);
+}
+
 void aml_res_end(struct aml *a)
 {
 	/* End tag; a zero checksum means "treat as valid", which is what iasl emits too. */

@@ -1,5 +1,6 @@
 /* A small AML (ACPI Machine Language) emitter for the DSDT: names, integers, scopes, devices,
- * methods, packages and resource templates, written the way the ASL they stand for reads. */
+ * methods, packages and resource templates (I/O, IRQ, bridge windows, fixed memory), written
+ * the way the ASL they stand for reads. */
 #ifndef KVMKIT_ARCH_X86_AML_H
 #define KVMKIT_ARCH_X86_AML_H
 
@@ -53,6 +54,17 @@ void aml_res_begin(struct aml *a);
 void aml_res_io(struct aml *a, uint16_t min, uint16_t max, uint8_t align, uint8_t len);
 /* IRQNoFlags() {irq}: edge-triggered, active-high, exclusive, as ISA interrupts are. */
 void aml_res_irq_noflags(struct aml *a, unsigned irq);
+/* Address space descriptors for a bridge's windows, each ResourceProducer, PosDecode, MinFixed,
+ * MaxFixed, granularity and translation 0, length max - min + 1 (min <= max):
+ *   WordBusNumber(ResourceProducer, MinFixed, MaxFixed, PosDecode, 0, min, max, 0, len)
+ *   WordIO(ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange, 0, min, max, 0, len)
+ *   DWordMemory(ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,
+ *               0, min, max, 0, len) */
+void aml_res_word_bus_number(struct aml *a, uint16_t min, uint16_t max);
+void aml_res_word_io(struct aml *a, uint16_t min, uint16_t max);
+void aml_res_dword_memory(struct aml *a, uint32_t min, uint32_t max);
+/* Memory32Fixed(ReadWrite, base, len) */
+void aml_res_memory32_fixed(struct aml *a, uint32_t base, uint32_t len);
 void aml_res_end(struct aml *a);
 
 #endif

@@ -46,4 +46,24 @@
 #define ACPI_PM1_CNT_SLP_EN   0x2000
 #define ACPI_PM1_CNT_SLP_TYP_SHIFT 10
 
+/* --- PCI: one host bridge, bus 0 only (hw/pci.c; described by the MCFG and \_SB.PCI0) --- */
+#define PORT_PCI_CONFIG       0xcf8       /* mechanism #1: address 0xcf8, data 0xcfc-0xcff */
+#define PORT_PCI_CONFIG_LEN   8
+/* ECAM (MMCONFIG) for bus 0: 32 devices x 8 functions x 4 KiB. Outside the BAR window and
+ * reserved in the e820 map and by a PNP0C02 device, as Linux wants before it trusts it. */
+#define LAYOUT_PCI_ECAM_BASE  0xe0000000ULL
+#define LAYOUT_PCI_ECAM_SIZE  0x100000ULL
+/* 32-bit memory BAR window, right above the low RAM limit (GUEST_MEM_LOW_LIMIT) and below the
+ * ECAM; every BAR (64-bit ones too) is pre-assigned here, naturally aligned. */
+#define LAYOUT_PCI_MEM_BASE   0xc0000000ULL
+#define LAYOUT_PCI_MEM_SIZE   0x20000000ULL
+/* I/O BAR window: above every legacy port kvmkit decodes. */
+#define PORT_PCI_IO_BASE      0xc000
+#define PORT_PCI_IO_SIZE      0x4000
+/* INTx: four IOAPIC pins from GSI 16, swizzled by slot as a PCI-to-PCI bridge would (so slots
+ * sharing INTA# spread over the pins). pin: 0 = INTA# ... 3 = INTD# (the _PRT's numbering). */
+#define PCI_INTX_GSI_BASE     16
+#define PCI_INTX_PINS         4
+#define PCI_INTX_GSI(slot, pin) (PCI_INTX_GSI_BASE + ((unsigned)(slot) + (unsigned)(pin)) % PCI_INTX_PINS)
+
 #endif

@@ -1,0 +1,73 @@
+/* The block layer: disk images opened through a format driver (an ops table: raw now, qcow2
+ * later) and asynchronous requests completed on the caller's event loop. */
+#ifndef KVMKIT_BLOCK_BLOCK_H
+#define KVMKIT_BLOCK_BLOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+enum block_cache {
+	BLOCK_CACHE_WRITEBACK, /* default: host page cache; flush = fdatasync */
+	BLOCK_CACHE_NONE,      /* O_DIRECT; flush = fdatasync */
+	BLOCK_CACHE_UNSAFE,    /* host page cache; flush does nothing */
+};
+
+struct block_options {
+	const char *path;
+	const char *format;  /* "raw" (NULL = raw) */
+	bool readonly;
+	enum block_cache cache;
+};
+
+enum block_op {
+	BLOCK_OP_READ,
+	BLOCK_OP_WRITE,
+	BLOCK_OP_FLUSH,
+	BLOCK_OP_DISCARD,      /* may do nothing; reads of the range then return old or zero data */
+	BLOCK_OP_WRITE_ZEROES, /* reads of the range return zeroes afterwards */
+};
+
+/* One request. The caller owns it (and the iovecs) until done() runs. */
+struct block_request {
+	enum block_op op;
+	uint64_t offset;          /* bytes */
+	const struct iovec *iov;  /* READ/WRITE: the buffers */
+	int iovcnt;
+	uint64_t len;             /* DISCARD/WRITE_ZEROES: bytes; READ/WRITE: ignored (iov total) */
+	/* Called on the thread that calls block_process_completions, with 0 or -errno (-EIO,
+	 * -ENOSPC, -EROFS for writes to a read-only disk, -EINVAL beyond the end of the disk). */
+	void (*done)(struct block_request *req, int result);
+	void *opaque;
+	/* private to the block layer */
+	struct block_request *next_done;
+	int result;
+};
+
+struct block_dev;
+
+/* Opens the image. On failure prints one clear sentence naming the file and the problem (no
+ * such file, permission, not a regular file or block device, unknown format, O_DIRECT not
+ * supported by the file system, ...) and returns -errno. */
+int block_open(const struct block_options *opts, struct block_dev **out);
+/* Waits for the requests in flight (running their done() callbacks, on the calling thread),
+ * then frees bd. */
+void block_close(struct block_dev *bd);
+
+uint64_t block_size(const struct block_dev *bd);  /* bytes the guest sees */
+bool block_readonly(const struct block_dev *bd);
+
+/* Starts a request; it completes later through done(). Returns 0, or -errno if it could not be
+ * queued at all (done() is then not called). Thread-safe against block_process_completions
+ * only if both run on the same thread: the block device belongs to one event loop. */
+int block_submit(struct block_dev *bd, struct block_request *req);
+
+/* An fd that becomes readable when requests have completed; the event loop then calls
+ * block_process_completions, which runs their done() callbacks. A done() may submit again. */
+int block_completion_fd(const struct block_dev *bd);
+void block_process_completions(struct block_dev *bd);
+
+/* Which asynchronous engine the device uses: "io_uring" or "threads" (for logs and tests). */
+const char *block_engine_name(const struct block_dev *bd);
+
+#endif

@@ -1,0 +1,19 @@
+/* Constructors of the virtio devices; each puts itself on the VM's PCI bus. */
+#ifndef KVMKIT_VIRTIO_DEVICES_H
+#define KVMKIT_VIRTIO_DEVICES_H
+
+#include "block/block.h"
+
+struct vm;
+
+/* virtio-rng: entropy from getrandom(2). Returns NULL after printing why. */
+struct virtio_rng *virtio_rng_create(struct vm *vm);
+void virtio_rng_destroy(struct virtio_rng *rng);
+
+/* virtio-blk on the image opts names; serial (may be NULL) is what GET_ID returns (at most 20
+ * bytes, as /sys/block/vdX/serial shows it). Returns NULL after printing why. */
+struct virtio_blk *virtio_blk_create(struct vm *vm, const struct block_options *opts,
+				     const char *serial);
+void virtio_blk_destroy(struct virtio_blk *blk);
+
+#endif

@@ -1,0 +1,188 @@
+/* The virtio device model shared by the transports (see virtio.h). */
+#include "virtio/virtio.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "vmm/iothread.h"
+#include "vmm/vm.h"
+
+/* Doorbell of one queue, read on the I/O thread. */
+static void virtio_doorbell(void *opaque, uint32_t events)
+{
+	(void)events;
+	struct virtio_queue *vq = opaque;
+	uint64_t count;
+	if (read(vq->notify_fd, &count, sizeof(count)) != sizeof(count))
+		return; /* spurious */
+	struct virtio_device *d = vq->owner;
+	if (atomic_load(&d->running) && !atomic_load(&d->needs_reset))
+		d->ops->queue_notify(d, (uint16_t)(vq - d->queues));
+}
+
+static void virtio_reset_queues(struct virtio_device *d)
+{
+	for (uint16_t i = 0; i < d->ops->num_queues; i++) {
+		struct virtio_queue *q = &d->queues[i];
+		q->size = d->ops->queue_size;
+		q->enabled = false;
+		q->desc = q->driver = q->device = 0;
+		q->vector = VIRTIO_NO_VECTOR;
+		memset(&q->vq, 0, sizeof(q->vq));
+	}
+}
+
+int virtio_device_init(struct virtio_device *d, struct vm *vm, const struct virtio_device_ops *ops,
+		       void *opaque, uint64_t device_features)
+{
+	if (ops->num_queues == 0 || ops->num_queues > VIRTIO_MAX_QUEUES || ops->queue_size == 0 ||
+	    ops->queue_size > VIRTQ_MAX_SIZE)
+		return -EINVAL;
+	memset(d, 0, sizeof(*d));
+	d->ops = ops;
+	d->opaque = opaque;
+	d->vm = vm;
+	pthread_mutex_init(&d->lock, NULL);
+	d->device_features = device_features | (1ULL << VIRTIO_F_VERSION_1) |
+			     (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
+			     (1ULL << VIRTIO_RING_F_EVENT_IDX);
+	d->config_vector = VIRTIO_NO_VECTOR;
+	for (uint16_t i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		d->queues[i].notify_fd = -1;
+	virtio_reset_queues(d);
+	for (uint16_t i = 0; i < ops->num_queues; i++) {
+		struct virtio_queue *q = &d->queues[i];
+		q->owner = d;
+		q->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (q->notify_fd < 0 ||
+		    iothread_add(vm->io, q->notify_fd, EPOLLIN, virtio_doorbell, q) < 0) {
+			int err = errno;
+			log_error("%s: cannot set up the doorbell of queue %u: %s", ops->name, i,
+				  strerror(err));
+			virtio_device_destroy(d);
+			return -err;
+		}
+	}
+	return 0;
+}
+
+void virtio_device_destroy(struct virtio_device *d)
+{
+	if (!d->ops)
+		return;
+	pthread_mutex_lock(&d->lock);
+	if (atomic_exchange(&d->running, false)) {
+		iothread_sync(d->vm->io);
+		d->ops->stop(d);
+	}
+	pthread_mutex_unlock(&d->lock);
+	for (uint16_t i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+		struct virtio_queue *q = &d->queues[i];
+		if (q->notify_fd < 0)
+			continue;
+		iothread_remove(d->vm->io, q->notify_fd);
+		close(q->notify_fd);
+		q->notify_fd = -1;
+	}
+	pthread_mutex_destroy(&d->lock);
+	d->ops = NULL;
+}
+
+uint8_t virtio_get_status(struct virtio_device *d)
+{
+	return d->status | (atomic_load(&d->needs_reset) ? VIRTIO_STATUS_NEEDS_RESET : 0);
+}
+
+static void virtio_reset(struct virtio_device *d)
+{
+	if (atomic_exchange(&d->running, false)) {
+		/* No doorbell handler may still be working on the rings when stop runs. */
+		iothread_sync(d->vm->io);
+		d->ops->stop(d);
+	}
+	atomic_store(&d->needs_reset, false);
+	d->status = 0;
+	d->driver_features = 0;
+	d->config_vector = VIRTIO_NO_VECTOR;
+	atomic_store(&d->isr, 0);
+	virtio_reset_queues(d);
+}
+
+void virtio_set_status(struct virtio_device *d, uint8_t status)
+{
+	if (status == 0) {
+		virtio_reset(d);
+		return;
+	}
+	uint8_t old = d->status;
+	if ((status & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK)) {
+		/* Refuse (FEATURES_OK reads back clear) features we did not offer, and legacy
+		 * drivers: this device model is virtio 1.x only. */
+		if ((d->driver_features & ~d->device_features) ||
+		    !(d->driver_features & (1ULL << VIRTIO_F_VERSION_1)))
+			status &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+	}
+	d->status = status & (uint8_t)~VIRTIO_STATUS_NEEDS_RESET;
+	if ((status & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK) &&
+	    (status & VIRTIO_STATUS_FEATURES_OK) && !atomic_load(&d->needs_reset)) {
+		int r = d->ops->start(d);
+		if (r < 0) {
+			virtio_device_broken(d, "the device could not start");
+			return;
+		}
+		atomic_store(&d->running, true);
+		/* Buffers made available before DRIVER_OK (without a doorbell) are served now. */
+		uint64_t one = 1;
+		for (uint16_t i = 0; i < d->ops->num_queues; i++)
+			if (d->queues[i].enabled && write(d->queues[i].notify_fd, &one, 8) != 8)
+				log_debug("%s: cannot ring queue %u", d->ops->name, i);
+	}
+}
+
+void virtio_queue_enable(struct virtio_device *d, uint16_t q)
+{
+	struct virtio_queue *vq = &d->queues[q];
+	bool event_idx = d->driver_features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
+	bool indirect = d->driver_features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	int r = virtq_setup(&vq->vq, &d->vm->mem, vq->size, vq->desc, vq->driver, vq->device,
+			    event_idx, indirect);
+	if (r < 0) {
+		virtio_device_broken(d, r == -EFAULT ? "a queue's rings lie outside guest memory"
+						     : "a queue has a bad size or misaligned rings");
+		return;
+	}
+	vq->enabled = true;
+}
+
+void virtio_device_broken(struct virtio_device *d, const char *why)
+{
+	if (atomic_exchange(&d->needs_reset, true))
+		return;
+	log_warn("%s: %s; the device needs a reset by the guest", d->ops->name, why);
+	atomic_fetch_or(&d->isr, VIRTIO_ISR_CONFIG);
+	if (d->raise)
+		d->raise(d, d->config_vector);
+}
+
+void virtio_queue_interrupt(struct virtio_device *d, uint16_t q)
+{
+	struct virtio_queue *vq = &d->queues[q];
+	if (!virtq_should_notify(&vq->vq))
+		return;
+	atomic_fetch_or(&d->isr, VIRTIO_ISR_QUEUE);
+	d->raise(d, vq->vector);
+}
+
+void virtio_queue_error(struct virtio_device *d, uint16_t q, int err)
+{
+	char why[96];
+	snprintf(why, sizeof(why), "queue %u: %s", q,
+		 err == -EFAULT ? "the guest put a buffer or ring outside its memory"
+				: "the guest broke the virtqueue rules");
+	virtio_device_broken(d, why);
+}

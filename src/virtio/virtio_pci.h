@@ -1,0 +1,14 @@
+/* The virtio 1.x PCI transport ("modern" only): a PCI function whose one memory BAR holds the
+ * common configuration, ISR, device configuration, per-queue doorbells and the MSI-X table. */
+#ifndef KVMKIT_VIRTIO_VIRTIO_PCI_H
+#define KVMKIT_VIRTIO_VIRTIO_PCI_H
+
+struct vm;
+struct virtio_device;
+struct virtio_pci;
+
+/* Puts vdev on the VM's PCI bus (vm->pci). Returns NULL after printing why. */
+struct virtio_pci *virtio_pci_create(struct vm *vm, struct virtio_device *vdev);
+void virtio_pci_destroy(struct virtio_pci *vp);
+
+#endif

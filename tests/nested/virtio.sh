@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Tier B test: the Debian cloud kernel's own virtio drivers against kvmkit's virtio-pci devices, in the nested host.
+set -euo pipefail
+
+usage() {
+    cat <<'USAGE'
+Usage: tests/nested/virtio.sh KVMKIT_BINARY [options]
+       tests/nested/virtio.sh --vmm qemu [options]   (QEMU -M microvm with PCIe: proves the test)
+  --l2-timeout SEC   limit for the guest's two boots together (default 300)
+  --known-bug C=WHY  report check C as XFAIL with WHY instead of failing
+The guest boots with its root file system on a virtio-blk disk (ext4 made with mkfs.ext4 -d in
+L1) and a virtio-rng device. First boot: writes 64 MiB of random data and its SHA-256 to the
+root, syncs, remounts read-only and reboots (kvmkit restarts the guest in the same process).
+Second boot: reads the data back and checks the sum, reads /dev/hwrng, powers off. Then L1 runs
+e2fsck -fn on the image. Checks: root on /dev/vda, disk serial, write, reboot, read-back,
+hwrng, VMM exit status 0, fsck clean. Prints "N passed, N failed"; exits 0 only if all pass.
+USAGE
+}
+die() { printf 'virtio: error: %s\n' "$*" >&2; exit 2; }
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${KVMKIT_NESTED_CACHE:-$repo/build/nested-cache}
+
+kvmkit="" vmm=kvmkit l2_timeout=300
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --vmm) vmm=$2; shift 2 ;;
+    --l2-timeout) l2_timeout=$2; shift 2 ;;
+    --known-bug) known_bug_check=${2%%=*} known_bug_why=${2#*=}; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    -*) usage >&2; die "unknown option: $1" ;;
+    *) [[ -z "$kvmkit" ]] || die "one KVMKIT_BINARY only"; kvmkit=$1; shift ;;
+    esac
+done
+case "$vmm" in
+kvmkit) [[ -x "$kvmkit" ]] || die "not an executable: ${kvmkit:-(none)} (build it: ninja -C build)" ;;
+qemu) ;;
+*) die "--vmm wants kvmkit or qemu, got: $vmm" ;;
+esac
+for t in mke2fs e2fsck; do
+    command -v "$t" >/dev/null || die "$t is missing (Debian package e2fsprogs)"
+done
+
+mkdir -p "$cache"
+l2env=$("$here/l2-archive.sh" "$cache") || die "could not fetch or build the L2 guest (see above)"
+eval "$l2env"
+fenv=$("$here/fetch.sh" "$cache") || die "could not fetch the kernels"
+eval "$fenv"
+
+payload=$(mktemp -d "${TMPDIR:-/tmp}/kvmkit-virtio.XXXXXX")
+trap 'rm -rf "$payload"' EXIT
+cp "$here/l1-boot.sh" "$payload/"
+[[ "$vmm" == kvmkit ]] && cp -L "$kvmkit" "$payload/kvmkit"
+cp -L "$(command -v mke2fs)" "$(command -v e2fsck)" "$payload/"
+
+# The guest's root file system: busybox and the test, which runs as its init.
+root=$payload/rootfs
+mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,mnt}
+cp "$BUSYBOX" "$root/bin/busybox"
+cat > "$root/sbin/kvmkit-test" <<'TEST'
+#!/bin/busybox sh
+# Runs as init on the virtio-blk root: boot 1 writes and reboots, boot 2 reads back and powers off.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec 0</dev/console 1>/dev/console 2>&1
+echo "L2-ROOT $(awk '$2 == "/" { print $1, $3 }' /proc/mounts)"
+echo "L2-BLK-SERIAL $(cat /sys/block/vda/serial 2>/dev/null)"
+mount -o remount,rw /
+if [ -f /data.sha256 ]; then
+    sum=$(sha256sum /data | cut -d' ' -f1)
+    if [ "$sum" = "$(cat /data.sha256)" ]; then echo "L2-BLK-READBACK ok"; else echo "L2-BLK-READBACK bad $sum"; fi
+    echo "L2-HWRNG-CURRENT $(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)"
+    echo "L2-HWRNG-BYTES $(dd if=/dev/hwrng bs=64 count=1 2>/dev/null | wc -c)"
+    mount -o remount,ro /
+    echo "L2-DONE"
+    poweroff -f
+else
+    dd if=/dev/urandom of=/data bs=1M count=64 2>/dev/null
+    sha256sum /data | cut -d' ' -f1 > /data.sha256
+    sync
+    echo "L2-BLK-WROTE $(cat /data.sha256)"
+    mount -o remount,ro /
+    echo "L2-REBOOTING"
+    reboot -f
+fi
+sleep 5
+echo "L2-POWEROFF-FAILED"
+TEST
+chmod 755 "$root/sbin/kvmkit-test"
+
+cat > "$payload/run.sh" <<'RUN'
+# Runs inside L1: make the disk, boot the guest twice (reboot inside one VMM run), fsck.
+. ./l1-boot.sh
+[ "$VMM" = kvmkit ] && export KVMKIT_DEBUG=1
+img=/tmp/root.img
+dd if=/dev/zero of=$img bs=1M count=0 seek=160 2>/dev/null
+./mke2fs -q -F -t ext4 -d /payload/rootfs $img || echo "MKFS-FAILED"
+append="console=ttyS0 kvmkit.test=virtio-root panic=-1 quiet"
+if [ "$VMM" = qemu ]; then
+    set -- qemu-system-x86_64 -M microvm,acpi=on,rtc=on,pcie=on -accel kvm -cpu host -m 256 -smp 2 \
+        -nodefaults -no-user-config -display none -serial stdio \
+        -drive file=$img,if=none,id=root,format=raw -device virtio-blk-pci,drive=root,serial=kvmkit-root \
+        -device virtio-rng-pci \
+        -kernel /payload/l2/vmlinuz -initrd /payload/l2/initramfs.cpio -append "$append"
+else
+    set -- /payload/kvmkit run --kernel /payload/l2/vmlinuz --initrd /payload/l2/initramfs.cpio \
+        --append "$append" --memory 256M --cpus 2 --serial stdio \
+        --disk path=$img,serial=kvmkit-root --rng
+fi
+echo "BOOT-CMD name=virtio $*"
+l1_boot virtio "$L2_TIMEOUT" "$@"
+./e2fsck -fn $img > /tmp/fsck.log 2>&1
+echo "FSCK-RC $?"
+sed 's/^/FSCK| /' /tmp/fsck.log
+exit 0
+RUN
+
+log=$cache/virtio-$vmm.log
+run_log=$cache/.virtio-$vmm.$$.log
+echo "virtio: VMM $vmm; booting the nested test host (L1 under TCG)..."
+qemu_opt=()
+[[ "$vmm" == qemu ]] && qemu_opt=(--with-qemu)
+l1_rc=0
+"$here/run-l1.sh" --payload "$payload" --archive "$L2_ARCHIVE" "${qemu_opt[@]+"${qemu_opt[@]}"}" \
+    --env "VMM=$vmm" --env "L2_TIMEOUT=$l2_timeout" \
+    --timeout $(( 300 + l2_timeout )) --quiet --log "$run_log" || l1_rc=$?
+clean=$(tr -d '\r' < "$run_log")
+mv -f "$run_log" "$log"
+
+. "$here/report.sh"
+l2=$(sed -n 's/^L2|virtio| //p' <<< "$clean")
+res=$(grep '^BOOT-RESULT name=virtio ' <<< "$clean" | tail -n1 || true)
+has() { grep -q "$1" <<< "$l2"; }
+check l1-host "$l1_rc" "run-l1.sh exited $l1_rc; L1 log: $log"
+check blk/root "$(has '^L2-ROOT /dev/vda ext4'; echo $?)" "root is not /dev/vda ext4: $(grep -m1 '^L2-ROOT' <<< "$l2" || echo 'no L2-ROOT line')"
+check blk/serial "$(has '^L2-BLK-SERIAL kvmkit-root$'; echo $?)" "$(grep -m1 '^L2-BLK-SERIAL' <<< "$l2" || echo 'no serial line')"
+check blk/write "$(has '^L2-BLK-WROTE [0-9a-f]\{64\}'; echo $?)" "no L2-BLK-WROTE line"
+check blk/reboot "$( [[ $(grep -c '^L2-ROOT /dev/vda' <<< "$l2") -ge 2 ]]; echo $?)" "the guest did not come back after reboot -f"
+check blk/readback "$(has '^L2-BLK-READBACK ok'; echo $?)" "$(grep -m1 '^L2-BLK-READBACK' <<< "$l2" || echo 'no read-back line')"
+check rng/current "$(has '^L2-HWRNG-CURRENT virtio_rng'; echo $?)" "$(grep -m1 '^L2-HWRNG-CURRENT' <<< "$l2" || echo 'no hwrng line')"
+check rng/read "$(has '^L2-HWRNG-BYTES 64$'; echo $?)" "$(grep -m1 '^L2-HWRNG-BYTES' <<< "$l2" || echo 'no hwrng read')"
+rc=$(field rc "$res") to=$(field timeout "$res")
+check exit "$( [[ -n "$res" && "$to" == 0 && "$rc" == 0 ]]; echo $?)" "VMM rc=${rc:-none} timeout=${to:-none}"
+check fsck "$(grep -q '^FSCK-RC 0$' <<< "$clean"; echo $?)" "$(grep -m1 '^FSCK-RC' <<< "$clean" || echo 'fsck did not run'); see FSCK| lines in $log"
+if [[ $failed -gt 0 ]]; then
+    echo "  last L2 console lines:"
+    tail -n 30 <<< "$l2" | sed 's/^/  L2| /'
+fi
+echo "TIME virtio: VMM start to exit $(field wall "$res") s (two boots, 64 MiB written and read back)"
+report_end
