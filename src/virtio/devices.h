@@ -1,4 +1,4 @@
-/* Constructors of the virtio devices; each puts itself on the VM's PCI bus. */
+/* Constructors of the virtio devices; each puts itself on the VM's virtio transport. */
 #ifndef KVMKIT_VIRTIO_DEVICES_H
 #define KVMKIT_VIRTIO_DEVICES_H
 
@@ -15,5 +15,17 @@ void virtio_rng_destroy(struct virtio_rng *rng);
 struct virtio_blk *virtio_blk_create(struct vm *vm, const struct block_options *opts,
 				     const char *serial);
 void virtio_blk_destroy(struct virtio_blk *blk);
+
+/* virtio-net on the backend nic names (user-mode networking through libslirp, or a TAP
+ * interface). Returns NULL after printing why. */
+struct vm_nic;
+struct virtio_net *virtio_net_create(struct vm *vm, const struct vm_nic *nic);
+void virtio_net_destroy(struct virtio_net *net);
+
+/* virtio-console with one port (MULTIPORT) named c->name, carried over the unix socket
+ * c->path that kvmkit listens on (one client at a time). Returns NULL after printing why. */
+struct vm_vconsole;
+struct virtio_console *virtio_console_create(struct vm *vm, const struct vm_vconsole *c);
+void virtio_console_destroy(struct virtio_console *con);
 
 #endif

@@ -11,7 +11,7 @@
 #include "lib/log.h"
 #include "virtio/devices.h"
 #include "virtio/virtio.h"
-#include "virtio/virtio_pci.h"
+#include "virtio/transport.h"
 #include "vmm/iothread.h"
 #include "vmm/vm.h"
 
@@ -66,7 +66,7 @@ struct blk_request {
 
 struct virtio_blk {
 	struct virtio_device vdev;
-	struct virtio_pci *pci;
+	struct virtio_transport *transport;
 	struct block_dev *bd;
 	struct vm *vm;
 	char id[BLK_ID_BYTES];
@@ -331,8 +331,8 @@ struct virtio_blk *virtio_blk_create(struct vm *vm, const struct block_options *
 		goto fail_bd;
 	if (iothread_add(vm->io, block_completion_fd(blk->bd), EPOLLIN, blk_completions, blk) < 0)
 		goto fail_vdev;
-	blk->pci = virtio_pci_create(vm, &blk->vdev);
-	if (!blk->pci)
+	blk->transport = virtio_transport_create(vm, &blk->vdev);
+	if (!blk->transport)
 		goto fail_io;
 	log_debug("virtio-blk: %s, %llu sectors, %s, I/O engine %s", opts->path,
 		  (unsigned long long)(block_size(blk->bd) / BLK_SECTOR), ro ? "read-only" : "read-write",
@@ -356,7 +356,7 @@ void virtio_blk_destroy(struct virtio_blk *blk)
 {
 	if (!blk)
 		return;
-	virtio_pci_destroy(blk->pci);
+	virtio_transport_destroy(blk->transport);
 	/* Stops the device (waiting for requests in flight, completed by the I/O thread). */
 	virtio_device_destroy(&blk->vdev);
 	iothread_remove(blk->vm->io, block_completion_fd(blk->bd));

@@ -7,7 +7,7 @@
 #include "lib/log.h"
 #include "virtio/devices.h"
 #include "virtio/virtio.h"
-#include "virtio/virtio_pci.h"
+#include "virtio/transport.h"
 
 #define RNG_QUEUE_SIZE 64
 /* Bytes per request at most: a driver asking for more gets a short answer, as allowed. */
@@ -15,7 +15,7 @@
 
 struct virtio_rng {
 	struct virtio_device vdev;
-	struct virtio_pci *pci;
+	struct virtio_transport *transport;
 	struct virtq_elem elem;
 };
 
@@ -92,8 +92,8 @@ struct virtio_rng *virtio_rng_create(struct vm *vm)
 		free(rng);
 		return NULL;
 	}
-	rng->pci = virtio_pci_create(vm, &rng->vdev);
-	if (!rng->pci) {
+	rng->transport = virtio_transport_create(vm, &rng->vdev);
+	if (!rng->transport) {
 		virtio_device_destroy(&rng->vdev);
 		free(rng);
 		return NULL;
@@ -106,7 +106,7 @@ void virtio_rng_destroy(struct virtio_rng *rng)
 	if (!rng)
 		return;
 	/* The transport first: it unbinds the doorbell eventfds the device then closes. */
-	virtio_pci_destroy(rng->pci);
+	virtio_transport_destroy(rng->transport);
 	virtio_device_destroy(&rng->vdev);
 	free(rng);
 }

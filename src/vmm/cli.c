@@ -39,6 +39,17 @@ static const char usage_text[] =
 	"                     FILE means path=FILE. cache: writeback (default), none (O_DIRECT),\n"
 	"                     unsafe (flushes ignored)\n"
 	"  --rng              a virtio-rng device fed from the host's getrandom()\n"
+	"  --net user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]...[,mac=MAC]\n"
+	"                     a virtio-net NIC with user-mode networking (no root needed: DHCP,\n"
+	"                     DNS, outbound TCP/UDP, inbound forwards), repeatable\n"
+	"  --net tap,ifname=NAME[,mac=MAC]\n"
+	"                     a virtio-net NIC on the TAP interface NAME\n"
+	"  --vconsole PATH[,name=NAME]\n"
+	"                     a virtio-console port (default name org.kvmkit.port.0) carried over\n"
+	"                     the unix socket PATH, which kvmkit listens on\n"
+	"  --transport pci|mmio\n"
+	"                     how virtio devices are attached (default pci; mmio: virtio-mmio\n"
+	"                     windows announced in ACPI and on the kernel command line)\n"
 	"  -h, --help         show this help\n"
 	"  -V, --version      show the version\n"
 	"\n"
@@ -48,7 +59,8 @@ static const char usage_text[] =
 	"--no-reboot, (v << 1) | 1 when a test guest writes v to the debug-exit port 0xf4.\n";
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_SERIAL,
-       OPT_NO_REBOOT, OPT_TESTDEV, OPT_STATS, OPT_DISK, OPT_RNG };
+       OPT_NO_REBOOT, OPT_TESTDEV, OPT_STATS, OPT_DISK, OPT_RNG, OPT_NET,
+       OPT_VCONSOLE, OPT_TRANSPORT };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -62,6 +74,9 @@ static const struct option run_options[] = {
 	{ "stats", no_argument, NULL, OPT_STATS },
 	{ "disk", required_argument, NULL, OPT_DISK },
 	{ "rng", no_argument, NULL, OPT_RNG },
+	{ "net", required_argument, NULL, OPT_NET },
+	{ "vconsole", required_argument, NULL, OPT_VCONSOLE },
+	{ "transport", required_argument, NULL, OPT_TRANSPORT },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -178,6 +193,89 @@ bad:
 	return -1;
 }
 
+/* "52:54:00:12:34:56" */
+static int parse_mac(const char *v, uint8_t mac[6])
+{
+	unsigned b[6];
+	char tail;
+	if (sscanf(v, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+		   &tail) != 6)
+		return -1;
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)b[i];
+	return (mac[0] & 1) ? -1 : 0; /* a multicast address cannot be a NIC's */
+}
+
+/* --net user[,hostfwd=...][,mac=...] | tap,ifname=NAME[,mac=...]; values point into spec. */
+static int parse_net(char *spec, unsigned index, struct vm_nic *n)
+{
+	memset(n, 0, sizeof(*n));
+	static const uint8_t base_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
+	memcpy(n->mac, base_mac, 6);
+	n->mac[5] = (uint8_t)(base_mac[5] + index);
+	char *save = NULL;
+	char *kind = strtok_r(spec, ",", &save);
+	if (kind && strcmp(kind, "user") == 0) {
+		n->backend = VM_NIC_USER;
+	} else if (kind && strcmp(kind, "tap") == 0) {
+		n->backend = VM_NIC_TAP;
+	} else {
+		log_error("--net wants user or tap first, not '%s'", kind ? kind : "");
+		return -1;
+	}
+	for (char *kv = strtok_r(NULL, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(kv, '=');
+		if (!eq) {
+			log_error("--net: '%s' is not KEY=VALUE", kv);
+			return -1;
+		}
+		*eq = '\0';
+		const char *k = kv, *v = eq + 1;
+		if (strcmp(k, "mac") == 0) {
+			if (parse_mac(v, n->mac) < 0) {
+				log_error("--net: '%s' is not a unicast MAC address like 52:54:00:12:34:56", v);
+				return -1;
+			}
+		} else if (strcmp(k, "ifname") == 0 && n->backend == VM_NIC_TAP) {
+			n->ifname = v;
+		} else if (strcmp(k, "hostfwd") == 0 && n->backend == VM_NIC_USER) {
+			if (n->nhostfwd == VM_MAX_HOSTFWDS) {
+				log_error("--net: at most %d hostfwd rules", VM_MAX_HOSTFWDS);
+				return -1;
+			}
+			n->hostfwd[n->nhostfwd++] = v;
+		} else {
+			log_error("--net %s: unknown key '%s'", n->backend == VM_NIC_TAP ? "tap" : "user", k);
+			return -1;
+		}
+	}
+	if (n->backend == VM_NIC_TAP && (!n->ifname || !*n->ifname)) {
+		log_error("--net tap needs ifname=NAME");
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_vconsole(char *spec, struct vm_vconsole *c)
+{
+	char *save = NULL;
+	c->path = strtok_r(spec, ",", &save);
+	c->name = "org.kvmkit.port.0";
+	for (char *kv = strtok_r(NULL, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		if (strncmp(kv, "name=", 5) == 0 && kv[5]) {
+			c->name = kv + 5;
+		} else {
+			log_error("--vconsole: unknown option '%s' (name=NAME)", kv);
+			return -1;
+		}
+	}
+	if (!c->path || !*c->path) {
+		log_error("--vconsole needs a socket path");
+		return -1;
+	}
+	return 0;
+}
+
 static int check_readable(const char *path, const char *what)
 {
 	if (access(path, R_OK) < 0) {
@@ -251,6 +349,29 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 			o->vm.ndisks++;
 			break;
 		case OPT_RNG: o->vm.rng = true; break;
+		case OPT_NET:
+			if (o->vm.nnics == VM_MAX_NICS) {
+				log_error("at most %d NICs (--net)", VM_MAX_NICS);
+				return CLI_EXIT_ERROR;
+			}
+			if (parse_net(optarg, o->vm.nnics, &o->vm.nics[o->vm.nnics]) < 0)
+				return CLI_EXIT_ERROR;
+			o->vm.nnics++;
+			break;
+		case OPT_VCONSOLE:
+			if (parse_vconsole(optarg, &o->vm.vconsole) < 0)
+				return CLI_EXIT_ERROR;
+			break;
+		case OPT_TRANSPORT:
+			if (strcmp(optarg, "pci") == 0) {
+				o->vm.transport = VIRTIO_TRANSPORT_PCI;
+			} else if (strcmp(optarg, "mmio") == 0) {
+				o->vm.transport = VIRTIO_TRANSPORT_MMIO;
+			} else {
+				log_error("--transport wants pci or mmio, not '%s'", optarg);
+				return CLI_EXIT_ERROR;
+			}
+			break;
 		case 'h': fputs(usage_text, stdout); return CLI_EXIT_OK;
 		case 'V': printf("kvmkit %s\n", KVMKIT_VERSION); return CLI_EXIT_OK;
 		case ':':

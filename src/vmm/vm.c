@@ -175,13 +175,12 @@ static int vm_create_machine(struct vm *vm)
 static int vm_create_pci_devices(struct vm *vm)
 {
 	const struct vm_config *cfg = vm->cfg;
-	if (cfg->ndisks == 0 && !cfg->rng)
+	if (cfg->ndisks == 0 && !cfg->rng && cfg->nnics == 0 && !cfg->vconsole.path)
 		return 0;
 	vm->io = iothread_create();
 	if (!vm->io)
 		return -ENOMEM;
-	vm->pci = pci_bus_create(vm);
-	if (!vm->pci)
+	if (cfg->transport == VIRTIO_TRANSPORT_PCI && !(vm->pci = pci_bus_create(vm)))
 		return -ENOMEM;
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
 		vm->disks[i] = virtio_blk_create(vm, &cfg->disks[i].block, cfg->disks[i].serial);
@@ -190,6 +189,11 @@ static int vm_create_pci_devices(struct vm *vm)
 	}
 	if (cfg->rng && !(vm->rng = virtio_rng_create(vm)))
 		return -ENOMEM;
+	for (unsigned i = 0; i < cfg->nnics; i++)
+		if (!(vm->nics[i] = virtio_net_create(vm, &cfg->nics[i])))
+			return -EINVAL;
+	if (cfg->vconsole.path && !(vm->vconsole = virtio_console_create(vm, &cfg->vconsole)))
+		return -EINVAL;
 	return 0;
 }
 
@@ -334,6 +338,9 @@ static void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		virtio_blk_destroy(vm->disks[i]);
 	virtio_rng_destroy(vm->rng);
+	for (unsigned i = 0; i < VM_MAX_NICS; i++)
+		virtio_net_destroy(vm->nics[i]);
+	virtio_console_destroy(vm->vconsole);
 	iothread_destroy(vm->io);
 	pci_bus_destroy(vm->pci);
 	serial_8250_destroy(vm->com1);

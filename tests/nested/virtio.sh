@@ -7,6 +7,7 @@ usage() {
 Usage: tests/nested/virtio.sh KVMKIT_BINARY [options]
        tests/nested/virtio.sh --vmm qemu [options]   (QEMU -M microvm with PCIe: proves the test)
   --l2-timeout SEC   limit for the guest's two boots together (default 300)
+  --kvmkit-args STR  more kvmkit options (e.g. "--transport mmio")
   --known-bug C=WHY  report check C as XFAIL with WHY instead of failing
 The guest boots with its root file system on a virtio-blk disk (ext4 made with mkfs.ext4 -d in
 L1) and a virtio-rng device. First boot: writes 64 MiB of random data and its SHA-256 to the
@@ -22,11 +23,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${KVMKIT_NESTED_CACHE:-$repo/build/nested-cache}
 
-kvmkit="" vmm=kvmkit l2_timeout=300
+kvmkit="" vmm=kvmkit l2_timeout=300 kvmkit_args=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --vmm) vmm=$2; shift 2 ;;
     --l2-timeout) l2_timeout=$2; shift 2 ;;
+    --kvmkit-args) kvmkit_args=$2; shift 2 ;;
     --known-bug) known_bug_check=${2%%=*} known_bug_why=${2#*=}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) usage >&2; die "unknown option: $1" ;;
@@ -109,7 +111,7 @@ if [ "$VMM" = qemu ]; then
 else
     set -- /payload/kvmkit run --kernel /payload/l2/vmlinuz --initrd /payload/l2/initramfs.cpio \
         --append "$append" --memory 256M --cpus 2 --serial stdio \
-        --disk path=$img,serial=kvmkit-root --rng
+        --disk path=$img,serial=kvmkit-root --rng $KVMKIT_ARGS
 fi
 echo "BOOT-CMD name=virtio $*"
 l1_boot virtio "$L2_TIMEOUT" "$@"
@@ -126,7 +128,7 @@ qemu_opt=()
 [[ "$vmm" == qemu ]] && qemu_opt=(--with-qemu)
 l1_rc=0
 "$here/run-l1.sh" --payload "$payload" --archive "$L2_ARCHIVE" "${qemu_opt[@]+"${qemu_opt[@]}"}" \
-    --env "VMM=$vmm" --env "L2_TIMEOUT=$l2_timeout" \
+    --env "VMM=$vmm" --env "L2_TIMEOUT=$l2_timeout" --env "KVMKIT_ARGS=$kvmkit_args" \
     --timeout $(( 300 + l2_timeout )) --quiet --log "$run_log" || l1_rc=$?
 clean=$(tr -d '\r' < "$run_log")
 mv -f "$run_log" "$log"

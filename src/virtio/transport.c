@@ -1,0 +1,38 @@
+/* Transport choice for virtio devices: PCI (default) or MMIO. */
+#include "virtio/transport.h"
+
+#include <stdlib.h>
+
+#include "virtio/virtio_mmio.h"
+#include "virtio/virtio_pci.h"
+#include "vmm/vm.h"
+
+struct virtio_transport {
+	struct virtio_pci *pci;
+	struct virtio_mmio *mmio;
+};
+
+struct virtio_transport *virtio_transport_create(struct vm *vm, struct virtio_device *vdev)
+{
+	struct virtio_transport *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	if (vm->cfg->transport == VIRTIO_TRANSPORT_MMIO)
+		t->mmio = virtio_mmio_create(vm, vdev);
+	else
+		t->pci = virtio_pci_create(vm, vdev);
+	if (!t->pci && !t->mmio) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void virtio_transport_destroy(struct virtio_transport *t)
+{
+	if (!t)
+		return;
+	virtio_pci_destroy(t->pci);
+	virtio_mmio_destroy(t->mmio);
+	free(t);
+}
