@@ -9,8 +9,10 @@ packages=(
 	libcmocka-dev acpica-tools
 	# asynchronous disk I/O
 	liburing-dev
+	# user-mode networking (--net user): libslirp, whose pkg-config file needs glib's
+	libslirp-dev libglib2.0-dev
 	# tier A comparison and tier B nested host (QEMU TCG as L1), its images and tools
-	qemu-system-x86 busybox-static cpio lz4 xz-utils zstd binutils file e2fsprogs
+	qemu-system-x86 busybox-static cpio lz4 xz-utils zstd binutils file e2fsprogs socat
 )
 
 missing=()

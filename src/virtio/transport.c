@@ -3,11 +3,14 @@
 
 #include <stdlib.h>
 
+#include "virtio/virtio.h"
 #include "virtio/virtio_mmio.h"
 #include "virtio/virtio_pci.h"
+#include "vmm/iothread.h"
 #include "vmm/vm.h"
 
 struct virtio_transport {
+	struct virtio_device *vdev;
 	struct virtio_pci *pci;
 	struct virtio_mmio *mmio;
 };
@@ -17,6 +20,7 @@ struct virtio_transport *virtio_transport_create(struct vm *vm, struct virtio_de
 	struct virtio_transport *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
+	t->vdev = vdev;
 	if (vm->cfg->transport == VIRTIO_TRANSPORT_MMIO)
 		t->mmio = virtio_mmio_create(vm, vdev);
 	else
@@ -32,6 +36,9 @@ void virtio_transport_destroy(struct virtio_transport *t)
 {
 	if (!t)
 		return;
+	/* Nothing may be in flight (or raise an interrupt) once the transport is gone. */
+	virtio_device_stop(t->vdev);
+	iothread_sync(t->vdev->vm->io);
 	virtio_pci_destroy(t->pci);
 	virtio_mmio_destroy(t->mmio);
 	free(t);

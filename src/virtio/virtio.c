@@ -71,7 +71,7 @@ int virtio_device_init(struct virtio_device *d, struct vm *vm, const struct virt
 	return 0;
 }
 
-void virtio_device_destroy(struct virtio_device *d)
+void virtio_device_stop(struct virtio_device *d)
 {
 	if (!d->ops)
 		return;
@@ -81,6 +81,13 @@ void virtio_device_destroy(struct virtio_device *d)
 		d->ops->stop(d);
 	}
 	pthread_mutex_unlock(&d->lock);
+}
+
+void virtio_device_destroy(struct virtio_device *d)
+{
+	if (!d->ops)
+		return;
+	virtio_device_stop(d);
 	for (uint16_t i = 0; i < VIRTIO_MAX_QUEUES; i++) {
 		struct virtio_queue *q = &d->queues[i];
 		if (q->notify_fd < 0)
@@ -172,7 +179,7 @@ void virtio_device_broken(struct virtio_device *d, const char *why)
 void virtio_queue_interrupt(struct virtio_device *d, uint16_t q)
 {
 	struct virtio_queue *vq = &d->queues[q];
-	if (!virtq_should_notify(&vq->vq))
+	if (!d->raise || !virtq_should_notify(&vq->vq))
 		return;
 	atomic_fetch_or(&d->isr, VIRTIO_ISR_QUEUE);
 	d->raise(d, vq->vector);

@@ -97,6 +97,8 @@ struct virtio_device {
  * adds VERSION_1 and the ring features). Returns 0 or -errno. */
 int virtio_device_init(struct virtio_device *d, struct vm *vm, const struct virtio_device_ops *ops,
 		       void *opaque, uint64_t device_features);
+/* Stops a running device (ops->stop) so that nothing is in flight; idempotent. */
+void virtio_device_stop(struct virtio_device *d);
 /* Stops the device (ops->stop if running) and releases the doorbell eventfds. */
 void virtio_device_destroy(struct virtio_device *d);
 

@@ -78,6 +78,7 @@ struct virtio_blk {
 	pthread_cond_t idle;
 	unsigned inflight;
 	bool stopping;
+	bool writethrough;              /* the driver did not negotiate FLUSH (set at start) */
 };
 
 
@@ -118,6 +119,14 @@ static void req_complete(struct blk_request *r, uint8_t status)
 static void req_done(struct block_request *breq, int result)
 {
 	struct blk_request *r = (struct blk_request *)breq;
+	/* A driver that cannot flush gets write-through: each write is made durable before it
+	 * completes (virtio 1.x 5.2.6.2), by a flush that reuses the request. */
+	if (result == 0 && breq->op == BLOCK_OP_WRITE && r->blk->writethrough) {
+		breq->op = BLOCK_OP_FLUSH;
+		if (block_submit(r->blk->bd, breq) == 0)
+			return;
+		result = -EIO;
+	}
 	if (result < 0)
 		log_debug("virtio-blk: request type %d at %llu failed: %s", (int)breq->op,
 			  (unsigned long long)breq->offset, strerror(-result));
@@ -232,28 +241,42 @@ static bool blk_handle(struct virtio_blk *blk, uint16_t q, struct blk_request *r
 	return true;
 }
 
+/* Takes every available request. The driver is asked not to ring while the ring is drained
+ * (its doorbells would only wake this loop again), and the ring is checked once more after
+ * turning doorbells back on, for requests that raced with that. */
 static void blk_notify(struct virtio_device *d, uint16_t q)
 {
 	struct virtio_blk *blk = d->opaque;
 	struct virtqueue *vq = &d->queues[q].vq;
-	for (;;) {
-		struct blk_request *r = req_alloc(blk);
-		if (!r) {
-			log_warn("virtio-blk: out of memory; requests wait for the next doorbell");
-			break;
+	bool more = true;
+	while (more) {
+		virtq_disable_notify(vq);
+		for (;;) {
+			struct blk_request *r = req_alloc(blk);
+			if (!r) {
+				log_warn("virtio-blk: out of memory; requests wait for the next doorbell");
+				virtq_enable_notify(vq);
+				blk_signal(blk);
+				return;
+			}
+			int got = virtq_pop(vq, &r->elem);
+			if (got <= 0) {
+				req_free(blk, r);
+				if (got < 0) {
+					virtio_queue_error(d, q, got);
+					blk_signal(blk);
+					return;
+				}
+				break;
+			}
+			if (!blk_handle(blk, q, r)) {
+				req_free(blk, r);
+				virtio_device_broken(d, "a request without header or status byte");
+				blk_signal(blk);
+				return;
+			}
 		}
-		int got = virtq_pop(vq, &r->elem);
-		if (got <= 0) {
-			req_free(blk, r);
-			if (got < 0)
-				virtio_queue_error(d, q, got);
-			break;
-		}
-		if (!blk_handle(blk, q, r)) {
-			req_free(blk, r);
-			virtio_device_broken(d, "a request without header or status byte");
-			break;
-		}
+		more = virtq_enable_notify(vq);
 	}
 	blk_signal(blk);
 }
@@ -269,6 +292,7 @@ static int blk_start(struct virtio_device *d)
 	struct virtio_blk *blk = d->opaque;
 	pthread_mutex_lock(&blk->lock);
 	blk->stopping = false;
+	blk->writethrough = !(d->driver_features & (1ULL << VIRTIO_BLK_F_FLUSH));
 	pthread_mutex_unlock(&blk->lock);
 	return 0;
 }

@@ -11,8 +11,24 @@ struct virtio_device;
 struct virtio_mmio;
 
 /* Places vdev in the next free window (LAYOUT_VIRTIO_MMIO_BASE + n * LAYOUT_VIRTIO_MMIO_SIZE,
- * interrupt VIRTIO_MMIO_GSI(n)). Returns NULL after printing why. */
+ * interrupt VIRTIO_MMIO_GSI(n), n < LAYOUT_VIRTIO_MMIO_COUNT) on vm->mmio_bus; call before the
+ * vCPUs start. Returns NULL after printing why. */
 struct virtio_mmio *virtio_mmio_create(struct vm *vm, struct virtio_device *vdev);
-void virtio_mmio_destroy(struct virtio_mmio *vm_dev);
+/* Resets the device if it runs (waiting for its in-flight work) and unbinds the doorbells. The
+ * window stays claimed on the bus until bus_destroy (bus ranges are never removed) and is not
+ * given to another device of this VM: call only once the vCPUs are stopped, or when the VM
+ * never ran. */
+void virtio_mmio_destroy(struct virtio_mmio *m);
+
+/* Where a device of vm sits, for the ACPI tables and the kernel command line. */
+struct virtio_mmio_window {
+	uint64_t base;
+	uint32_t size;
+	uint32_t gsi;
+};
+
+/* Copies the windows of vm's virtio-mmio devices, in address order, to out (at most max) and
+ * returns how many the VM has. Thread-safe. */
+unsigned virtio_mmio_windows(const struct vm *vm, struct virtio_mmio_window *out, unsigned max);
 
 #endif

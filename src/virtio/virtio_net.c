@@ -1,17 +1,456 @@
-/* placeholder: virtio-net is being written */
-#include <stddef.h>
+/* virtio-net (virtio 1.x 5.1): one receive and one transmit queue over a network backend
+ * (src/net/: libslirp or TAP). Every frame is preceded by struct virtio_net_hdr_v1; a received
+ * frame spreads over several buffers when the driver accepts MRG_RXBUF. Checksum and TSO
+ * offloads are offered only when the backend does them (TAP's vnet header). Everything runs on
+ * the I/O thread and completes there: a reset leaves nothing in flight. When the receive ring
+ * is empty the backend is paused (its frame kept) until the driver adds buffers. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "lib/iov.h"
+#include "lib/le.h"
 #include "lib/log.h"
+#include "net/net.h"
 #include "virtio/devices.h"
+#include "virtio/transport.h"
+#include "virtio/virtio.h"
+#include "vmm/vm.h"
+
+/* Linux posts one buffer per entry (about 1.5 KiB with MRG_RXBUF): 256 hold several 64 KiB frames. */
+#define NET_QUEUE_SIZE 256
+/* Transmit buffers one doorbell handles before the rest waits for another round. */
+#define NET_TX_BUDGET NET_QUEUE_SIZE
+
+enum { Q_RX, Q_TX, NET_NUM_QUEUES };
+
+/* Feature bits (5.1.3) */
+#define VIRTIO_NET_F_CSUM       0
+#define VIRTIO_NET_F_GUEST_CSUM 1
+#define VIRTIO_NET_F_MAC        5
+#define VIRTIO_NET_F_GUEST_TSO4 7
+#define VIRTIO_NET_F_GUEST_TSO6 8
+#define VIRTIO_NET_F_GUEST_ECN  9
+#define VIRTIO_NET_F_HOST_TSO4  11
+#define VIRTIO_NET_F_HOST_TSO6  12
+#define VIRTIO_NET_F_HOST_ECN   13
+#define VIRTIO_NET_F_MRG_RXBUF  15
+#define VIRTIO_NET_F_STATUS     16
+#define F(bit) (1ULL << (bit))
+
+/* struct virtio_net_hdr_v1: flags, gso_type, le16 hdr_len, gso_size, csum_start, csum_offset,
+ * num_buffers */
+#define HDR_FLAGS       0
+#define HDR_GSO_TYPE    1
+#define HDR_NUM_BUFFERS 10
+#define HDR_F_NEEDS_CSUM 1
+#define HDR_F_DATA_VALID 2
+#define HDR_GSO_NONE  0
+#define HDR_GSO_TCPV4 1
+#define HDR_GSO_TCPV6 4
+#define HDR_GSO_ECN   0x80
+
+/* struct virtio_net_config: mac[6], le16 status, le16 max_virtqueue_pairs */
+#define CFG_MAC          0
+#define CFG_STATUS       6
+#define CFG_MAX_VQ_PAIRS 8
+#define CFG_SIZE         10
+#define VIRTIO_NET_S_LINK_UP 1
+
+struct rx_used {
+	uint16_t head;
+	uint32_t len;
+};
+
+struct virtio_net {
+	struct virtio_device vdev;
+	struct virtio_transport *transport;
+	struct net_backend *be;
+	uint8_t config[CFG_SIZE];
+	/* Written by start before the device runs, read on the I/O thread while it runs. */
+	uint64_t features;
+	/* I/O thread only */
+	bool rx_notify_off;                 /* the RX queue's doorbell is not wanted now */
+	struct virtq_elem rx_first, rx_more, tx_elem;
+	struct rx_used rx_used[NET_QUEUE_SIZE];
+	struct iovec tx_iov[VIRTQ_MAX_SEGS + 1];
+	uint64_t rx_frames, rx_dropped, tx_frames, tx_dropped, tx_errors;
+};
+
+/* Copies len bytes from src (from byte soff) into dst (from byte doff); returns the count. */
+static size_t iov_copy(const struct iovec *dst, unsigned dcnt, size_t doff,
+		       const struct iovec *src, unsigned scnt, size_t soff, size_t len)
+{
+	size_t done = 0;
+	for (unsigned i = 0; i < dcnt && done < len; i++) {
+		if (doff >= dst[i].iov_len) {
+			doff -= dst[i].iov_len;
+			continue;
+		}
+		size_t n = dst[i].iov_len - doff;
+		if (n > len - done)
+			n = len - done;
+		size_t got = iov_to_buf(src, scnt, soff + done, (uint8_t *)dst[i].iov_base + doff, n);
+		done += got;
+		if (got < n)
+			break;
+		doff = 0;
+	}
+	return done;
+}
+
+/* --- receive -------------------------------------------------------------------------------- */
+
+/* Makes a received frame's header one the driver agreed to. False when the frame needs an
+ * offload the driver did not accept (a frame the backend read before a reset, say). */
+static bool rx_hdr_fixup(uint64_t features, uint8_t *hdr)
+{
+	uint8_t gso = hdr[HDR_GSO_TYPE] & (uint8_t)~HDR_GSO_ECN;
+	if (!(features & F(VIRTIO_NET_F_GUEST_CSUM))) {
+		if ((hdr[HDR_FLAGS] & HDR_F_NEEDS_CSUM) || hdr[HDR_GSO_TYPE] != HDR_GSO_NONE)
+			return false;
+		memset(hdr, 0, NET_VNET_HDR_LEN); /* DATA_VALID is not ours to say either */
+		return true;
+	}
+	if ((gso == HDR_GSO_TCPV4 && !(features & F(VIRTIO_NET_F_GUEST_TSO4))) ||
+	    (gso == HDR_GSO_TCPV6 && !(features & F(VIRTIO_NET_F_GUEST_TSO6))) ||
+	    (gso != HDR_GSO_NONE && gso != HDR_GSO_TCPV4 && gso != HDR_GSO_TCPV6) ||
+	    ((hdr[HDR_GSO_TYPE] & HDR_GSO_ECN) && !(features & F(VIRTIO_NET_F_GUEST_ECN))))
+		return false;
+	hdr[HDR_FLAGS] &= HDR_F_NEEDS_CSUM | HDR_F_DATA_VALID;
+	return true;
+}
+
+/* Gives back the buffers popped for a frame that was not delivered: they were not used, so the
+ * next frame takes them again (virtq_pop only moved the device's own index). */
+static void rx_unpop(struct virtqueue *vq, unsigned popped)
+{
+	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - popped);
+}
+
+enum rx_result { RX_DELIVERED, RX_DROPPED, RX_NO_ROOM };
+
+/* Copies hdr and frame (frame_len bytes of src from byte soff) into the receive ring. */
+static enum rx_result rx_deliver(struct virtio_net *net, uint8_t *hdr, const struct iovec *src,
+				 unsigned scnt, size_t soff, size_t frame_len)
+{
+	struct virtio_device *d = &net->vdev;
+	struct virtqueue *vq = &d->queues[Q_RX].vq;
+	bool mrg = net->features & F(VIRTIO_NET_F_MRG_RXBUF);
+	size_t copied = 0;
+	unsigned popped = 0;
+
+	/* No doorbells while buffers are there; asked for again when they run out. */
+	if (!net->rx_notify_off) {
+		virtq_disable_notify(vq);
+		net->rx_notify_off = true;
+	}
+	for (;;) {
+		if (popped == vq->size) {
+			/* The whole ring cannot hold it: buffers too small for this frame. */
+			rx_unpop(vq, popped);
+			return RX_DROPPED;
+		}
+		struct virtq_elem *e = popped ? &net->rx_more : &net->rx_first;
+		int r = virtq_pop(vq, e);
+		if (r < 0) {
+			virtio_queue_error(d, Q_RX, r);
+			return RX_NO_ROOM;
+		}
+		if (r == 0) {
+			/* Ask for a doorbell when the driver adds buffers, then look once more. */
+			net->rx_notify_off = false;
+			if (virtq_enable_notify(vq)) {
+				virtq_disable_notify(vq);
+				net->rx_notify_off = true;
+				continue;
+			}
+			rx_unpop(vq, popped);
+			return RX_NO_ROOM;
+		}
+		const struct iovec *in = &e->iov[e->out_num];
+		size_t room = e->in_len, at = 0;
+		if (popped == 0) {
+			if (room < NET_VNET_HDR_LEN) {
+				virtio_device_broken(d, "a receive buffer is smaller than the header");
+				return RX_NO_ROOM;
+			}
+			at = NET_VNET_HDR_LEN; /* the header goes in last, with num_buffers */
+		}
+		size_t n = room - at < frame_len - copied ? room - at : frame_len - copied;
+		n = iov_copy(in, e->in_num, at, src, scnt, soff + copied, n);
+		net->rx_used[popped++] = (struct rx_used){ .head = e->head, .len = (uint32_t)(at + n) };
+		copied += n;
+		if (copied == frame_len)
+			break;
+		if (!mrg) {
+			/* Without MRG_RXBUF a frame must fit one buffer. */
+			rx_unpop(vq, popped);
+			return RX_DROPPED;
+		}
+	}
+	le_put(hdr + HDR_NUM_BUFFERS, 2, popped);
+	iov_from_buf(&net->rx_first.iov[net->rx_first.out_num], net->rx_first.in_num, 0, hdr,
+		     NET_VNET_HDR_LEN);
+	for (unsigned i = 0; i < popped; i++)
+		virtq_push(vq, net->rx_used[i].head, net->rx_used[i].len);
+	virtio_queue_interrupt(d, Q_RX);
+	return RX_DELIVERED;
+}
+
+/* The backend's receive callback (I/O thread). */
+static bool net_receive(void *opaque, const struct iovec *iov, unsigned cnt)
+{
+	struct virtio_net *net = opaque;
+	struct virtio_device *d = &net->vdev;
+	/* A stopped or broken device takes nothing: the backend waits (the doorbell rung at
+	 * DRIVER_OK resumes it). */
+	if (!atomic_load(&d->running) || atomic_load(&d->needs_reset))
+		return false;
+	uint8_t hdr[NET_VNET_HDR_LEN] = { 0 };
+	size_t total = iov_size(iov, cnt), skip = 0;
+	if (net->be->vnet_hdr) {
+		if (total < NET_VNET_HDR_LEN) {
+			net->rx_dropped++;
+			return true;
+		}
+		iov_to_buf(iov, cnt, 0, hdr, NET_VNET_HDR_LEN);
+		skip = NET_VNET_HDR_LEN;
+		if (!rx_hdr_fixup(net->features, hdr)) {
+			net->rx_dropped++;
+			return true;
+		}
+	}
+	size_t frame_len = total - skip;
+	if (frame_len < NET_MIN_FRAME || frame_len > NET_MAX_FRAME) {
+		net->rx_dropped++;
+		return true;
+	}
+	switch (rx_deliver(net, hdr, iov, cnt, skip, frame_len)) {
+	case RX_DELIVERED:
+		net->rx_frames++;
+		return true;
+	case RX_DROPPED:
+		net->rx_dropped++;
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* --- transmit ------------------------------------------------------------------------------- */
+
+/* Makes a transmitted frame's header fit what was negotiated. False: the frame asks for an
+ * offload the driver did not accept, and is dropped. */
+static bool tx_hdr_fixup(uint64_t features, uint8_t *hdr)
+{
+	if (!(features & F(VIRTIO_NET_F_CSUM))) {
+		memset(hdr, 0, NET_VNET_HDR_LEN);
+		return true;
+	}
+	uint8_t gso = hdr[HDR_GSO_TYPE] & (uint8_t)~HDR_GSO_ECN;
+	if ((gso == HDR_GSO_TCPV4 && !(features & F(VIRTIO_NET_F_HOST_TSO4))) ||
+	    (gso == HDR_GSO_TCPV6 && !(features & F(VIRTIO_NET_F_HOST_TSO6))) ||
+	    (gso != HDR_GSO_NONE && gso != HDR_GSO_TCPV4 && gso != HDR_GSO_TCPV6) ||
+	    ((hdr[HDR_GSO_TYPE] & HDR_GSO_ECN) && !(features & F(VIRTIO_NET_F_HOST_ECN))))
+		return false;
+	hdr[HDR_FLAGS] &= HDR_F_NEEDS_CSUM;
+	le_put(hdr + HDR_NUM_BUFFERS, 2, 0);
+	return true;
+}
+
+/* Sends the frame of one transmit buffer; a bad one is dropped and counted. */
+static void tx_one(struct virtio_net *net, const struct virtq_elem *e)
+{
+	struct net_backend *be = net->be;
+	/* Shorter than the header, no Ethernet header, or longer than any frame: dropped. */
+	if (e->out_len < NET_VNET_HDR_LEN + NET_MIN_FRAME ||
+	    e->out_len > NET_VNET_HDR_LEN + NET_MAX_FRAME) {
+		net->tx_dropped++;
+		return;
+	}
+	size_t frame_len = (size_t)e->out_len - NET_VNET_HDR_LEN;
+	uint8_t hdr[NET_VNET_HDR_LEN];
+	unsigned n = 0;
+	if (be->vnet_hdr) {
+		/* A copy: the driver could change its header while the backend reads it. */
+		iov_to_buf(e->iov, e->out_num, 0, hdr, sizeof(hdr));
+		if (!tx_hdr_fixup(net->features, hdr)) {
+			net->tx_dropped++;
+			return;
+		}
+		net->tx_iov[n++] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
+	}
+	int k = iov_slice(e->iov, e->out_num, NET_VNET_HDR_LEN, frame_len, &net->tx_iov[n],
+			  VIRTQ_MAX_SEGS);
+	if (k < 0) {
+		net->tx_dropped++;
+		return;
+	}
+	if (be->ops->send(be, net->tx_iov, n + (unsigned)k) < 0)
+		net->tx_errors++;
+	else
+		net->tx_frames++;
+}
+
+static void net_tx(struct virtio_net *net)
+{
+	struct virtio_device *d = &net->vdev;
+	struct virtqueue *vq = &d->queues[Q_TX].vq;
+	bool pushed = false;
+	virtq_disable_notify(vq);
+	for (int n = 0;; n++) {
+		if (n == NET_TX_BUDGET) {
+			/* More next round (notifications stay off): ring our own doorbell. */
+			uint64_t one = 1;
+			if (write(d->queues[Q_TX].notify_fd, &one, sizeof(one)) != sizeof(one))
+				virtq_enable_notify(vq);
+			break;
+		}
+		int r = virtq_pop(vq, &net->tx_elem);
+		if (r < 0) {
+			virtio_queue_error(d, Q_TX, r);
+			break;
+		}
+		if (r == 0) {
+			if (virtq_enable_notify(vq)) {
+				virtq_disable_notify(vq);
+				continue;
+			}
+			break;
+		}
+		tx_one(net, &net->tx_elem);
+		virtq_push(vq, net->tx_elem.head, 0);
+		pushed = true;
+	}
+	if (pushed)
+		virtio_queue_interrupt(d, Q_TX);
+}
+
+/* --- device --------------------------------------------------------------------------------- */
+
+static void net_notify(struct virtio_device *d, uint16_t q)
+{
+	struct virtio_net *net = d->opaque;
+	if (q == Q_TX)
+		net_tx(net);
+	else if (q == Q_RX)
+		net->be->ops->resume(net->be); /* new buffers: the backend's waiting frame first */
+}
+
+static void net_config_read(struct virtio_device *d, uint32_t off, uint8_t *data, uint32_t len)
+{
+	struct virtio_net *net = d->opaque;
+	memcpy(data, net->config + off, len);
+}
+
+/* The receive offloads the driver accepted, as the backend names them. */
+static unsigned guest_offloads(uint64_t f)
+{
+	if (!(f & F(VIRTIO_NET_F_GUEST_CSUM)))
+		return 0;
+	return NET_OFFLOAD_CSUM | ((f & F(VIRTIO_NET_F_GUEST_TSO4)) ? NET_OFFLOAD_TSO4 : 0) |
+	       ((f & F(VIRTIO_NET_F_GUEST_TSO6)) ? NET_OFFLOAD_TSO6 : 0) |
+	       ((f & F(VIRTIO_NET_F_GUEST_ECN)) ? NET_OFFLOAD_TSO_ECN : 0);
+}
+
+static int net_start(struct virtio_device *d)
+{
+	struct virtio_net *net = d->opaque;
+	net->features = d->driver_features;
+	net->rx_notify_off = false;
+	if (net->be->ops->set_offloads) {
+		int r = net->be->ops->set_offloads(net->be, guest_offloads(net->features));
+		if (r < 0) /* frames then come fully checksummed and unsegmented: still correct */
+			log_warn("virtio-net: cannot set the %s backend's offloads: %s", net->be->kind,
+				 strerror(-r));
+	}
+	return 0;
+}
+
+static void net_stop(struct virtio_device *d)
+{
+	(void)d; /* frames are handled wholly inside the I/O thread's handlers: none in flight */
+}
+
+static const struct virtio_device_ops net_ops = {
+	.name = "virtio-net",
+	.device_id = VIRTIO_ID_NET,
+	.num_queues = NET_NUM_QUEUES,
+	.queue_size = NET_QUEUE_SIZE,
+	.config_size = CFG_SIZE,
+	.config_read = net_config_read,
+	.start = net_start,
+	.queue_notify = net_notify,
+	.stop = net_stop,
+};
+
+/* The device's features for what the backend can do. */
+static uint64_t net_features(const struct net_backend *be)
+{
+	uint64_t f = F(VIRTIO_NET_F_MAC) | F(VIRTIO_NET_F_STATUS) | F(VIRTIO_NET_F_MRG_RXBUF);
+	unsigned o = be->vnet_hdr ? be->offloads : 0;
+	if (!(o & NET_OFFLOAD_CSUM))
+		return f; /* slirp wants whole frames with valid checksums */
+	f |= F(VIRTIO_NET_F_CSUM) | F(VIRTIO_NET_F_GUEST_CSUM);
+	if (o & NET_OFFLOAD_TSO4)
+		f |= F(VIRTIO_NET_F_HOST_TSO4) | F(VIRTIO_NET_F_GUEST_TSO4);
+	if (o & NET_OFFLOAD_TSO6)
+		f |= F(VIRTIO_NET_F_HOST_TSO6) | F(VIRTIO_NET_F_GUEST_TSO6);
+	if ((o & NET_OFFLOAD_TSO_ECN) && (o & (NET_OFFLOAD_TSO4 | NET_OFFLOAD_TSO6)))
+		f |= F(VIRTIO_NET_F_HOST_ECN) | F(VIRTIO_NET_F_GUEST_ECN);
+	return f;
+}
 
 struct virtio_net *virtio_net_create(struct vm *vm, const struct vm_nic *nic)
 {
-	(void)vm, (void)nic;
-	log_error("virtio-net is not available yet");
+	struct virtio_net *net = calloc(1, sizeof(*net));
+	if (!net) {
+		log_error("virtio-net: out of memory");
+		return NULL;
+	}
+	net->be = net_backend_open(vm->io, nic);
+	if (!net->be)
+		goto fail;
+	memcpy(net->config + CFG_MAC, nic->mac, 6);
+	le_put(net->config + CFG_STATUS, 2, VIRTIO_NET_S_LINK_UP);
+	le_put(net->config + CFG_MAX_VQ_PAIRS, 2, 1);
+	if (virtio_device_init(&net->vdev, vm, &net_ops, net, net_features(net->be)) < 0)
+		goto fail_be;
+	int r = net->be->ops->start(net->be, net_receive, net);
+	if (r < 0) {
+		log_error("virtio-net: cannot start the %s backend: %s", net->be->kind, strerror(-r));
+		goto fail_vdev;
+	}
+	net->transport = virtio_transport_create(vm, &net->vdev);
+	if (!net->transport)
+		goto fail_vdev;
+	log_debug("virtio-net: %s backend, mac %02x:%02x:%02x:%02x:%02x:%02x", net->be->kind,
+		  nic->mac[0], nic->mac[1], nic->mac[2], nic->mac[3], nic->mac[4], nic->mac[5]);
+	return net;
+
+fail_vdev:
+	virtio_device_destroy(&net->vdev);
+fail_be:
+	net->be->ops->destroy(net->be);
+fail:
+	free(net);
 	return NULL;
 }
 
 void virtio_net_destroy(struct virtio_net *net)
 {
-	(void)net;
+	if (!net)
+		return;
+	virtio_transport_destroy(net->transport);
+	/* The device stops first (no more doorbells); the backend's handlers then find it stopped
+	 * until the backend is gone. */
+	virtio_device_destroy(&net->vdev);
+	net->be->ops->destroy(net->be);
+	log_debug("virtio-net: received %llu frames (%llu dropped), sent %llu (%llu dropped, "
+		  "%llu backend errors)", (unsigned long long)net->rx_frames,
+		  (unsigned long long)net->rx_dropped, (unsigned long long)net->tx_frames,
+		  (unsigned long long)net->tx_dropped, (unsigned long long)net->tx_errors);
+	free(net);
 }

@@ -311,6 +311,7 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 	if (!vp)
 		return;
 	pci_device_unregister(&vp->pdev);
+	vp->vdev->raise = NULL; /* the device is stopped (virtio_transport_destroy) */
 	pthread_mutex_lock(&vp->doorbell_lock);
 	for (uint16_t q = 0; vp->doorbells_at && q < vp->vdev->ops->num_queues; q++)
 		irq_ioeventfd(vp->vm, vp->doorbells_at + q * VPCI_NOTIFY_MULT, 2, false,

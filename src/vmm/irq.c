@@ -209,19 +209,38 @@ int irq_irqfd(struct vm *vm, int eventfd, int gsi, bool assign)
 	return 0;
 }
 
-int irq_ioeventfd(struct vm *vm, uint64_t addr, uint32_t len, bool is_pio, int eventfd,
-		  bool assign)
+static int irq_ioeventfd_flags(struct vm *vm, uint64_t addr, uint32_t len, int eventfd,
+			       uint32_t flags, uint64_t datamatch)
 {
 	if (eventfd < 0 || (len != 0 && len != 1 && len != 2 && len != 4 && len != 8))
 		return -EINVAL;
 	struct kvm_ioeventfd io = {
+		.datamatch = datamatch,
 		.addr = addr,
 		.len = len,
 		.fd = eventfd,
-		.flags = (is_pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
-			 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+		.flags = flags,
 	};
 	if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
 		return -errno;
 	return 0;
+}
+
+int irq_ioeventfd(struct vm *vm, uint64_t addr, uint32_t len, bool is_pio, int eventfd,
+		  bool assign)
+{
+	return irq_ioeventfd_flags(vm, addr, len, eventfd,
+				   (is_pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
+				   (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN), 0);
+}
+
+int irq_ioeventfd_datamatch(struct vm *vm, uint64_t addr, uint32_t len, bool is_pio,
+			    uint64_t datamatch, int eventfd, bool assign)
+{
+	if (len == 0)
+		return -EINVAL; /* KVM compares len bytes: "any length" has nothing to match */
+	return irq_ioeventfd_flags(vm, addr, len, eventfd,
+				   KVM_IOEVENTFD_FLAG_DATAMATCH |
+				   (is_pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
+				   (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN), datamatch);
 }

@@ -36,5 +36,10 @@ int irq_irqfd(struct vm *vm, int eventfd, int gsi, bool assign);
  * KVM and only signals the eventfd. Returns 0 or -errno. */
 int irq_ioeventfd(struct vm *vm, uint64_t addr, uint32_t len, bool is_pio, int eventfd,
 		  bool assign);
+/* The same for writes whose value equals `datamatch` only (len 1, 2, 4 or 8; other values still
+ * exit to kvmkit), so several doorbells can share one register, as virtio-mmio's QueueNotify
+ * does. Unbinding needs the same addr, len, datamatch and eventfd. Returns 0 or -errno. */
+int irq_ioeventfd_datamatch(struct vm *vm, uint64_t addr, uint32_t len, bool is_pio,
+			    uint64_t datamatch, int eventfd, bool assign);
 
 #endif

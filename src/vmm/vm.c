@@ -25,6 +25,7 @@
 #include "hw/pci.h"
 #include "lib/log.h"
 #include "virtio/devices.h"
+#include "virtio/virtio_mmio.h"
 #include "vmm/console.h"
 #include "vmm/iothread.h"
 #include "vmm/irq.h"
@@ -217,20 +218,45 @@ static int vm_create_devices(struct vm *vm)
 static int vm_load_guest(struct vm *vm)
 {
 	struct acpi_config acpi = { .ncpus = vm->ncpus, .pci = vm->pci != NULL };
+	/* virtio-mmio devices (--transport mmio) have no bus to probe: the DSDT describes them
+	 * (LNRO0005, what Linux's virtio_mmio driver matches), and the command line too, for
+	 * kernels built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES (others ignore the parameter). */
+	struct virtio_mmio_window win[ACPI_MAX_VIRTIO_MMIO];
+	unsigned nwin = virtio_mmio_windows(vm, win, ACPI_MAX_VIRTIO_MMIO);
+	if (nwin > ACPI_MAX_VIRTIO_MMIO)
+		nwin = ACPI_MAX_VIRTIO_MMIO; /* virtio_mmio.c allows fewer devices than this */
+	char *cmdline = strdup(vm->cfg->cmdline);
+	for (unsigned i = 0; cmdline && i < nwin; i++) {
+		acpi.virtio_mmio[i] = (struct acpi_virtio_mmio){ win[i].base, win[i].size, win[i].gsi };
+		char *longer;
+		if (asprintf(&longer, "%s%svirtio_mmio.device=%u@%#llx:%u", cmdline,
+			     cmdline[0] ? " " : "", win[i].size, (unsigned long long)win[i].base,
+			     win[i].gsi) < 0)
+			longer = NULL;
+		free(cmdline);
+		cmdline = longer;
+	}
+	if (!cmdline) {
+		log_error("cannot build the kernel command line: %s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	acpi.nvirtio_mmio = nwin;
 	uint64_t rsdp;
 	int r = acpi_build(&vm->mem, &acpi, &rsdp);
 	if (r < 0) {
 		log_error("cannot build the ACPI tables: %s", strerror(-r));
+		free(cmdline);
 		return r;
 	}
 	struct boot_config boot = {
 		.kernel_path = vm->cfg->kernel,
 		.initrd_path = vm->cfg->initrd,
-		.cmdline = vm->cfg->cmdline,
+		.cmdline = cmdline,
 		.rsdp_gpa = rsdp,
 	};
 	struct boot_entry entry;
 	r = boot_load(&vm->mem, &boot, &entry);
+	free(cmdline);
 	if (r < 0)
 		return r;
 	r = boot_setup_bsp(vm->vcpus[0].fd, &vm->mem, &entry);

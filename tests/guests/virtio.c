@@ -2,14 +2,11 @@
  * every way kvmkit must survive, checks the device then reports NEEDS_RESET, that a reset brings
  * it back, and that a virtio-blk disk next to it keeps working throughout. */
 #include "lib/guest.h"
+#include "lib/virtio_pci.h"
 
 const char guest_name[] = "virtio";
 
 /* --- PCI configuration space (mechanism #1) --- */
-
-#define PCI_VENDOR_VIRTIO 0x1af4
-#define PCI_DEVICE_BLK    0x1042
-#define PCI_DEVICE_RNG    0x1044
 
 static uint32_t pci_read32(unsigned slot, unsigned off)
 {
@@ -28,30 +25,9 @@ static uint8_t pci_read8(unsigned slot, unsigned off)
     return (uint8_t)(pci_read32(slot, off) >> (8 * (off & 3)));
 }
 
-/* --- virtio-pci modern registers --- */
-
-#define CC_DFSELECT    0x00
-#define CC_DF          0x04
-#define CC_GFSELECT    0x08
-#define CC_GF          0x0c
-#define CC_STATUS      0x14
-#define CC_Q_SELECT    0x16
-#define CC_Q_SIZE      0x18
-#define CC_Q_MSIX      0x1a
-#define CC_Q_ENABLE    0x1c
-#define CC_Q_NOFF      0x1e
-#define CC_Q_DESC      0x20
-#define CC_Q_DRIVER    0x28
-#define CC_Q_DEVICE    0x30
-
-#define ST_ACK         0x01
-#define ST_DRIVER      0x02
-#define ST_DRIVER_OK   0x04
-#define ST_FEATURES_OK 0x08
-#define ST_NEEDS_RESET 0x40
+/* --- virtio-pci modern registers: lib/virtio_pci.h --- */
 
 #define F_INDIRECT     (1u << 28)   /* low feature word */
-#define F_VERSION_1    (1u << 0)    /* high feature word (bit 32) */
 
 #define DESC_NEXT      1
 #define DESC_WRITE     2

@@ -90,7 +90,9 @@ copy_libs() { # STAGE FILE...: the shared libraries (and loader) of each file, a
 # --- 1. L1 base archive: busybox, kvm modules, init (cached by kernel version + this script) ----
 mods=()
 for m in $L1_KVM_MODULES; do mods+=("$m"); done
-for name in $extra_mods; do
+# tun is always there: tests that put a VM on a TAP need it, and one base archive for every test
+# keeps runs from rebuilding (and deleting) each other's cached base.
+for name in tun $extra_mods; do
     p=$(find "$L1_MODULES_DIR" \( -name "$name.ko" -o -name "${name//_/-}.ko" -o -name "${name//-/_}.ko" \) | head -n1)
     [[ -n "$p" ]] || die "module $name.ko not found in $L1_MODULES_DIR"
     mods+=("$p")

@@ -10,51 +10,31 @@ Usage: tests/nested/virtio.sh KVMKIT_BINARY [options]
   --kvmkit-args STR  more kvmkit options (e.g. "--transport mmio")
   --known-bug C=WHY  report check C as XFAIL with WHY instead of failing
 The guest boots with its root file system on a virtio-blk disk (ext4 made with mkfs.ext4 -d in
-L1) and a virtio-rng device. First boot: writes 64 MiB of random data and its SHA-256 to the
-root, syncs, remounts read-only and reboots (kvmkit restarts the guest in the same process).
-Second boot: reads the data back and checks the sum, reads /dev/hwrng, powers off. Then L1 runs
-e2fsck -fn on the image. Checks: root on /dev/vda, disk serial, write, reboot, read-back,
-hwrng, VMM exit status 0, fsck clean. Prints "N passed, N failed"; exits 0 only if all pass.
+L1), a virtio-rng device and a virtio-console port named org.kvmkit.test.0 on the unix socket
+/tmp/vcon.sock in L1 (kvmkit: --vconsole /tmp/vcon.sock,name=org.kvmkit.test.0; QEMU:
+virtio-serial-pci + virtserialport on a server socket chardev). First boot: writes 64 MiB of
+random data and its SHA-256 to the root, syncs, remounts read-only and reboots (kvmkit restarts
+the guest in the same process). Second boot: reads the data back and checks the sum, reads
+/dev/hwrng, finds the port by its name in sysfs, writes a line to it and reads one back (a socat
+client in L1 answers), powers off. Then L1 runs e2fsck -fn on the image. Checks: root on
+/dev/vda, disk serial, write, reboot, read-back, hwrng, VMM exit status 0, fsck clean, console
+port guest-to-host and host-to-guest. Needs socat on this host (copied into L1).
+Prints "N passed, N failed"; exits 0 only if all pass.
 USAGE
 }
 die() { printf 'virtio: error: %s\n' "$*" >&2; exit 2; }
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-cache=${KVMKIT_NESTED_CACHE:-$repo/build/nested-cache}
-
-kvmkit="" vmm=kvmkit l2_timeout=300 kvmkit_args=""
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-    --vmm) vmm=$2; shift 2 ;;
-    --l2-timeout) l2_timeout=$2; shift 2 ;;
-    --kvmkit-args) kvmkit_args=$2; shift 2 ;;
-    --known-bug) known_bug_check=${2%%=*} known_bug_why=${2#*=}; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    -*) usage >&2; die "unknown option: $1" ;;
-    *) [[ -z "$kvmkit" ]] || die "one KVMKIT_BINARY only"; kvmkit=$1; shift ;;
-    esac
-done
-case "$vmm" in
-kvmkit) [[ -x "$kvmkit" ]] || die "not an executable: ${kvmkit:-(none)} (build it: ninja -C build)" ;;
-qemu) ;;
-*) die "--vmm wants kvmkit or qemu, got: $vmm" ;;
-esac
+. "$(dirname "${BASH_SOURCE[0]}")/tierb-args.sh"
 for t in mke2fs e2fsck; do
     command -v "$t" >/dev/null || die "$t is missing (Debian package e2fsprogs)"
 done
-
-mkdir -p "$cache"
-l2env=$("$here/l2-archive.sh" "$cache") || die "could not fetch or build the L2 guest (see above)"
-eval "$l2env"
-fenv=$("$here/fetch.sh" "$cache") || die "could not fetch the kernels"
-eval "$fenv"
+command -v socat >/dev/null || die "socat is missing (Debian package socat)"
 
 payload=$(mktemp -d "${TMPDIR:-/tmp}/kvmkit-virtio.XXXXXX")
 trap 'rm -rf "$payload"' EXIT
 cp "$here/l1-boot.sh" "$payload/"
 [[ "$vmm" == kvmkit ]] && cp -L "$kvmkit" "$payload/kvmkit"
-cp -L "$(command -v mke2fs)" "$(command -v e2fsck)" "$payload/"
+cp -L "$(command -v mke2fs)" "$(command -v e2fsck)" "$(command -v socat)" "$payload/"
 
 # The guest's root file system: busybox and the test, which runs as its init.
 root=$payload/rootfs
@@ -69,6 +49,22 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 exec 0</dev/console 1>/dev/console 2>&1
+# The virtio-console port: found by its name (no udev for /dev/virtio-ports/NAME), one line
+# written (the write waits until the host end is open: a client is connected) and one read.
+vcon() {
+    dev= n=0
+    while [ -z "$dev" ] && [ $n -lt 100 ]; do
+        for f in /sys/class/virtio-ports/*/name; do
+            [ "$(cat "$f" 2>/dev/null)" = org.kvmkit.test.0 ] && { dev=${f%/name}; dev=${dev##*/}; }
+        done
+        [ -n "$dev" ] || { sleep 0.1; n=$((n + 1)); }
+    done
+    echo "L2-VCON-PORT ${dev:-none}"
+    [ -n "$dev" ] || return
+    timeout 60 sh -c 'exec 3<>"/dev/$1" && echo vcon-guest-hello >&3 && read -r l <&3 &&
+        echo "L2-VCON-READ $l"' sh "$dev"
+    echo "L2-VCON-RC $?"
+}
 echo "L2-ROOT $(awk '$2 == "/" { print $1, $3 }' /proc/mounts)"
 echo "L2-BLK-SERIAL $(cat /sys/block/vda/serial 2>/dev/null)"
 mount -o remount,rw /
@@ -77,6 +73,7 @@ if [ -f /data.sha256 ]; then
     if [ "$sum" = "$(cat /data.sha256)" ]; then echo "L2-BLK-READBACK ok"; else echo "L2-BLK-READBACK bad $sum"; fi
     echo "L2-HWRNG-CURRENT $(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)"
     echo "L2-HWRNG-BYTES $(dd if=/dev/hwrng bs=64 count=1 2>/dev/null | wc -c)"
+    vcon
     mount -o remount,ro /
     echo "L2-DONE"
     poweroff -f
@@ -107,14 +104,34 @@ if [ "$VMM" = qemu ]; then
         -nodefaults -no-user-config -display none -serial stdio \
         -drive file=$img,if=none,id=root,format=raw -device virtio-blk-pci,drive=root,serial=kvmkit-root \
         -device virtio-rng-pci \
+        -chardev socket,id=vcon,path=/tmp/vcon.sock,server=on,wait=off \
+        -device virtio-serial-pci -device virtserialport,chardev=vcon,name=org.kvmkit.test.0 \
         -kernel /payload/l2/vmlinuz -initrd /payload/l2/initramfs.cpio -append "$append"
 else
     set -- /payload/kvmkit run --kernel /payload/l2/vmlinuz --initrd /payload/l2/initramfs.cpio \
         --append "$append" --memory 256M --cpus 2 --serial stdio \
-        --disk path=$img,serial=kvmkit-root --rng $KVMKIT_ARGS
+        --disk path=$img,serial=kvmkit-root --rng --vconsole /tmp/vcon.sock,name=org.kvmkit.test.0 \
+        $KVMKIT_ARGS
 fi
+# The console port's client: sends its line, keeps the guest's. kvmkit makes the socket anew at
+# each boot (the VM is rebuilt at a reset) and the first boot leaves the port alone, so it
+# reconnects until a line came back.
+vcon_client() {
+    n=0
+    while [ ! -s /tmp/vcon.got ] && [ $n -lt "$L2_TIMEOUT" ]; do
+        [ -S /tmp/vcon.sock ] && ./socat UNIX-CONNECT:/tmp/vcon.sock \
+            SYSTEM:'echo vcon-host-hello; read -r l && echo "$l" > /tmp/vcon.got' 2>/dev/null
+        [ -s /tmp/vcon.got ] || sleep 1
+        n=$((n + 1))
+    done
+}
+rm -f /tmp/vcon.got
+vcon_client &
+vcon_pid=$!
 echo "BOOT-CMD name=virtio $*"
 l1_boot virtio "$L2_TIMEOUT" "$@"
+kill $vcon_pid 2>/dev/null
+echo "VCON-HOST-GOT $(cat /tmp/vcon.got 2>/dev/null)"
 ./e2fsck -fn $img > /tmp/fsck.log 2>&1
 echo "FSCK-RC $?"
 sed 's/^/FSCK| /' /tmp/fsck.log
@@ -148,6 +165,9 @@ check rng/read "$(has '^L2-HWRNG-BYTES 64$'; echo $?)" "$(grep -m1 '^L2-HWRNG-BY
 rc=$(field rc "$res") to=$(field timeout "$res")
 check exit "$( [[ -n "$res" && "$to" == 0 && "$rc" == 0 ]]; echo $?)" "VMM rc=${rc:-none} timeout=${to:-none}"
 check fsck "$(grep -q '^FSCK-RC 0$' <<< "$clean"; echo $?)" "$(grep -m1 '^FSCK-RC' <<< "$clean" || echo 'fsck did not run'); see FSCK| lines in $log"
+vcon_why="$(grep -m1 '^L2-VCON-PORT' <<< "$l2" || echo 'no L2-VCON-PORT line'), $(grep -m1 '^L2-VCON-RC' <<< "$l2" || echo 'no L2-VCON-RC line')"
+check vcon/guest-to-host "$(grep -q '^VCON-HOST-GOT vcon-guest-hello$' <<< "$clean"; echo $?)" "$(grep -m1 '^VCON-HOST-GOT' <<< "$clean" || echo 'no VCON-HOST-GOT line'); $vcon_why"
+check vcon/host-to-guest "$(has '^L2-VCON-READ vcon-host-hello$'; echo $?)" "$(grep -m1 '^L2-VCON-READ' <<< "$l2" || echo 'no L2-VCON-READ line'); $vcon_why"
 if [[ $failed -gt 0 ]]; then
     echo "  last L2 console lines:"
     tail -n 30 <<< "$l2" | sed 's/^/  L2| /'

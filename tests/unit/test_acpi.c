@@ -1,5 +1,5 @@
 /* Unit tests of the ACPI tables: walked byte by byte as a guest would, then disassembled by iasl;
- * with and without the PCI host bridge (MCFG, \_SB.PCI0). */
+ * with and without the PCI host bridge (MCFG, \_SB.PCI0) and virtio-mmio devices (LNRO0005). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,6 +37,7 @@ struct tables {
 	uint8_t *ram;
 	uint32_t ncpus;
 	bool pci;
+	unsigned nmmio; /* virtio-mmio devices, at the windows and GSIs of layout.h */
 	uint64_t rsdp, rsdt, xsdt, fadt, facs, dsdt, madt, mcfg;
 };
 
@@ -74,7 +75,16 @@ static const uint8_t *check_table(struct tables *t, uint64_t gpa, const char *si
 	return p;
 }
 
-static void build_with(struct tables *t, uint32_t ncpus, bool pci)
+/* The n-th virtio-mmio device as kvmkit places it (beyond the devices kvmkit allows, which
+ * the tables take all the same, the GSIs wrap around the IOAPIC's pins). */
+static struct acpi_virtio_mmio mmio_dev(unsigned n)
+{
+	return (struct acpi_virtio_mmio){LAYOUT_VIRTIO_MMIO_BASE + n * LAYOUT_VIRTIO_MMIO_SIZE,
+	                                 (uint32_t)LAYOUT_VIRTIO_MMIO_SIZE,
+	                                 VIRTIO_MMIO_GSI(n) % LAYOUT_IOAPIC_PINS};
+}
+
+static void build_full(struct tables *t, uint32_t ncpus, bool pci, unsigned nmmio)
 {
 	memset(t, 0, sizeof(*t));
 	assert_int_equal(fake_mem_init(&t->mem, RAM_SIZE), 0);
@@ -82,8 +92,16 @@ static void build_with(struct tables *t, uint32_t ncpus, bool pci)
 	memset(t->ram, RAM_FILL, RAM_SIZE);
 	t->ncpus = ncpus;
 	t->pci = pci;
-	struct acpi_config cfg = {.ncpus = ncpus, .pci = pci};
+	t->nmmio = nmmio;
+	struct acpi_config cfg = {.ncpus = ncpus, .pci = pci, .nvirtio_mmio = nmmio};
+	for (unsigned i = 0; i < nmmio; i++)
+		cfg.virtio_mmio[i] = mmio_dev(i);
 	assert_int_equal(acpi_build(&t->mem, &cfg, &t->rsdp), 0);
+}
+
+static void build_with(struct tables *t, uint32_t ncpus, bool pci)
+{
+	build_full(t, ncpus, pci, 0);
 }
 
 static void build(struct tables *t, uint32_t ncpus)
@@ -379,6 +397,34 @@ static void check_dsdt(struct tables *t)
 	assert_non_null(memfind(d, len, ecam, sizeof(ecam)));
 }
 
+/* Each virtio-mmio device: Name(_HID, "LNRO0005") and a _CRS of Memory32Fixed(ReadWrite, base,
+ * 0x200) then Interrupt(ResourceConsumer, Level, ActiveHigh, Exclusive) {gsi}. */
+static void check_dsdt_mmio(struct tables *t)
+{
+	const uint8_t *d = t->ram + t->dsdt;
+	uint32_t len = rd32(d + 4);
+	static const uint8_t hid[] = "\x08_HID\x0dLNRO0005"; /* NameOp, name, StringPrefix, text */
+	size_t nhid = 0;
+	for (const uint8_t *p = d; (p = memfind(p, len - (size_t)(p - d), hid, sizeof(hid))); p++)
+		nhid++;
+	assert_int_equal(nhid, t->nmmio);
+	for (unsigned i = 0; i < t->nmmio; i++) {
+		struct acpi_virtio_mmio dev = mmio_dev(i);
+		uint8_t crs[21] = {0x86, 0x09, 0x00, 0x01};
+		uint32_t base = (uint32_t)dev.base;
+		memcpy(crs + 4, &base, 4);
+		memcpy(crs + 8, &dev.size, 4);
+		const uint8_t irq[5] = {0x89, 0x06, 0x00, 0x01 /* consumer, level, high, exclusive */,
+		                        0x01};
+		memcpy(crs + 12, irq, 5);
+		memcpy(crs + 17, &dev.gsi, 4);
+		assert_non_null(memfind(d, len, crs, sizeof(crs)));
+		char name[5];
+		snprintf(name, sizeof(name), "VR%02X", i & 0xffu);
+		assert_non_null(memfind(d, len, name, 4));
+	}
+}
+
 /* --- iasl: the ACPICA disassembler is the external judge of table and AML syntax --- */
 
 /* A tool from acpica-tools: $ENV_VAR (meson passes the path it found), else PATH, else NULL. */
@@ -541,6 +587,43 @@ static void check_pci_with_acpiexec(const char *acpiexec, const char *dir)
 	free(log);
 }
 
+/* What Linux evaluates for a virtio-mmio device: _HID (a string: the platform driver's ACPI
+ * match), _UID, _CCA, and _CRS (the window and the level-triggered, active-high GSI). */
+static void check_mmio_with_acpiexec(const char *acpiexec, const char *dir, unsigned n)
+{
+	char *args;
+	assert_true(asprintf(&args, "-b 'evaluate \\_SB.VR00._HID; evaluate \\_SB.VR00._UID; "
+	                     "evaluate \\_SB.VR00._CCA; evaluate \\_SB.VR%02X._UID; "
+	                     "evaluate \\_SB.VR%02X._CRS' dsdt.dat", n - 1, n - 1) > 0);
+	char *log = run_tool(acpiexec, dir, args);
+	free(args);
+	struct acpi_virtio_mmio last = mmio_dev(n - 1);
+	char uid[64], crs0[128], crs1[64];
+	snprintf(uid, sizeof(uid), "[Integer] = %016X", n - 1);
+	/* Memory32Fixed(ReadWrite, base, 0x200), Interrupt(...) {gsi}, end tag; line by line, as
+	 * acpiexec appends the bytes as characters to each */
+	snprintf(crs0, sizeof(crs0),
+	         "[Buffer] Length 17 = \n"
+	         "    0000: 86 09 00 01 %02X %02X %02X %02X 00 02 00 00 89 06 00 01",
+	         (unsigned)(last.base & 0xff), (unsigned)(last.base >> 8 & 0xff),
+	         (unsigned)(last.base >> 16 & 0xff), (unsigned)(last.base >> 24 & 0xff));
+	snprintf(crs1, sizeof(crs1), "    0010: 01 %02X 00 00 00 79 00", last.gsi & 0xffu);
+	const char *const expected[] = {
+		"[String] Length 08 = \"LNRO0005\"",
+		"[Integer] = 0000000000000000",
+		"[Integer] = 0000000000000001",
+		uid,
+		crs0,
+		crs1,
+	};
+	for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
+		if (!strstr(log, expected[i]))
+			fail_msg("acpiexec: no \"%s\" in:\n%s", expected[i], log);
+	if (strstr(log, "AE_") || strstr(log, "Error") || strstr(log, "Warning"))
+		fail_msg("acpiexec complained:\n%s", log);
+	free(log);
+}
+
 static void check_with_iasl(struct tables *t)
 {
 	const char *iasl = find_iasl();
@@ -575,11 +658,22 @@ static void check_with_iasl(struct tables *t)
 				"WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,",
 				"DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, "
 				"NonCacheable, ReadWrite,",
-				"Memory32Fixed (ReadWrite,", "Name (_PRT, Package (0x80)",
+				"Name (_PRT, Package (0x80)",
 			};
 			for (size_t k = 0; k < sizeof(pci) / sizeof(pci[0]); k++)
 				if ((strstr(text, pci[k]) != NULL) != t->pci)
 					fail_msg("DSDT (pci %d): \"%s\" in:\n%s", t->pci, pci[k], text);
+			/* the ECAM reservation's window, and the virtio-mmio windows */
+			if ((strstr(text, "Memory32Fixed (ReadWrite,") != NULL) != (t->pci || t->nmmio))
+				fail_msg("DSDT: Memory32Fixed unexpected or missing in:\n%s", text);
+			static const char *const mmio[] = {
+				"Name (_HID, \"LNRO0005\")", "Name (_CCA, One)",
+				"Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive, ,, )",
+			};
+			for (size_t k = 0; k < sizeof(mmio) / sizeof(mmio[0]); k++)
+				if ((strstr(text, mmio[k]) != NULL) != (t->nmmio > 0))
+					fail_msg("DSDT (%u virtio-mmio): \"%s\" in:\n%s", t->nmmio, mmio[k],
+					         text);
 		}
 		if (!strcmp(tab[i].name, "mcfg"))
 			assert_non_null(strstr(text, "Base Address : 00000000E0000000"));
@@ -633,6 +727,8 @@ static void check_with_iasl(struct tables *t)
 		free(log);
 		if (t->pci)
 			check_pci_with_acpiexec(acpiexec, dir);
+		if (t->nmmio)
+			check_mmio_with_acpiexec(acpiexec, dir, t->nmmio);
 	}
 	if (getenv("KVMKIT_TEST_KEEP"))
 		printf("iasl output kept in %s\n", dir); /* for a human reading the .dsl files */
@@ -641,12 +737,12 @@ static void check_with_iasl(struct tables *t)
 }
 
 /* Structure checks always; with_iasl adds the disassembler (those tests skip without iasl). */
-static void test_tables_with(uint32_t ncpus, bool pci, bool with_iasl)
+static void test_tables_full(uint32_t ncpus, bool pci, unsigned nmmio, bool with_iasl)
 {
 	if (with_iasl && !find_iasl())
 		skip(); /* acpica-tools is not installed */
 	struct tables t;
-	build_with(&t, ncpus, pci);
+	build_full(&t, ncpus, pci, nmmio);
 	check_outside_untouched(&t);
 	check_rsdp(&t);
 	check_root_tables(&t);
@@ -654,9 +750,15 @@ static void test_tables_with(uint32_t ncpus, bool pci, bool with_iasl)
 	check_madt(&t);
 	check_mcfg(&t);
 	check_dsdt(&t);
+	check_dsdt_mmio(&t);
 	if (with_iasl)
 		check_with_iasl(&t);
 	fake_mem_destroy(&t.mem);
+}
+
+static void test_tables_with(uint32_t ncpus, bool pci, bool with_iasl)
+{
+	test_tables_full(ncpus, pci, 0, with_iasl);
 }
 
 static void test_tables(uint32_t ncpus, bool with_iasl)
@@ -677,6 +779,25 @@ static void test_pci_1_cpu(void **state) { (void)state; test_tables_with(1, true
 static void test_pci_256_cpus(void **state) { (void)state; test_tables_with(256, true, false); }
 static void test_iasl_pci_1_cpu(void **state) { (void)state; test_tables_with(1, true, true); }
 static void test_iasl_pci_1024_cpus(void **state) { (void)state; test_tables_with(1024, true, true); }
+
+/* --transport mmio: no PCI, virtio-mmio devices in the DSDT (one, and as many as kvmkit allows,
+ * and as many as the tables take). */
+static void test_mmio_1(void **state) { (void)state; test_tables_full(2, false, 1, false); }
+static void test_mmio_max(void **state)
+{
+	(void)state;
+	test_tables_full(2, false, LAYOUT_VIRTIO_MMIO_COUNT, false);
+	test_tables_full(2, false, ACPI_MAX_VIRTIO_MMIO, false);
+}
+static void test_iasl_mmio_1(void **state) { (void)state; test_tables_full(2, false, 1, true); }
+static void test_iasl_mmio_max(void **state)
+{
+	(void)state;
+	test_tables_full(2, false, LAYOUT_VIRTIO_MMIO_COUNT, true);
+	test_tables_full(2, false, ACPI_MAX_VIRTIO_MMIO, true);
+}
+/* Both kinds at once: the DSDT takes them, though kvmkit never builds that machine. */
+static void test_iasl_pci_mmio(void **state) { (void)state; test_tables_full(1, true, 2, true); }
 
 static void test_deterministic(void **state)
 {
@@ -722,6 +843,27 @@ static void test_errors(void **state)
 	for (uint32_t a = 0; a < RAM_SIZE; a++)
 		assert_int_equal(mem.regions[0].host[a], RAM_FILL);
 	assert_int_equal(rsdp, 0x1234);
+
+	/* virtio-mmio devices the tables cannot describe: too many, a window beyond 32 bits or
+	 * of no size, an interrupt that is no IOAPIC pin. */
+	cfg.ncpus = 1;
+	cfg.nvirtio_mmio = ACPI_MAX_VIRTIO_MMIO + 1;
+	assert_int_equal(acpi_build(&mem, &cfg, &rsdp), -EINVAL);
+	cfg.nvirtio_mmio = 1;
+	cfg.virtio_mmio[0] = (struct acpi_virtio_mmio){0xfffffe00, 0x200, 16};
+	assert_int_equal(acpi_build(&mem, &cfg, &rsdp), 0); /* the last window of 4 GiB fits */
+	memset(mem.regions[0].host, RAM_FILL, RAM_SIZE);
+	cfg.virtio_mmio[0] = (struct acpi_virtio_mmio){0xffffff00, 0x200, 16};
+	assert_int_equal(acpi_build(&mem, &cfg, &rsdp), -EINVAL);
+	cfg.virtio_mmio[0] = (struct acpi_virtio_mmio){0x100000000ULL, 0x200, 16};
+	assert_int_equal(acpi_build(&mem, &cfg, &rsdp), -EINVAL);
+	cfg.virtio_mmio[0] = (struct acpi_virtio_mmio){0xfe000000, 0, 16};
+	assert_int_equal(acpi_build(&mem, &cfg, &rsdp), -EINVAL);
+	cfg.virtio_mmio[0] = (struct acpi_virtio_mmio){0xfe000000, 0x200, LAYOUT_IOAPIC_PINS};
+	assert_int_equal(acpi_build(&mem, &cfg, &rsdp), -EINVAL);
+	for (uint32_t a = 0; a < RAM_SIZE; a++)
+		assert_int_equal(mem.regions[0].host[a], RAM_FILL);
+	cfg.nvirtio_mmio = 0;
 	fake_mem_destroy(&mem);
 
 	/* The area is not RAM. */
@@ -747,6 +889,11 @@ int main(void)
 		cmocka_unit_test(test_pci_256_cpus),
 		cmocka_unit_test(test_iasl_pci_1_cpu),
 		cmocka_unit_test(test_iasl_pci_1024_cpus),
+		cmocka_unit_test(test_mmio_1),
+		cmocka_unit_test(test_mmio_max),
+		cmocka_unit_test(test_iasl_mmio_1),
+		cmocka_unit_test(test_iasl_mmio_max),
+		cmocka_unit_test(test_iasl_pci_mmio),
 		cmocka_unit_test(test_deterministic),
 		cmocka_unit_test(test_errors),
 	};

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -383,6 +384,26 @@ static void dsdt_pci_host_bridge(struct aml *a)
 	aml_end(a);
 }
 
+/* A virtio-mmio device as QEMU's microvm describes one: Linux binds its virtio_mmio driver to
+ * LNRO0005 through the ACPI platform-device path and takes the window and the interrupt (with
+ * its trigger and polarity, which the IOAPIC pin is programmed with) from _CRS. */
+static void dsdt_virtio_mmio(struct aml *a, unsigned index, const struct acpi_virtio_mmio *dev)
+{
+	char name[5];
+	snprintf(name, sizeof(name), "VR%02X", index & 0xffu);
+	aml_device_begin(a, name);
+	aml_name_string(a, "_HID", "LNRO0005");
+	aml_name_integer(a, "_UID", index);
+	aml_name_integer(a, "_CCA", 1); /* DMA is cache-coherent */
+	aml_name(a, "_CRS");
+	aml_res_begin(a);
+	aml_res_memory32_fixed(a, (uint32_t)dev->base, dev->size);
+	/* Level-triggered, as InterruptStatus stays set until the driver acknowledges it. */
+	aml_res_interrupt(a, true, false, false, dev->gsi);
+	aml_res_end(a);
+	aml_end(a);
+}
+
 static void dsdt_body(struct aml *a, const struct acpi_config *cfg)
 {
 	/* \_S5: the SLP_TYP values Linux writes to PM1a_CNT to power off (PM1b unused). */
@@ -402,6 +423,8 @@ static void dsdt_body(struct aml *a, const struct acpi_config *cfg)
 	/* No PNP0303 for the i8042, for the reason given at the FADT's boot flags. */
 	if (cfg->pci)
 		dsdt_pci_host_bridge(a);
+	for (unsigned i = 0; i < cfg->nvirtio_mmio; i++)
+		dsdt_virtio_mmio(a, i, &cfg->virtio_mmio[i]);
 	aml_end(a);
 }
 
@@ -640,6 +663,15 @@ int acpi_build(const struct guest_mem *mem, const struct acpi_config *cfg, uint6
 	_Static_assert(LAYOUT_ACPI_END <= 0xffffffffULL, "RSDT holds 32-bit addresses");
 	if (!mem || !cfg || !rsdp_gpa || cfg->ncpus == 0)
 		return -EINVAL;
+	if (cfg->nvirtio_mmio > ACPI_MAX_VIRTIO_MMIO)
+		return -EINVAL;
+	for (unsigned i = 0; i < cfg->nvirtio_mmio; i++) {
+		const struct acpi_virtio_mmio *v = &cfg->virtio_mmio[i];
+		/* Memory32Fixed holds a 32-bit window; the interrupt is an IOAPIC pin. */
+		if (v->size == 0 || v->base > 0xffffffffULL - (v->size - 1) ||
+		    v->gsi >= LAYOUT_IOAPIC_PINS)
+			return -EINVAL;
+	}
 
 	struct acpi_area area = {.size = LAYOUT_ACPI_END - LAYOUT_ACPI_START};
 	uint8_t *dst = guest_mem_ptr(mem, LAYOUT_ACPI_START, area.size);

@@ -7,12 +7,25 @@
 
 #include "vmm/memory.h"
 
+/* One virtio-mmio device: its register window (32-bit address) and level-triggered GSI. */
+struct acpi_virtio_mmio {
+	uint64_t base;
+	uint32_t size;
+	uint32_t gsi;
+};
+#define ACPI_MAX_VIRTIO_MMIO 16
+
 struct acpi_config {
 	uint32_t ncpus; /* MADT: one Local APIC (or x2APIC when id > 254) entry per vCPU, APIC IDs 0..ncpus-1 */
 	/* The PCI host bridge of hw/pci.c (layout in arch/x86/layout.h): an MCFG for its ECAM, and
 	 * in the DSDT \_SB.PCI0 (PNP0A08: bus 0, the I/O and memory windows, a _PRT sending each
 	 * slot's INTA-D to GSIs 16-19) plus a PNP0C02 device reserving the ECAM. */
 	bool pci;
+	/* In the DSDT, \_SB.VRnn for each (nn the index in hex): _HID "LNRO0005", _UID n, _CCA 1,
+	 * _CRS { Memory32Fixed(ReadWrite, base, size), Interrupt(ResourceConsumer, Level,
+	 * ActiveHigh, Exclusive) { gsi } }, as QEMU's microvm describes its virtio-mmio devices. */
+	struct acpi_virtio_mmio virtio_mmio[ACPI_MAX_VIRTIO_MMIO];
+	unsigned nvirtio_mmio;
 };
 
 /* Writes RSDP, RSDT, XSDT, FADT, FACS, MADT, DSDT (and with pci the MCFG) into guest RAM in
@@ -20,8 +33,9 @@ struct acpi_config {
  * (always LAYOUT_ACPI_START, where guests scanning the BIOS area find it).
  * The whole area is rewritten (unused bytes zeroed) and only once everything fit, so a failure
  * leaves guest memory untouched.
- * Errors: -EINVAL (ncpus == 0, NULL argument), -ENOSPC (tables do not fit the area),
- * -EFAULT (the area is not guest RAM), -ENOMEM. */
+ * Errors: -EINVAL (ncpus == 0, NULL argument, more than ACPI_MAX_VIRTIO_MMIO virtio-mmio
+ * devices, one whose window is empty or not within 32 bits or whose GSI is no IOAPIC pin),
+ * -ENOSPC (tables do not fit the area), -EFAULT (the area is not guest RAM), -ENOMEM. */
 int acpi_build(const struct guest_mem *mem, const struct acpi_config *cfg, uint64_t *rsdp_gpa);
 
 #endif

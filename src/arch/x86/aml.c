@@ -228,6 +228,24 @@ void aml_name_eisaid(struct aml *a, const char *path, const char *id)
 	aml_eisaid(a, id);
 }
 
+void aml_string(struct aml *a, const char *s)
+{
+	for (const char *p = s; *p; p++) {
+		if (*p < 0x20 || *p > 0x7e) {
+			a->err = a->err ? a->err : -EINVAL;
+			return;
+		}
+	}
+	aml_byte(a, AML_STRING_PREFIX);
+	aml_bytes(a, s, strlen(s) + 1); /* NUL-terminated */
+}
+
+void aml_name_string(struct aml *a, const char *path, const char *s)
+{
+	aml_name(a, path);
+	aml_string(a, s);
+}
+
 void aml_scope_begin(struct aml *a, const char *path)
 {
 	aml_byte(a, AML_SCOPE_OP);
@@ -355,6 +373,18 @@ void aml_res_memory32_fixed(struct aml *a, uint32_t base, uint32_t len)
 	aml_bytes(a, hdr, sizeof(hdr));
 	aml_le(a, base, 4);
 	aml_le(a, len, 4);
+}
+
+/* Extended Interrupt Descriptor (large item 0x09) with one interrupt and no resource source:
+ * flags bit 0 consumer, bit 1 edge (clear: level), bit 2 active-low, bit 3 shared. */
+void aml_res_interrupt(struct aml *a, bool level, bool active_low, bool shared, uint32_t gsi)
+{
+	const uint8_t hdr[5] = {0x89, 6, 0,
+	                        (uint8_t)(0x01 | (level ? 0 : 0x02) | (active_low ? 0x04 : 0) |
+	                                  (shared ? 0x08 : 0)),
+	                        1 /* interrupt count */};
+	aml_bytes(a, hdr, sizeof(hdr));
+	aml_le(a, gsi, 4);
 }
 
 void aml_res_end(struct aml *a)

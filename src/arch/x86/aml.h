@@ -1,6 +1,6 @@
-/* A small AML (ACPI Machine Language) emitter for the DSDT: names, integers, scopes, devices,
- * methods, packages and resource templates (I/O, IRQ, bridge windows, fixed memory), written
- * the way the ASL they stand for reads. */
+/* A small AML (ACPI Machine Language) emitter for the DSDT: names, integers, strings, scopes,
+ * devices, methods, packages and resource templates (I/O, IRQ, extended interrupts, bridge
+ * windows, fixed memory), written the way the ASL they stand for reads. */
 #ifndef KVMKIT_ARCH_X86_AML_H
 #define KVMKIT_ARCH_X86_AML_H
 
@@ -40,6 +40,9 @@ void aml_integer(struct aml *a, uint64_t v);
 void aml_name(struct aml *a, const char *path);
 void aml_name_integer(struct aml *a, const char *path, uint64_t v);
 void aml_name_eisaid(struct aml *a, const char *path, const char *id);
+/* A String object: printable ASCII only (an ACPI ID such as "LNRO0005", a description). */
+void aml_string(struct aml *a, const char *s);
+void aml_name_string(struct aml *a, const char *path, const char *s);
 void aml_scope_begin(struct aml *a, const char *path);
 void aml_device_begin(struct aml *a, const char *path);
 void aml_method_begin(struct aml *a, const char *path, unsigned nargs, bool serialized);
@@ -65,6 +68,9 @@ void aml_res_word_io(struct aml *a, uint16_t min, uint16_t max);
 void aml_res_dword_memory(struct aml *a, uint32_t min, uint32_t max);
 /* Memory32Fixed(ReadWrite, base, len) */
 void aml_res_memory32_fixed(struct aml *a, uint32_t base, uint32_t len);
+/* Interrupt(ResourceConsumer, Level|Edge, ActiveHigh|ActiveLow, Exclusive|Shared) {gsi}: the
+ * extended interrupt descriptor, for GSIs an IRQ() descriptor cannot name (above 15). */
+void aml_res_interrupt(struct aml *a, bool level, bool active_low, bool shared, uint32_t gsi);
 void aml_res_end(struct aml *a);
 
 #endif

@@ -66,4 +66,16 @@
 #define PCI_INTX_PINS         4
 #define PCI_INTX_GSI(slot, pin) (PCI_INTX_GSI_BASE + ((unsigned)(slot) + (unsigned)(pin)) % PCI_INTX_PINS)
 
+/* --- virtio-mmio (--transport mmio; virtio/virtio_mmio.c): no PCI bus then --- */
+/* One 512-byte register window per device, packed from the base: in the 32-bit hole above the
+ * PCI ECAM (present only in PCI mode, but the ranges stay disjoint anyway) and below the
+ * IOAPIC, where no other device decodes. */
+#define LAYOUT_VIRTIO_MMIO_BASE  0xfe000000ULL
+#define LAYOUT_VIRTIO_MMIO_SIZE  0x200ULL
+/* Each device has its own level-triggered IOAPIC pin from GSI 16 (the pins PCI INTx uses in PCI
+ * mode; no ISA device claims them), so the eight pins 16-23 limit the machine to 8 devices. */
+#define VIRTIO_MMIO_GSI_BASE     16
+#define LAYOUT_VIRTIO_MMIO_COUNT (LAYOUT_IOAPIC_PINS - VIRTIO_MMIO_GSI_BASE)
+#define VIRTIO_MMIO_GSI(n)       (VIRTIO_MMIO_GSI_BASE + (unsigned)(n))
+
 #endif
