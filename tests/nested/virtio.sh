@@ -17,7 +17,8 @@ random data and its SHA-256 to the root, syncs, remounts read-only and reboots (
 the guest in the same process). Second boot: reads the data back and checks the sum, reads
 /dev/hwrng, finds the port by its name in sysfs, writes a line to it and reads one back (a socat
 client in L1 answers), powers off. Then L1 runs e2fsck -fn on the image. Checks: root on
-/dev/vda, disk serial, write, reboot, read-back, hwrng, VMM exit status 0, fsck clean, console
+/dev/vda, disk serial, write, reboot, read-back, a second read-only disk (/dev/vdb: read-only
+to the kernel, its data reads back, a write fails), hwrng, VMM exit status 0, fsck clean, console
 port guest-to-host and host-to-guest. Needs socat on this host (copied into L1).
 Prints "N passed, N failed"; exits 0 only if all pass.
 USAGE
@@ -73,6 +74,11 @@ if [ -f /data.sha256 ]; then
     if [ "$sum" = "$(cat /data.sha256)" ]; then echo "L2-BLK-READBACK ok"; else echo "L2-BLK-READBACK bad $sum"; fi
     echo "L2-HWRNG-CURRENT $(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)"
     echo "L2-HWRNG-BYTES $(dd if=/dev/hwrng bs=64 count=1 2>/dev/null | wc -c)"
+    # The second disk is read-only: the kernel knows it, its data reads back, writes fail.
+    ro=$(cat /sys/block/vdb/ro 2>/dev/null)
+    text=$(dd if=/dev/vdb bs=512 count=1 2>/dev/null | head -c 18)
+    if dd if=/dev/zero of=/dev/vdb bs=512 count=1 conv=fsync 2>/dev/null; then w=accepted; else w=refused; fi
+    echo "L2-RO-DISK ro=$ro serial=$(cat /sys/block/vdb/serial 2>/dev/null) text=$text write=$w"
     vcon
     mount -o remount,ro /
     echo "L2-DONE"
@@ -98,11 +104,16 @@ cat > "$payload/run.sh" <<'RUN'
 img=/tmp/root.img
 dd if=/dev/zero of=$img bs=1M count=0 seek=160 2>/dev/null
 ./mke2fs -q -F -t ext4 -d /payload/rootfs $img || echo "MKFS-FAILED"
+ro=/tmp/ro.img
+printf 'kvmkit-readonly-ok' > $ro
+dd if=/dev/zero of=$ro bs=1 count=0 seek=1048576 2>/dev/null
 append="console=ttyS0 kvmkit.test=virtio-root panic=-1 quiet"
 if [ "$VMM" = qemu ]; then
     set -- qemu-system-x86_64 -M microvm,acpi=on,rtc=on,pcie=on -accel kvm -cpu host -m 256 -smp 2 \
         -nodefaults -no-user-config -display none -serial stdio \
         -drive file=$img,if=none,id=root,format=raw -device virtio-blk-pci,drive=root,serial=kvmkit-root \
+        -drive file=$ro,if=none,id=ro,format=raw,readonly=on \
+        -device virtio-blk-pci,drive=ro,serial=kvmkit-ro \
         -device virtio-rng-pci \
         -chardev socket,id=vcon,path=/tmp/vcon.sock,server=on,wait=off \
         -device virtio-serial-pci -device virtserialport,chardev=vcon,name=org.kvmkit.test.0 \
@@ -110,7 +121,8 @@ if [ "$VMM" = qemu ]; then
 else
     set -- /payload/kvmkit run --kernel /payload/l2/vmlinuz --initrd /payload/l2/initramfs.cpio \
         --append "$append" --memory 256M --cpus 2 --serial stdio \
-        --disk path=$img,serial=kvmkit-root --rng --vconsole /tmp/vcon.sock,name=org.kvmkit.test.0 \
+        --disk path=$img,serial=kvmkit-root --disk path=$ro,readonly=on,serial=kvmkit-ro \
+        --rng --vconsole /tmp/vcon.sock,name=org.kvmkit.test.0 \
         $KVMKIT_ARGS
 fi
 # The console port's client: sends its line, keeps the guest's. kvmkit makes the socket anew at
@@ -162,6 +174,7 @@ check blk/reboot "$( [[ $(grep -c '^L2-ROOT /dev/vda' <<< "$l2") -ge 2 ]]; echo 
 check blk/readback "$(has '^L2-BLK-READBACK ok'; echo $?)" "$(grep -m1 '^L2-BLK-READBACK' <<< "$l2" || echo 'no read-back line')"
 check rng/current "$(has '^L2-HWRNG-CURRENT virtio_rng'; echo $?)" "$(grep -m1 '^L2-HWRNG-CURRENT' <<< "$l2" || echo 'no hwrng line')"
 check rng/read "$(has '^L2-HWRNG-BYTES 64$'; echo $?)" "$(grep -m1 '^L2-HWRNG-BYTES' <<< "$l2" || echo 'no hwrng read')"
+check blk/readonly "$(has '^L2-RO-DISK ro=1 serial=kvmkit-ro text=kvmkit-readonly-ok write=refused$'; echo $?)" "$(grep -m1 '^L2-RO-DISK' <<< "$l2" || echo 'no read-only disk line')"
 rc=$(field rc "$res") to=$(field timeout "$res")
 check exit "$( [[ -n "$res" && "$to" == 0 && "$rc" == 0 ]]; echo $?)" "VMM rc=${rc:-none} timeout=${to:-none}"
 check fsck "$(grep -q '^FSCK-RC 0$' <<< "$clean"; echo $?)" "$(grep -m1 '^FSCK-RC' <<< "$clean" || echo 'fsck did not run'); see FSCK| lines in $log"
