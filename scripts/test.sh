@@ -71,6 +71,8 @@ if [ "$nested" -eq 1 ]; then
 	stage "tier B virtio-mmio (the same devices)" \
 		bash tests/nested/virtio.sh build/kvmkit --kvmkit-args "--transport mmio"
 	stage "tier B virtio-net (user-mode and TAP)" bash tests/nested/virtio_net.sh build/kvmkit
+	stage "tier B virtio-net on virtio-mmio" \
+		bash tests/nested/virtio_net.sh build/kvmkit --kvmkit-args "--transport mmio"
 fi
 
 echo
