@@ -122,13 +122,6 @@ static bool rx_hdr_fixup(uint64_t features, uint8_t *hdr)
 	return true;
 }
 
-/* Gives back the buffers popped for a frame that was not delivered: they were not used, so the
- * next frame takes them again (virtq_pop only moved the device's own index). */
-static void rx_unpop(struct virtqueue *vq, unsigned popped)
-{
-	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - popped);
-}
-
 enum rx_result { RX_DELIVERED, RX_DROPPED, RX_NO_ROOM };
 
 /* Copies hdr and frame (frame_len bytes of src from byte soff) into the receive ring. */
@@ -149,7 +142,7 @@ static enum rx_result rx_deliver(struct virtio_net *net, uint8_t *hdr, const str
 	for (;;) {
 		if (popped == vq->size) {
 			/* The whole ring cannot hold it: buffers too small for this frame. */
-			rx_unpop(vq, popped);
+			virtq_unpop(vq, popped);
 			return RX_DROPPED;
 		}
 		struct virtq_elem *e = popped ? &net->rx_more : &net->rx_first;
@@ -166,7 +159,7 @@ static enum rx_result rx_deliver(struct virtio_net *net, uint8_t *hdr, const str
 				net->rx_notify_off = true;
 				continue;
 			}
-			rx_unpop(vq, popped);
+			virtq_unpop(vq, popped);
 			return RX_NO_ROOM;
 		}
 		const struct iovec *in = &e->iov[e->out_num];
@@ -186,7 +179,7 @@ static enum rx_result rx_deliver(struct virtio_net *net, uint8_t *hdr, const str
 			break;
 		if (!mrg) {
 			/* Without MRG_RXBUF a frame must fit one buffer. */
-			rx_unpop(vq, popped);
+			virtq_unpop(vq, popped);
 			return RX_DROPPED;
 		}
 	}

@@ -237,3 +237,8 @@ bool virtq_enable_notify(struct virtqueue *vq)
 	atomic_thread_fence(memory_order_seq_cst);
 	return vq->avail[AVAIL_IDX] != vq->last_avail_idx;
 }
+
+void virtq_unpop(struct virtqueue *vq, uint16_t n)
+{
+	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
+}

@@ -73,6 +73,11 @@ int virtq_setup(struct virtqueue *vq, const struct guest_mem *mem, uint16_t size
  * buffer or table outside guest RAM (or crossing the end of a RAM region). */
 int virtq_pop(struct virtqueue *vq, struct virtq_elem *elem);
 
+/* Gives back the last n popped requests unused (their heads become available again, in the
+ * same order): for a device that found it cannot use them yet, e.g. a network frame that needs
+ * more receive buffers than the ring has. Only requests not pushed since may be given back. */
+void virtq_unpop(struct virtqueue *vq, uint16_t n);
+
 /* Puts a finished request in the used ring with the number of bytes written into its in
  * segments, and publishes the new used index (release order). Does not interrupt. */
 void virtq_push(struct virtqueue *vq, uint16_t head, uint32_t written);
