@@ -182,6 +182,16 @@ int block_submit(struct block_dev *bd, struct block_request *req)
 	return 0;
 }
 
+void block_plug(struct block_dev *bd)
+{
+	block_engine_plug(bd->engine);
+}
+
+void block_unplug(struct block_dev *bd)
+{
+	block_engine_unplug(bd->engine);
+}
+
 void block_process_completions(struct block_dev *bd)
 {
 	block_engine_process_completions(bd->engine);

@@ -62,6 +62,11 @@ bool block_readonly(const struct block_dev *bd);
  * only if both run on the same thread: the block device belongs to one event loop. */
 int block_submit(struct block_dev *bd, struct block_request *req);
 
+/* Between block_plug and block_unplug, requests are collected and handed to the kernel as one
+ * batch at unplug (a device plugs while it drains its queue). Plugs nest. */
+void block_plug(struct block_dev *bd);
+void block_unplug(struct block_dev *bd);
+
 /* An fd that becomes readable when requests have completed; the event loop then calls
  * block_process_completions, which runs their done() callbacks. A done() may submit again. */
 int block_completion_fd(const struct block_dev *bd);

@@ -125,6 +125,17 @@ void block_engine_finish(struct block_engine *e, struct block_aio *aio, int resu
 	aio->complete(aio, result);
 }
 
+void block_engine_plug(struct block_engine *e)
+{
+	e->plugged++;
+}
+
+void block_engine_unplug(struct block_engine *e)
+{
+	if (e->plugged > 0 && --e->plugged == 0 && e->ops->unplug)
+		e->ops->unplug(e);
+}
+
 void block_engine_process_completions(struct block_engine *e)
 {
 	uint64_t count;

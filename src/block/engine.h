@@ -51,6 +51,8 @@ struct block_engine_ops {
 	void (*submit)(struct block_engine *e, struct block_aio *aio);
 	/* Finishes whatever the engine has completed (called with the event fd already read). */
 	void (*reap)(struct block_engine *e);
+	/* Optional: hands over what was queued while plugged (one system call for a batch). */
+	void (*unplug)(struct block_engine *e);
 	/* Frees the engine; nothing is in flight. Closes nothing of the common part. */
 	void (*destroy)(struct block_engine *e);
 };
@@ -61,6 +63,7 @@ struct block_engine {
 	int event_fd;                  /* eventfd: readable when something has completed */
 	unsigned inflight;             /* aios submitted whose complete() has not run */
 	struct block_aio_list ready;   /* finished without a system call, waiting to be run */
+	unsigned plugged;              /* > 0: submissions wait for block_engine_unplug */
 };
 
 /* Creates the engine KVMKIT_BLOCK_ENGINE asks for ("threads" or "io_uring"), by default
@@ -73,6 +76,9 @@ void block_engine_drain(struct block_engine *e);
 void block_engine_destroy(struct block_engine *e);
 
 void block_engine_submit(struct block_engine *e, struct block_aio *aio);
+/* Between plug and unplug, submissions are batched (io_uring: one io_uring_enter at unplug). */
+void block_engine_plug(struct block_engine *e);
+void block_engine_unplug(struct block_engine *e);
 /* Completes aio with result from the next block_engine_process_completions, without making a
  * system call: for results known at once (a flush that does nothing, an error). */
 void block_engine_complete_later(struct block_engine *e, struct block_aio *aio, int result);

@@ -83,6 +83,13 @@ static void uring_submit(struct block_engine *e, struct block_aio *aio)
 {
 	struct uring_engine *u = (struct uring_engine *)e;
 	uring_queue(u, aio);
+	if (!u->reaping && !e->plugged && io_uring_sq_ready(&u->ring))
+		uring_flush(u);
+}
+
+static void uring_unplug(struct block_engine *e)
+{
+	struct uring_engine *u = (struct uring_engine *)e;
 	if (!u->reaping && io_uring_sq_ready(&u->ring))
 		uring_flush(u);
 }
@@ -123,7 +130,7 @@ static void uring_reap(struct block_engine *e)
 	while (u->overflow.head && uring_try_queue(u, u->overflow.head))
 		block_aio_list_pop(&u->overflow);
 	u->reaping = false;
-	if (io_uring_sq_ready(&u->ring))
+	if (!e->plugged && io_uring_sq_ready(&u->ring))
 		uring_flush(u);
 }
 
@@ -138,6 +145,7 @@ static const struct block_engine_ops uring_ops = {
 	.name = "io_uring",
 	.submit = uring_submit,
 	.reap = uring_reap,
+	.unplug = uring_unplug,
 	.destroy = uring_destroy,
 };
 

@@ -249,6 +249,7 @@ static void blk_notify(struct virtio_device *d, uint16_t q)
 	struct virtio_blk *blk = d->opaque;
 	struct virtqueue *vq = &d->queues[q].vq;
 	bool more = true;
+	block_plug(blk->bd);
 	while (more) {
 		virtq_disable_notify(vq);
 		for (;;) {
@@ -256,28 +257,31 @@ static void blk_notify(struct virtio_device *d, uint16_t q)
 			if (!r) {
 				log_warn("virtio-blk: out of memory; requests wait for the next doorbell");
 				virtq_enable_notify(vq);
-				blk_signal(blk);
-				return;
+				more = false;
+				break;
 			}
 			int got = virtq_pop(vq, &r->elem);
 			if (got <= 0) {
 				req_free(blk, r);
 				if (got < 0) {
 					virtio_queue_error(d, q, got);
-					blk_signal(blk);
-					return;
+					more = false;
 				}
 				break;
 			}
 			if (!blk_handle(blk, q, r)) {
 				req_free(blk, r);
 				virtio_device_broken(d, "a request without header or status byte");
-				blk_signal(blk);
-				return;
+				more = false;
+				break;
 			}
 		}
-		more = virtq_enable_notify(vq);
+		more = more && virtq_enable_notify(vq);
 	}
+	/* One system call for the batch; reads the host has cached are often done by the time it
+	 * returns, so their completions are collected now rather than after an event-loop turn. */
+	block_unplug(blk->bd);
+	block_process_completions(blk->bd);
 	blk_signal(blk);
 }
 
