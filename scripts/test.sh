@@ -52,6 +52,7 @@ build() {
 
 if build build; then
 	stage "unit + tier A" meson test -C build --print-errorlogs --suite unit --suite tier-a
+	stage "qcow2 against qemu-img" bash tests/qcow2/run.sh build/tests/qcow2/qcow2-io
 else
 	failed=$((failed + 1)); failures+=("build")
 fi

@@ -13,6 +13,7 @@
 
 static const struct block_driver *const block_drivers[] = {
 	&block_driver_raw,
+	&block_driver_qcow2,
 };
 
 static const struct block_driver *block_find_driver(const char *format)
@@ -40,7 +41,7 @@ int block_open(const struct block_options *opts, struct block_dev **out)
 	const char *format = opts->format ? opts->format : "raw";
 	const struct block_driver *driver = block_find_driver(format);
 	if (!driver) {
-		log_error("disk image '%s': unknown format \"%s\" (only raw is supported for now)",
+		log_error("disk image '%s': unknown format \"%s\" (raw and qcow2 are supported)",
 			  opts->path, format);
 		return -EINVAL;
 	}

@@ -75,4 +75,21 @@ void block_process_completions(struct block_dev *bd);
 /* Which asynchronous engine the device uses: "io_uring" or "threads" (for logs and tests). */
 const char *block_engine_name(const struct block_dev *bd);
 
+/* What block_create makes. */
+struct block_create_options {
+	const char *path;
+	const char *format;           /* "raw" or "qcow2" (NULL = raw) */
+	uint64_t size;                /* bytes; 0 with a backing file = the backing file's size */
+	uint32_t cluster_size;        /* qcow2: a power of two 512..2M (0 = 65536) */
+	const char *backing_file;     /* qcow2: NULL or a path (relative to the image's directory) */
+	const char *backing_format;   /* qcow2: "raw" or "qcow2" (NULL = probed) */
+	const char *preallocation;    /* "off" (NULL), raw also "full" */
+	bool lazy_refcounts;          /* qcow2: sets the compatible feature bit */
+	const char *compression_type; /* qcow2: "zlib" (NULL) */
+};
+
+/* Creates (or replaces) an image. On failure prints one clear sentence naming the file and the
+ * problem, leaves no file behind, and returns -errno. */
+int block_create(const struct block_create_options *o);
+
 #endif

@@ -42,5 +42,6 @@ struct block_dev {
 void block_request_complete(struct block_dev *bd, struct block_request *req, int result);
 
 extern const struct block_driver block_driver_raw;
+extern const struct block_driver block_driver_qcow2;
 
 #endif

@@ -186,8 +186,10 @@ static enum rx_result rx_deliver(struct virtio_net *net, uint8_t *hdr, const str
 	le_put(hdr + HDR_NUM_BUFFERS, 2, popped);
 	iov_from_buf(&net->rx_first.iov[net->rx_first.out_num], net->rx_first.in_num, 0, hdr,
 		     NET_VNET_HDR_LEN);
+	/* All of the frame's buffers become visible together (one used-index update). */
 	for (unsigned i = 0; i < popped; i++)
-		virtq_push(vq, net->rx_used[i].head, net->rx_used[i].len);
+		virtq_fill(vq, (uint16_t)i, net->rx_used[i].head, net->rx_used[i].len);
+	virtq_flush(vq, (uint16_t)popped);
 	virtio_queue_interrupt(d, Q_RX);
 	return RX_DELIVERED;
 }

@@ -177,22 +177,35 @@ int virtq_pop(struct virtqueue *vq, struct virtq_elem *elem)
 	return 1;
 }
 
-void virtq_push(struct virtqueue *vq, uint16_t head, uint32_t written)
+void virtq_fill(struct virtqueue *vq, uint16_t offset, uint16_t head, uint32_t written)
 {
 	if (!vq->size)
 		return;
 	volatile uint32_t *elem = (volatile uint32_t *)(vq->used + USED_RING) +
-				  2 * (vq->used_idx & (vq->size - 1));
+				  2 * ((uint16_t)(vq->used_idx + offset) & (vq->size - 1));
 	elem[0] = head;
 	elem[1] = written;
-	/* The entry must be visible before the index that hands it to the driver. */
+}
+
+void virtq_flush(struct virtqueue *vq, uint16_t n)
+{
+	if (!vq->size || n == 0)
+		return;
+	/* The entries must be visible before the index that hands them to the driver. */
 	atomic_thread_fence(memory_order_release);
-	vq->used[USED_IDX] = ++vq->used_idx;
-	/* 32768 pushes without virtq_should_notify make the 16-bit distance from the last
+	uint16_t before = (uint16_t)(vq->used_idx - vq->signalled_used);
+	vq->used_idx = (uint16_t)(vq->used_idx + n);
+	vq->used[USED_IDX] = vq->used_idx;
+	/* 32768 entries without virtq_should_notify make the 16-bit distance from the last
 	 * interrupt ambiguous: forget it, and the next check interrupts. */
-	uint16_t since = vq->used_idx - vq->signalled_used;
-	if (since == 0 || since >= 0x8000)
+	if ((uint32_t)before + n >= 0x8000)
 		vq->signalled_used_valid = false;
+}
+
+void virtq_push(struct virtqueue *vq, uint16_t head, uint32_t written)
+{
+	virtq_fill(vq, 0, head, written);
+	virtq_flush(vq, 1);
 }
 
 bool virtq_should_notify(struct virtqueue *vq)

@@ -82,6 +82,13 @@ void virtq_unpop(struct virtqueue *vq, uint16_t n);
  * segments, and publishes the new used index (release order). Does not interrupt. */
 void virtq_push(struct virtqueue *vq, uint16_t head, uint32_t written);
 
+/* The same in two steps, for a request the driver must see whole: virtq_fill writes used entry
+ * number `offset` after the published ones, virtq_flush publishes n filled entries at once. A
+ * network frame spread over several receive buffers goes out this way (the driver reads the
+ * first buffer's num_buffers and expects all of them to be there). */
+void virtq_fill(struct virtqueue *vq, uint16_t offset, uint16_t head, uint32_t written);
+void virtq_flush(struct virtqueue *vq, uint16_t n);
+
 /* After one or more virtq_push: whether the driver wants an interrupt now (EVENT_IDX's
  * used_event, else the avail ring's NO_INTERRUPT flag). Updates the EVENT_IDX bookkeeping, so
  * call it once per batch and interrupt when it says so. */

@@ -539,8 +539,8 @@ static void test_open_errors(void **state)
 			  "not a regular file or block device");
 
 	make_image(path, DISK_SIZE, 0);
-	expect_open_error(&(struct block_options){ .path = path, .format = "qcow2" }, -EINVAL,
-			  "unknown format \"qcow2\"");
+	expect_open_error(&(struct block_options){ .path = path, .format = "vmdk" }, -EINVAL,
+			  "unknown format \"vmdk\"");
 	unlink(path);
 
 	make_image(path, 0, 0);

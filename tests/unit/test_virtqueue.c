@@ -292,6 +292,30 @@ static void test_out_in_chain(void **state)
 	drv_fini(&d);
 }
 
+/* virtq_fill writes entries the driver cannot see yet; virtq_flush publishes them at once (a
+ * receive frame spread over several buffers must appear whole). */
+static void test_fill_then_flush(void **state)
+{
+	(void)state;
+	struct drv d;
+	drv_init(&d, 4, false, false);
+	drv_start_at(&d, 65534); /* the batch crosses the 16-bit wrap of the indices */
+	static const uint32_t lens[] = { 100 };
+	uint16_t a = drv_add(&d, 0, 1, lens), b = drv_add(&d, 0, 1, lens);
+	assert_int_equal(virtq_pop(&d.vq, &d.elem), 1);
+	assert_int_equal(virtq_pop(&d.vq, &d.elem), 1);
+	virtq_fill(&d.vq, 0, a, 10);
+	virtq_fill(&d.vq, 1, b, 20);
+	assert_int_equal(r16(&d, used_idx()), 65534); /* nothing visible before the flush */
+	virtq_flush(&d.vq, 2);
+	assert_int_equal(r16(&d, used_idx()), 0);
+	assert_int_equal(r32(&d, used_id(65534 % 4)), a);
+	assert_int_equal(r32(&d, used_len(65534 % 4)), 10);
+	assert_int_equal(r32(&d, used_id(65535 % 4)), b);
+	assert_int_equal(r32(&d, used_len(65535 % 4)), 20);
+	drv_fini(&d);
+}
+
 /* Requests come out in the order they were made available; the used ring takes them in the
  * order they complete. */
 static void test_several_requests_in_order(void **state)
@@ -855,6 +879,7 @@ int main(void)
 		cmocka_unit_test(test_pop_empty_ring),
 		cmocka_unit_test(test_out_in_chain),
 		cmocka_unit_test(test_several_requests_in_order),
+		cmocka_unit_test(test_fill_then_flush),
 		cmocka_unit_test(test_indices_wrap_around),
 		cmocka_unit_test(test_zero_length_buffers),
 		cmocka_unit_test(test_chain_as_long_as_queue),

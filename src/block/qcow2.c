@@ -1,0 +1,864 @@
+/* The qcow2 format driver: header and table parsing with every offset checked, guest reads
+ * through L1/L2 (with backing files, zero and compressed clusters) and guest writes that
+ * allocate clusters with refcounts updated in crash-safe order.
+ *
+ * This first version does all its I/O synchronously (pread/pwrite on the image's fd) inside
+ * submit and completes the request through block_request_complete: simple to get right, at the
+ * cost of blocking the event loop for the duration of each request. */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifdef KVMKIT_HAVE_ZLIB
+#include <zlib.h>
+#endif
+
+#include "block/block_int.h"
+#include "block/qcow2.h"
+#include "lib/log.h"
+
+/* ---- synchronous file I/O ---- */
+
+/* Reads len bytes at off; what lies beyond the end of the file reads as zeroes (a table or
+ * cluster may legitimately end past a file that was never written that far). */
+static int q_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+	while (len) {
+		if (off > (uint64_t)INT64_MAX)
+			return -EINVAL;
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0) {
+			memset(p, 0, len);
+			return 0;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int q_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+	while (len) {
+		if (off > (uint64_t)INT64_MAX)
+			return -EINVAL;
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* An ordering point: what was written before is on disk before anything written after. */
+static int q_sync(struct qcow2 *s)
+{
+	if (s->sync && fdatasync(s->fd) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Synchronous request on another block device (the backing file), run on its own loop. */
+struct q_wait {
+	bool done;
+	int result;
+};
+
+static void q_wait_done(struct block_request *req, int result)
+{
+	struct q_wait *w = req->opaque;
+	w->done = true;
+	w->result = result;
+}
+
+static int q_backing_read(struct block_dev *bd, uint64_t off, void *buf, size_t len)
+{
+	struct iovec iov = { buf, len };
+	struct q_wait w = { false, 0 };
+	struct block_request req = { .op = BLOCK_OP_READ, .offset = off, .iov = &iov,
+				     .iovcnt = 1, .done = q_wait_done, .opaque = &w };
+	int r = block_submit(bd, &req);
+	if (r < 0)
+		return r;
+	while (!w.done) {
+		struct pollfd pfd = { .fd = block_completion_fd(bd), .events = POLLIN };
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			return -errno;
+		block_process_completions(bd);
+	}
+	return w.result;
+}
+
+/* ---- big-endian header fields ---- */
+
+static uint32_t be32_at(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return be32toh(v);
+}
+
+static uint64_t be64_at(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return be64toh(v);
+}
+
+/* ---- refcounts (refcount_order 3..6 writable: whole big-endian bytes) ---- */
+
+static uint64_t q_file_end(const struct qcow2 *s, const struct block_dev *bd)
+{
+	return s->next_free > bd->file.size ? s->next_free : bd->file.size;
+}
+
+static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned depth);
+static int q_grow_reftable(struct qcow2 *s, uint64_t need);
+
+/* Takes the next cluster at the end of the file, its refcount already 1 on disk. */
+static int q_alloc_cluster(struct qcow2 *s, uint64_t *host, unsigned depth)
+{
+	uint64_t h = s->next_free;
+	if (h > QCOW2_OFFSET_MASK - s->cluster_size)
+		return -ENOSPC;
+	s->next_free += s->cluster_size;
+	int r = q_update_refcount(s, h, +1, depth);
+	if (r < 0)
+		return r;
+	*host = h;
+	return 0;
+}
+
+/* Moves the refcount table to a bigger copy at the end of the file, for at least `need`
+ * entries. The header points at the new table only once it is complete and on disk, so a
+ * crash leaves the old table in charge and the new clusters merely leaked. */
+static int q_grow_reftable(struct qcow2 *s, uint64_t need)
+{
+	uint64_t entries = s->rt_entries * 2 > need ? s->rt_entries * 2 : need;
+	uint64_t clusters = (entries * 8 + s->cluster_size - 1) >> s->cluster_bits;
+	entries = clusters * s->cluster_size / 8;
+	if (clusters * s->cluster_size > QCOW2_MAX_TABLE_BYTES || clusters > UINT32_MAX) {
+		log_error("disk image '%s': its refcount table would grow beyond kvmkit's limit of "
+			  "%u MiB", s->path, QCOW2_MAX_TABLE_BYTES >> 20);
+		return -ENOSPC;
+	}
+	uint64_t *rt = realloc(s->rt, entries * 8);
+	if (!rt)
+		return -ENOMEM;
+	memset(rt + s->rt_entries, 0, (entries - s->rt_entries) * 8);
+	uint64_t old_offset = s->rt_offset, old_clusters = s->rt_entries * 8 >> s->cluster_bits;
+	uint64_t t = s->next_free;
+	s->next_free += clusters * s->cluster_size;
+	s->rt = rt;
+	s->rt_entries = entries;
+	s->rt_offset = t;
+	/* The new table on disk, then refcounts for its own clusters (which may add refcount
+	 * blocks, recorded straight into the new table). */
+	int r = 0;
+	for (uint64_t i = 0; i < entries && r == 0; i++) {
+		uint64_t be = htobe64(rt[i]);
+		r = q_pwrite(s->fd, &be, 8, t + i * 8);
+	}
+	for (uint64_t i = 0; i < clusters && r == 0; i++)
+		r = q_update_refcount(s, t + i * s->cluster_size, +1, 1);
+	if (r == 0)
+		r = q_sync(s);
+	uint8_t h[12];
+	uint64_t off_be = htobe64(t);
+	uint32_t n_be = htobe32((uint32_t)clusters);
+	memcpy(h, &off_be, 8);
+	memcpy(h + 8, &n_be, 4);
+	if (r == 0 && (r = q_pwrite(s->fd, h, sizeof(h), 48)) == 0)
+		r = q_sync(s);
+	if (r < 0) {
+		/* Memory and disk may now disagree about the refcounts: no more writes. */
+		log_error("disk image '%s': growing its refcount table failed (%s); further writes "
+			  "are refused", s->path, strerror(-r));
+		s->broken = true;
+		return r;
+	}
+	for (uint64_t i = 0; i < old_clusters && r == 0; i++)
+		r = q_update_refcount(s, old_offset + i * s->cluster_size, -1, 1);
+	return r;
+}
+
+static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned depth)
+{
+	if (depth > 8)
+		return -EIO;
+	uint32_t rb_bits = s->cluster_bits + 3 - s->refcount_order; /* log2 entries per block */
+	uint64_t idx = host >> (s->cluster_bits + rb_bits);
+	uint64_t k = (host >> s->cluster_bits) & ((1ull << rb_bits) - 1);
+	size_t width = 1u << (s->refcount_order - 3);
+	if (idx >= s->rt_entries) {
+		int r = q_grow_reftable(s, idx + 1);
+		if (r < 0)
+			return r;
+	}
+	uint64_t block = s->rt[idx] & QCOW2_REFTABLE_MASK;
+	if (block == 0) {
+		if (delta < 0)
+			return s->dirty ? 0 : -EIO; /* dirty: counts may be stale */
+		/* A new refcount block, appended; it counts itself when it covers itself, else
+		 * another block counts it (first: that may itself need a new block, in zbuf). */
+		block = s->next_free;
+		s->next_free += s->cluster_size;
+		bool self = (block >> (s->cluster_bits + rb_bits)) == idx;
+		int r;
+		if (!self && (r = q_update_refcount(s, block, +1, depth + 1)) < 0)
+			return r;
+		/* zbuf: s->buf may hold a cluster being assembled for a write */
+		memset(s->zbuf, 0, s->cluster_size);
+		if (self) {
+			uint64_t kb = (block >> s->cluster_bits) & ((1ull << rb_bits) - 1);
+			s->zbuf[kb * width + width - 1] = 1;
+		}
+		if ((r = q_pwrite(s->fd, s->zbuf, s->cluster_size, block)) < 0 ||
+		    (r = q_sync(s)) < 0)
+			return r;
+		uint64_t be = htobe64(block);
+		if ((r = q_pwrite(s->fd, &be, 8, s->rt_offset + idx * 8)) < 0)
+			return r;
+		s->rt[idx] = block;
+	} else if ((block & (s->cluster_size - 1)) || block >= s->next_free) {
+		log_error("disk image '%s': refcount block offset 0x%llx is misaligned or outside "
+			  "the file",
+			  s->path, (unsigned long long)block);
+		return -EIO;
+	}
+	uint8_t raw[8] = { 0 };
+	uint64_t at = block + k * width;
+	int r = q_pread(s->fd, raw + 8 - width, width, at);
+	if (r < 0)
+		return r;
+	uint64_t v = be64_at(raw);
+	uint64_t max = s->refcount_order == 6 ? UINT64_MAX : (1ull << (1u << s->refcount_order)) - 1;
+	if (delta < 0 && v == 0 && s->dirty)
+		return 0; /* a stale count in a dirty image: left for the repair */
+	if ((delta > 0 && v == max) || (delta < 0 && v == 0)) {
+		log_error("disk image '%s': refcount of cluster 0x%llx would %s", s->path,
+			  (unsigned long long)host, delta > 0 ? "overflow" : "drop below zero");
+		return -EIO;
+	}
+	v = delta > 0 ? v + 1 : v - 1;
+	uint64_t be = htobe64(v);
+	memcpy(raw, &be, 8);
+	return q_pwrite(s->fd, raw + 8 - width, width, at);
+}
+
+/* ---- L2 tables ---- */
+
+/* The L2 table for guest L1 index l1i, or NULL (*t) when unallocated and !alloc. */
+static int q_get_l2(struct qcow2 *s, struct block_dev *bd, uint64_t l1i, bool alloc,
+		    struct qcow2_l2_slot **out)
+{
+	*out = NULL;
+	uint64_t e = s->l1[l1i];
+	uint64_t off = e & QCOW2_OFFSET_MASK;
+	int r;
+	if (off == 0) {
+		if (!alloc)
+			return 0;
+		/* New table: zeroed and on disk before the L1 entry points at it. */
+		if ((r = q_alloc_cluster(s, &off, 0)) < 0)
+			return r;
+		memset(s->zbuf, 0, s->cluster_size);
+		if ((r = q_pwrite(s->fd, s->zbuf, s->cluster_size, off)) < 0 || (r = q_sync(s)) < 0)
+			return r;
+		e = off | QCOW2_COPIED;
+		uint64_t be = htobe64(e);
+		if ((r = q_pwrite(s->fd, &be, 8, s->l1_offset + l1i * 8)) < 0)
+			return r;
+		s->l1[l1i] = e;
+	} else if ((off & (s->cluster_size - 1)) || off > q_file_end(s, bd) - s->cluster_size ||
+		   q_file_end(s, bd) < s->cluster_size) {
+		log_error("disk image '%s': L2 table offset 0x%llx is misaligned or outside the "
+			  "file", s->path, (unsigned long long)off);
+		return -EIO;
+	} else if (alloc && !(e & QCOW2_COPIED)) {
+		log_error("disk image '%s': writing to a shared L2 table (internal snapshots) is "
+			  "not supported", s->path);
+		return -EIO;
+	}
+	struct qcow2_l2_slot *victim = &s->l2c[0];
+	for (unsigned i = 0; i < QCOW2_L2_CACHE; i++) {
+		struct qcow2_l2_slot *c = &s->l2c[i];
+		if (c->offset == off) {
+			c->last_use = ++s->tick;
+			*out = c;
+			return 0;
+		}
+		if (c->last_use < victim->last_use)
+			victim = c;
+	}
+	victim->offset = 0;
+	if ((r = q_pread(s->fd, victim->table, s->cluster_size, off)) < 0)
+		return r;
+	victim->offset = off;
+	victim->last_use = ++s->tick;
+	*out = victim;
+	return 0;
+}
+
+static int q_set_l2(struct qcow2 *s, struct qcow2_l2_slot *c, uint64_t l2i, uint64_t entry)
+{
+	c->table[l2i] = htobe64(entry);
+	return q_pwrite(s->fd, &c->table[l2i], 8, c->offset + l2i * 8);
+}
+
+/* Host range [*start, *start + *len) of a compressed cluster's data. */
+static void q_compressed_range(const struct qcow2 *s, uint64_t e, uint64_t *start, uint64_t *len)
+{
+	uint32_t x = 62 - (s->cluster_bits - 8);
+	*start = e & ((1ull << x) - 1);
+	uint64_t sectors = (e >> x) & ((1ull << (s->cluster_bits - 8)) - 1);
+	*len = (sectors + 1) * 512 - (*start & 511);
+}
+
+static int q_inflate(struct qcow2 *s, uint64_t e)
+{
+	uint64_t start, len;
+	q_compressed_range(s, e, &start, &len);
+#ifdef KVMKIT_HAVE_ZLIB
+	int r = q_pread(s->fd, s->zbuf, len, start);
+	if (r < 0)
+		return r;
+	z_stream z;
+	memset(&z, 0, sizeof(z));
+	if (inflateInit2(&z, -12) != Z_OK)
+		return -ENOMEM;
+	z.next_in = s->zbuf;
+	z.avail_in = (uInt)len;
+	z.next_out = s->cbuf;
+	z.avail_out = (uInt)s->cluster_size;
+	int zr = inflate(&z, Z_FINISH);
+	bool ok = (zr == Z_STREAM_END || zr == Z_BUF_ERROR || zr == Z_OK) && z.avail_out == 0;
+	inflateEnd(&z);
+	if (!ok) {
+		log_error("disk image '%s': compressed cluster at 0x%llx does not inflate",
+			  s->path, (unsigned long long)start);
+		return -EIO;
+	}
+	return 0;
+#else
+	log_error("disk image '%s' has compressed clusters, and this kvmkit was built without "
+		  "zlib", s->path);
+	return -ENOTSUP;
+#endif
+}
+
+/* Guest bytes [g, g + n), within one cluster, into dst. */
+static int q_read_part(struct qcow2 *s, struct block_dev *bd, uint64_t g, uint8_t *dst,
+		       uint64_t n)
+{
+	uint64_t l1i = g >> (s->cluster_bits + s->l2_bits);
+	uint64_t l2i = (g >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
+	uint64_t in = g & (s->cluster_size - 1);
+	struct qcow2_l2_slot *c;
+	int r = q_get_l2(s, bd, l1i, false, &c);
+	if (r < 0)
+		return r;
+	uint64_t e = c ? be64toh(c->table[l2i]) : 0;
+	if (e & QCOW2_COMPRESSED) {
+		if ((r = q_inflate(s, e)) < 0)
+			return r;
+		memcpy(dst, s->cbuf + in, n);
+		return 0;
+	}
+	uint64_t off = e & QCOW2_OFFSET_MASK;
+	if (s->version >= 3 && (e & QCOW2_ZERO)) {
+		memset(dst, 0, n);
+		return 0;
+	}
+	if (off) {
+		if (off & (s->cluster_size - 1)) {
+			log_error("disk image '%s': data cluster offset 0x%llx is not "
+				  "cluster-aligned", s->path, (unsigned long long)off);
+			return -EIO;
+		}
+		return q_pread(s->fd, dst, n, off + in);
+	}
+	/* Unallocated: the backing file where it reaches, zeroes beyond. */
+	uint64_t have = 0;
+	if (s->backing) {
+		uint64_t bsize = block_size(s->backing);
+		if (g < bsize) {
+			have = bsize - g < n ? bsize - g : n;
+			if ((r = q_backing_read(s->backing, g, dst, have)) < 0)
+				return r;
+		}
+	}
+	memset(dst + have, 0, n - have);
+	return 0;
+}
+
+/* Releases what an L2 entry pointed at (after the entry stopped pointing there). */
+static int q_release(struct qcow2 *s, uint64_t e)
+{
+	if (e & QCOW2_COMPRESSED) {
+		uint64_t start, len;
+		q_compressed_range(s, e, &start, &len);
+		uint64_t first = start & ~(s->cluster_size - 1);
+		for (uint64_t h = first; h < start + len; h += s->cluster_size) {
+			int r = q_update_refcount(s, h, -1, 0);
+			if (r < 0)
+				return r;
+		}
+		return 0;
+	}
+	uint64_t off = e & QCOW2_OFFSET_MASK;
+	return off ? q_update_refcount(s, off, -1, 0) : 0;
+}
+
+/* Guest bytes [g, g + n) within one cluster from src (NULL: zeroes). */
+static int q_write_part(struct qcow2 *s, struct block_dev *bd, uint64_t g, const uint8_t *src,
+			uint64_t n)
+{
+	uint64_t l1i = g >> (s->cluster_bits + s->l2_bits);
+	uint64_t l2i = (g >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
+	uint64_t in = g & (s->cluster_size - 1);
+	struct qcow2_l2_slot *c;
+	int r = q_get_l2(s, bd, l1i, true, &c);
+	if (r < 0)
+		return r;
+	uint64_t e = be64toh(c->table[l2i]);
+	uint64_t off = e & QCOW2_OFFSET_MASK;
+	bool zero = s->version >= 3 && (e & QCOW2_ZERO);
+	if (!(e & QCOW2_COMPRESSED) && !zero && off && (e & QCOW2_COPIED)) {
+		if (off & (s->cluster_size - 1))
+			return -EIO;
+		if (src)
+			return q_pwrite(s->fd, src, n, off + in);
+		memset(s->buf, 0, n);
+		return q_pwrite(s->fd, s->buf, n, off + in);
+	}
+	/* A new cluster: old contents around the write, then the data, on disk before the L2
+	 * entry points there; a crash in between only leaks the cluster. */
+	if (n < s->cluster_size && (r = q_read_part(s, bd, g - in, s->buf, s->cluster_size)) < 0)
+		return r;
+	if (src)
+		memcpy(s->buf + in, src, n);
+	else
+		memset(s->buf + in, 0, n);
+	uint64_t h;
+	if ((r = q_alloc_cluster(s, &h, 0)) < 0)
+		return r;
+	if ((r = q_pwrite(s->fd, s->buf, s->cluster_size, h)) < 0 || (r = q_sync(s)) < 0)
+		return r;
+	/* The L2 table may have been evicted by the reads above: look it up again. */
+	if ((r = q_get_l2(s, bd, l1i, true, &c)) < 0 || (r = q_set_l2(s, c, l2i, h | QCOW2_COPIED)) < 0)
+		return r;
+	return q_release(s, e);
+}
+
+/* Whole cluster at g made to read as zeroes (write_zeroes) or deallocated (discard). */
+static int q_clear_cluster(struct qcow2 *s, struct block_dev *bd, uint64_t g, bool discard)
+{
+	uint64_t l1i = g >> (s->cluster_bits + s->l2_bits);
+	uint64_t l2i = (g >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
+	struct qcow2_l2_slot *c;
+	int r = q_get_l2(s, bd, l1i, false, &c);
+	if (r < 0)
+		return r;
+	uint64_t e = c ? be64toh(c->table[l2i]) : 0;
+	uint64_t want;
+	if (!s->backing)
+		want = 0; /* unallocated reads as zeroes */
+	else if (s->version >= 3)
+		want = QCOW2_ZERO;
+	else if (discard)
+		return 0; /* discard may do nothing */
+	else
+		return q_write_part(s, bd, g, NULL, s->cluster_size);
+	if (e == want || (!c && want == 0))
+		return 0;
+	if (!c && (r = q_get_l2(s, bd, l1i, true, &c)) < 0)
+		return r;
+	if (c && !(s->l1[l1i] & QCOW2_COPIED))
+		return -EIO;
+	if ((r = q_set_l2(s, c, l2i, want)) < 0)
+		return r;
+	return q_release(s, e);
+}
+
+/* ---- requests ---- */
+
+static void iov_copy(const struct iovec *iov, int iovcnt, uint64_t pos, uint8_t *buf,
+		     uint64_t n, bool to_iov)
+{
+	for (int i = 0; i < iovcnt && n; i++) {
+		if (pos >= iov[i].iov_len) {
+			pos -= iov[i].iov_len;
+			continue;
+		}
+		uint64_t k = iov[i].iov_len - pos < n ? iov[i].iov_len - pos : n;
+		uint8_t *p = (uint8_t *)iov[i].iov_base + pos;
+		if (to_iov)
+			memcpy(p, buf, k);
+		else
+			memcpy(buf, p, k);
+		buf += k;
+		n -= k;
+		pos = 0;
+	}
+}
+
+static int q_run(struct block_dev *bd, struct block_request *req, uint64_t len)
+{
+	struct qcow2 *s = bd->driver_state;
+	if (s->broken && req->op != BLOCK_OP_READ)
+		return -EIO;
+	if (req->op == BLOCK_OP_FLUSH)
+		return s->sync && fdatasync(s->fd) < 0 ? -errno : 0;
+	uint64_t pos = 0;
+	while (pos < len) {
+		uint64_t g = req->offset + pos;
+		uint64_t in = g & (s->cluster_size - 1);
+		uint64_t n = s->cluster_size - in < len - pos ? s->cluster_size - in : len - pos;
+		int r = 0;
+		switch (req->op) {
+		case BLOCK_OP_READ:
+			r = q_read_part(s, bd, g, s->dbuf, n);
+			if (r == 0)
+				iov_copy(req->iov, req->iovcnt, pos, s->dbuf, n, true);
+			break;
+		case BLOCK_OP_WRITE:
+			iov_copy(req->iov, req->iovcnt, pos, s->dbuf, n, false);
+			r = q_write_part(s, bd, g, s->dbuf, n);
+			break;
+		case BLOCK_OP_WRITE_ZEROES:
+			r = n == s->cluster_size ? q_clear_cluster(s, bd, g, false)
+						 : q_write_part(s, bd, g, NULL, n);
+			break;
+		case BLOCK_OP_DISCARD:
+			if (n == s->cluster_size)
+				r = q_clear_cluster(s, bd, g, true);
+			break;
+		default:
+			r = -EINVAL;
+		}
+		if (r < 0)
+			return r;
+		pos += n;
+	}
+	return 0;
+}
+
+static int qcow2_submit(struct block_dev *bd, struct block_request *req, uint64_t len)
+{
+	block_request_complete(bd, req, q_run(bd, req, len));
+	block_engine_kick(bd->engine);
+	return 0;
+}
+
+/* ---- open ---- */
+
+static void q_free(struct qcow2 *s)
+{
+	if (!s)
+		return;
+	if (s->backing)
+		block_close(s->backing);
+	if (s->own_fd && s->fd >= 0)
+		close(s->fd);
+	for (unsigned i = 0; i < QCOW2_L2_CACHE; i++)
+		free(s->l2c[i].table);
+	free(s->l1);
+	free(s->rt);
+	free(s->buf);
+	free(s->dbuf);
+	free(s->cbuf);
+	free(s->zbuf);
+	free(s);
+}
+
+static void qcow2_close(struct block_dev *bd)
+{
+	q_free(bd->driver_state);
+	bd->driver_state = NULL;
+}
+
+/* The images whose backing files are being opened, innermost last: loops and depth. */
+static _Thread_local struct { dev_t dev; ino_t ino; } q_chain[QCOW2_MAX_CHAIN];
+static _Thread_local unsigned q_chain_len;
+
+static int q_open_backing(struct qcow2 *s, struct block_dev *bd, const char *name,
+			  const char *fmt, enum block_cache cache)
+{
+	char path[PATH_MAX];
+	if (name[0] == '/') {
+		if (snprintf(path, sizeof(path), "%s", name) >= (int)sizeof(path))
+			return -ENAMETOOLONG;
+	} else {
+		const char *slash = strrchr(bd->path, '/');
+		int dirlen = slash ? (int)(slash - bd->path) : 1;
+		if (snprintf(path, sizeof(path), "%.*s/%s", dirlen, slash ? bd->path : ".", name) >=
+		    (int)sizeof(path))
+			return -ENAMETOOLONG;
+	}
+	struct stat self, st;
+	if (fstat(bd->file.fd, &self) < 0)
+		return -errno;
+	if (stat(path, &st) == 0) {
+		if (st.st_dev == self.st_dev && st.st_ino == self.st_ino) {
+			log_error("disk image '%s': its backing chain loops back to itself", s->path);
+			return -ELOOP;
+		}
+		for (unsigned i = 0; i < q_chain_len; i++)
+			if (q_chain[i].dev == st.st_dev && q_chain[i].ino == st.st_ino) {
+				log_error("disk image '%s': its backing file '%s' is already in the "
+					  "backing chain (a loop)", s->path, path);
+				return -ELOOP;
+			}
+	}
+	if (q_chain_len >= QCOW2_MAX_CHAIN) {
+		log_error("disk image '%s': backing chain is deeper than %u images", s->path,
+			  QCOW2_MAX_CHAIN);
+		return -ELOOP;
+	}
+	char probed[8] = "raw";
+	if (!fmt) {
+		/* No format recorded: qcow2 if it says so, else raw. */
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		uint8_t magic[4];
+		if (fd >= 0) {
+			if (pread(fd, magic, 4, 0) == 4 && be32_at(magic) == QCOW2_MAGIC)
+				strcpy(probed, "qcow2");
+			close(fd);
+		}
+		fmt = probed;
+	}
+	q_chain[q_chain_len].dev = self.st_dev;
+	q_chain[q_chain_len].ino = self.st_ino;
+	q_chain_len++;
+	struct block_options o = { .path = path, .format = fmt, .readonly = true, .cache = cache };
+	int r = block_open(&o, &s->backing);
+	q_chain_len--;
+	return r;
+}
+
+#define Q_FAIL(err, ...) do { log_error(__VA_ARGS__); r = (err); goto fail; } while (0)
+
+static int qcow2_open(struct block_dev *bd)
+{
+	const char *p = bd->path;
+	uint64_t fsize = bd->file.size;
+	int r;
+	struct qcow2 *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->path = p;
+	s->fd = bd->file.fd;
+	if (bd->file.direct_align > 1) {
+		/* Metadata I/O here is unaligned and synchronous: use a descriptor without
+		 * O_DIRECT; flushes still fdatasync. */
+		s->fd = open(p, (bd->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+		if (s->fd < 0)
+			Q_FAIL(-errno, "cannot open disk image '%s': %s", p, strerror(errno));
+		s->own_fd = true;
+	}
+	s->sync = bd->file.sync_on_flush;
+
+	uint8_t h[QCOW2_V3_HEADER_LEN + 8] = { 0 };
+	if (fsize < QCOW2_V2_HEADER_LEN)
+		Q_FAIL(-EINVAL, "disk image '%s' is too small to be a qcow2 image", p);
+	if ((r = q_pread(s->fd, h, sizeof(h), 0)) < 0)
+		Q_FAIL(r, "cannot read disk image '%s': %s", p, strerror(-r));
+	if (be32_at(h) != QCOW2_MAGIC)
+		Q_FAIL(-EINVAL, "disk image '%s' is not a qcow2 image (bad magic)", p);
+	s->version = be32_at(h + 4);
+	if (s->version != 2 && s->version != 3)
+		Q_FAIL(-ENOTSUP, "disk image '%s' is qcow2 version %u; kvmkit reads versions 2 and 3",
+		       p, s->version);
+	uint64_t backing_off = be64_at(h + 8);
+	uint32_t backing_len = be32_at(h + 16);
+	s->cluster_bits = be32_at(h + 20);
+	s->size = be64_at(h + 24);
+	uint32_t crypt = be32_at(h + 32);
+	s->l1_size = be32_at(h + 36);
+	s->l1_offset = be64_at(h + 40);
+	s->rt_offset = be64_at(h + 48);
+	uint32_t rt_clusters = be32_at(h + 56);
+	uint32_t nb_snapshots = be32_at(h + 60);
+	uint64_t incompat = 0, autoclear = 0;
+	uint32_t hlen = QCOW2_V2_HEADER_LEN;
+	s->refcount_order = 4;
+	uint8_t compression = 0;
+	if (s->cluster_bits < QCOW2_MIN_CLUSTER_BITS || s->cluster_bits > QCOW2_MAX_CLUSTER_BITS)
+		Q_FAIL(-EINVAL, "disk image '%s': cluster_bits %u is outside 9..21", p,
+		       s->cluster_bits);
+	s->cluster_size = 1ull << s->cluster_bits;
+	s->l2_bits = s->cluster_bits - 3;
+	if (s->version == 3) {
+		incompat = be64_at(h + 72);
+		autoclear = be64_at(h + 88);
+		s->refcount_order = be32_at(h + 96);
+		hlen = be32_at(h + 100);
+		if (hlen < QCOW2_V3_HEADER_LEN || hlen > s->cluster_size || hlen > fsize)
+			Q_FAIL(-EINVAL, "disk image '%s': header length %u is invalid", p, hlen);
+		if (hlen > QCOW2_V3_HEADER_LEN)
+			compression = h[104];
+	}
+	if (incompat & ~QCOW2_INCOMPAT_KNOWN)
+		Q_FAIL(-ENOTSUP, "image %s uses qcow2 feature(s) kvmkit does not know (incompatible "
+		       "bits 0x%llx)", p, (unsigned long long)(incompat & ~QCOW2_INCOMPAT_KNOWN));
+	if (incompat & QCOW2_INCOMPAT_DATA_FILE)
+		Q_FAIL(-ENOTSUP, "disk image '%s' keeps its data in an external data file, which "
+		       "kvmkit does not support", p);
+	if (incompat & QCOW2_INCOMPAT_EXTL2)
+		Q_FAIL(-ENOTSUP, "disk image '%s' uses extended L2 entries (subclusters), which "
+		       "kvmkit does not support", p);
+	if ((incompat & QCOW2_INCOMPAT_COMPRESSION) && compression != 0)
+		Q_FAIL(-ENOTSUP, "disk image '%s' uses compression type %u (zstd?); kvmkit reads "
+		       "zlib only", p, compression);
+	if ((incompat & QCOW2_INCOMPAT_CORRUPT) && !bd->readonly)
+		Q_FAIL(-EINVAL, "disk image '%s' is marked corrupt; open it read-only or repair it "
+		       "with 'qemu-img check -r all'", p);
+	/* Dirty (lazy refcounts, not closed cleanly): refcounts may be too low. Writing stays
+	 * safe because new clusters are appended, never taken from "free" ones; the bit stays
+	 * set so that qemu-img check -r all (or QEMU's next open) repairs the counts. */
+	s->dirty = incompat & QCOW2_INCOMPAT_DIRTY;
+	if (crypt != 0)
+		Q_FAIL(-ENOTSUP, "disk image '%s' is encrypted, which kvmkit does not support", p);
+	if (s->refcount_order > 6)
+		Q_FAIL(-EINVAL, "disk image '%s': refcount_order %u is above 6", p,
+		       s->refcount_order);
+	if (!bd->readonly && s->refcount_order < 3)
+		Q_FAIL(-ENOTSUP, "disk image '%s' has %u-bit refcounts, which kvmkit can only open "
+		       "read-only", p, 1u << s->refcount_order);
+	if (!bd->readonly && nb_snapshots)
+		Q_FAIL(-ENOTSUP, "disk image '%s' has internal snapshots, which kvmkit can only "
+		       "open read-only", p);
+	if (s->size > (1ull << 61) || s->size == 0)
+		Q_FAIL(-EINVAL, "disk image '%s': virtual size %llu is invalid", p,
+		       (unsigned long long)s->size);
+
+	/* L1: big enough for the disk, inside the file, bounded. */
+	uint64_t l2_span = 1ull << (s->cluster_bits + s->l2_bits);
+	uint64_t l1_need = (s->size + l2_span - 1) / l2_span;
+	if (s->l1_size < l1_need)
+		Q_FAIL(-EINVAL, "disk image '%s': L1 table (%u entries) is too small for the disk",
+		       p, s->l1_size);
+	if ((uint64_t)s->l1_size * 8 > QCOW2_MAX_TABLE_BYTES)
+		Q_FAIL(-EFBIG, "disk image '%s': L1 table of %llu bytes is larger than kvmkit's "
+		       "limit of %u MiB", p, (unsigned long long)s->l1_size * 8,
+		       QCOW2_MAX_TABLE_BYTES >> 20);
+	if ((s->l1_offset & (s->cluster_size - 1)) || s->l1_offset > fsize ||
+	    (uint64_t)s->l1_size * 8 > fsize - s->l1_offset)
+		Q_FAIL(-EINVAL, "disk image '%s': L1 table offset 0x%llx is misaligned or outside "
+		       "the file", p, (unsigned long long)s->l1_offset);
+	/* Refcount table: same checks. */
+	s->rt_entries = (uint64_t)rt_clusters * s->cluster_size / 8;
+	if ((uint64_t)rt_clusters * s->cluster_size > QCOW2_MAX_TABLE_BYTES)
+		Q_FAIL(-EFBIG, "disk image '%s': refcount table is larger than kvmkit's limit of "
+		       "%u MiB", p, QCOW2_MAX_TABLE_BYTES >> 20);
+	if (rt_clusters == 0 || (s->rt_offset & (s->cluster_size - 1)) || s->rt_offset > fsize ||
+	    s->rt_entries * 8 > fsize - s->rt_offset)
+		Q_FAIL(-EINVAL, "disk image '%s': refcount table offset 0x%llx is misaligned or "
+		       "outside the file", p, (unsigned long long)s->rt_offset);
+
+	s->l1 = calloc(s->l1_size ? s->l1_size : 1, 8);
+	s->rt = calloc(s->rt_entries, 8);
+	s->buf = malloc(s->cluster_size);
+	s->dbuf = malloc(s->cluster_size);
+	s->cbuf = malloc(s->cluster_size);
+	s->zbuf = malloc(2 * s->cluster_size);
+	if (!s->l1 || !s->rt || !s->buf || !s->dbuf || !s->cbuf || !s->zbuf)
+		Q_FAIL(-ENOMEM, "disk image '%s': out of memory", p);
+	for (unsigned i = 0; i < QCOW2_L2_CACHE; i++)
+		if (!(s->l2c[i].table = malloc(s->cluster_size)))
+			Q_FAIL(-ENOMEM, "disk image '%s': out of memory", p);
+	if ((r = q_pread(s->fd, s->l1, (size_t)s->l1_size * 8, s->l1_offset)) < 0 ||
+	    (r = q_pread(s->fd, s->rt, s->rt_entries * 8, s->rt_offset)) < 0)
+		Q_FAIL(r, "cannot read disk image '%s': %s", p, strerror(-r));
+	for (uint32_t i = 0; i < s->l1_size; i++)
+		s->l1[i] = be64toh(s->l1[i]);
+	for (uint64_t i = 0; i < s->rt_entries; i++)
+		s->rt[i] = be64toh(s->rt[i]);
+
+	/* Header extensions, up to the end of the first cluster (or the file). */
+	char backing_fmt[32] = "";
+	uint64_t ext_end = s->cluster_size < fsize ? s->cluster_size : fsize;
+	if (backing_off && backing_off < ext_end)
+		ext_end = backing_off;
+	for (uint64_t at = hlen; at + 8 <= ext_end;) {
+		uint8_t eh[8];
+		if ((r = q_pread(s->fd, eh, 8, at)) < 0)
+			Q_FAIL(r, "cannot read disk image '%s': %s", p, strerror(-r));
+		uint32_t type = be32_at(eh), elen = be32_at(eh + 4);
+		if (type == QCOW2_EXT_END)
+			break;
+		if (elen > ext_end - at - 8)
+			Q_FAIL(-EINVAL, "disk image '%s': header extension 0x%x overruns the header",
+			       p, type);
+		if (type == QCOW2_EXT_BACKING_FORMAT) {
+			if (elen >= sizeof(backing_fmt))
+				Q_FAIL(-EINVAL, "disk image '%s': backing format name is too long", p);
+			if ((r = q_pread(s->fd, backing_fmt, elen, at + 8)) < 0)
+				Q_FAIL(r, "cannot read disk image '%s': %s", p, strerror(-r));
+			backing_fmt[elen] = '\0';
+		}
+		at += 8 + ((elen + 7ull) & ~7ull);
+	}
+
+	/* Writable: allocation appends at the cluster-aligned end of the file; bitmaps we do
+	 * not maintain are declared stale by clearing the autoclear bits. */
+	s->next_free = (fsize + s->cluster_size - 1) & ~(s->cluster_size - 1);
+	if (!bd->readonly && autoclear) {
+		uint64_t zero = 0;
+		if ((r = q_pwrite(s->fd, &zero, 8, 88)) < 0)
+			Q_FAIL(r, "cannot write disk image '%s': %s", p, strerror(-r));
+	}
+	bd->driver_state = s;
+	bd->size = s->size;
+
+	if (backing_off) {
+		char name[QCOW2_MAX_BACKING_NAME + 1];
+		if (backing_len == 0 || backing_len > QCOW2_MAX_BACKING_NAME ||
+		    backing_off > fsize || backing_len > fsize - backing_off)
+			Q_FAIL(-EINVAL, "disk image '%s': backing file name is outside the file or "
+			       "too long", p);
+		if ((r = q_pread(s->fd, name, backing_len, backing_off)) < 0)
+			Q_FAIL(r, "cannot read disk image '%s': %s", p, strerror(-r));
+		name[backing_len] = '\0';
+		if (strlen(name) != backing_len)
+			Q_FAIL(-EINVAL, "disk image '%s': backing file name contains a NUL byte", p);
+		enum block_cache cache = !s->sync ? BLOCK_CACHE_UNSAFE
+			: bd->file.direct_align > 1 ? BLOCK_CACHE_NONE : BLOCK_CACHE_WRITEBACK;
+		if ((r = q_open_backing(s, bd, name, backing_fmt[0] ? backing_fmt : NULL, cache)) < 0)
+			goto fail_quiet;
+	}
+	return 0;
+fail:
+fail_quiet:
+	bd->driver_state = NULL;
+	q_free(s);
+	return r;
+}
+
+const struct block_driver block_driver_qcow2 = {
+	.format = "qcow2",
+	.open = qcow2_open,
+	.close = qcow2_close,
+	.submit = qcow2_submit,
+};

@@ -1,0 +1,78 @@
+/* The qcow2 format driver's private header: on-disk constants (from the qcow2 specification)
+ * and the state of an open image, shared by qcow2.c (open, reads, writes) and qcow2_create.c. */
+#ifndef KVMKIT_BLOCK_QCOW2_H
+#define KVMKIT_BLOCK_QCOW2_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct block_dev;
+
+#define QCOW2_MAGIC 0x514649fbu            /* "QFI\xfb" */
+#define QCOW2_V2_HEADER_LEN 72u
+#define QCOW2_V3_HEADER_LEN 104u           /* without the compression type byte */
+#define QCOW2_MIN_CLUSTER_BITS 9u
+#define QCOW2_MAX_CLUSTER_BITS 21u
+
+/* Incompatible feature bits. */
+#define QCOW2_INCOMPAT_DIRTY (1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT (1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE (1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESSION (1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2 (1ull << 4)
+#define QCOW2_INCOMPAT_KNOWN 0x1full
+#define QCOW2_COMPAT_LAZY_REFCOUNTS (1ull << 0)
+
+/* Header extension types. */
+#define QCOW2_EXT_END 0u
+#define QCOW2_EXT_BACKING_FORMAT 0xe2792acau
+
+/* Table entries. */
+#define QCOW2_OFFSET_MASK 0x00fffffffffffe00ull /* L1/L2 entries: host offset bits 9..55 */
+#define QCOW2_COPIED (1ull << 63)                 /* refcount is exactly 1: writable in place */
+#define QCOW2_COMPRESSED (1ull << 62)
+#define QCOW2_ZERO (1ull << 0)                    /* v3 L2: the cluster reads as zeroes */
+#define QCOW2_REFTABLE_MASK 0xfffffffffffffe00ull
+
+/* Limits that keep a hostile image from making us allocate unbounded memory. */
+#define QCOW2_MAX_TABLE_BYTES (32u << 20)       /* L1 table, refcount table */
+#define QCOW2_MAX_BACKING_NAME 1023u
+#define QCOW2_MAX_CHAIN 64u
+#define QCOW2_L2_CACHE 16u
+
+struct qcow2_l2_slot {
+	uint64_t offset;   /* host offset of the cached L2 table; 0 = slot empty */
+	uint64_t *table;   /* big-endian entries, as on disk */
+	uint64_t last_use; /* for LRU eviction */
+};
+
+struct qcow2 {
+	const char *path;
+	int fd;             /* metadata and data I/O (synchronous, see qcow2.c) */
+	bool own_fd;        /* fd is ours (opened without O_DIRECT) rather than bd->file's */
+	bool sync;          /* flushes and ordering points fdatasync (not cache=unsafe) */
+	bool dirty;         /* incompatible bit 0: refcounts may be stale */
+	bool broken;        /* a metadata update failed half-way: writes are refused */
+	uint32_t version;
+	uint32_t cluster_bits;
+	uint32_t l2_bits;   /* log2 of entries per L2 table */
+	uint32_t refcount_order;
+	uint64_t cluster_size;
+	uint64_t size;
+	uint64_t l1_offset;
+	uint32_t l1_size;
+	uint64_t *l1;       /* host-endian copy */
+	uint64_t rt_offset;
+	uint64_t rt_entries;
+	uint64_t *rt;       /* refcount table, host-endian copy */
+	uint64_t next_free; /* new clusters are appended here (never reused: simple and safe) */
+	struct qcow2_l2_slot l2c[QCOW2_L2_CACHE];
+	uint64_t tick;
+	uint8_t *buf;       /* one cluster: copy-on-write assembly */
+	uint8_t *dbuf;      /* one cluster: guest data of one chunk */
+	uint8_t *cbuf;      /* one cluster: an inflated compressed cluster */
+	uint8_t *zbuf;      /* two clusters: compressed input */
+	struct block_dev *backing;
+};
+
+#endif

@@ -1,0 +1,277 @@
+/* block_create: new raw and qcow2 (version 3, 16-bit refcounts) images. The image is written
+ * to a temporary file next to its destination and renamed into place, so a failure leaves no
+ * partial file behind. */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "block/block.h"
+#include "block/qcow2.h"
+#include "lib/log.h"
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	v = htobe32(v);
+	memcpy(p, &v, 4);
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	v = htobe64(v);
+	memcpy(p, &v, 8);
+}
+
+static int write_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static uint64_t div_up(uint64_t a, uint64_t b)
+{
+	return a / b + (a % b != 0);
+}
+
+/* The backing file's path as the image will resolve it (relative to the image's directory). */
+static void backing_path(const char *image, const char *backing, char *out, size_t size)
+{
+	const char *slash = strrchr(image, '/');
+	if (backing[0] == '/' || !slash)
+		snprintf(out, size, "%s", backing);
+	else
+		snprintf(out, size, "%.*s/%s", (int)(slash - image), image, backing);
+}
+
+/* Fills in the backing format (probed) and, when size is 0, the backing file's size. */
+static int probe_backing(const struct block_create_options *o, const char **fmt, uint64_t *size)
+{
+	char path[PATH_MAX];
+	backing_path(o->path, o->backing_file, path, sizeof(path));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int err = errno;
+		log_error("cannot create disk image '%s': its backing file '%s' cannot be opened: %s",
+			  o->path, path, strerror(err));
+		return -err;
+	}
+	uint8_t h[32] = { 0 };
+	ssize_t n = pread(fd, h, sizeof(h), 0);
+	struct stat st;
+	int r = fstat(fd, &st) < 0 ? -errno : 0;
+	close(fd);
+	if (r < 0)
+		return r;
+	uint32_t magic;
+	memcpy(&magic, h, 4);
+	bool is_qcow2 = n >= 32 && be32toh(magic) == QCOW2_MAGIC;
+	if (!*fmt)
+		*fmt = is_qcow2 ? "qcow2" : "raw";
+	if (*size == 0) {
+		uint64_t v;
+		memcpy(&v, h + 24, 8);
+		*size = strcmp(*fmt, "qcow2") == 0 ? be64toh(v) : (uint64_t)st.st_size;
+	}
+	return 0;
+}
+
+static int create_qcow2(int fd, const struct block_create_options *o, uint64_t size,
+			const char *bfmt)
+{
+	uint64_t cs = o->cluster_size ? o->cluster_size : 65536;
+	uint32_t cb = 0;
+	while ((1ull << cb) < cs)
+		cb++;
+	if ((1ull << cb) != cs || cb < QCOW2_MIN_CLUSTER_BITS || cb > QCOW2_MAX_CLUSTER_BITS) {
+		log_error("cannot create disk image '%s': cluster size %llu is not a power of two "
+			  "from 512 to 2M", o->path, (unsigned long long)cs);
+		return -EINVAL;
+	}
+	const uint64_t rb_entries = cs / 2; /* 16-bit refcounts */
+	uint64_t l1_entries = div_up(size, cs * (cs / 8));
+	uint64_t l1c = div_up(l1_entries * 8, cs);
+	/* The refcount table covers every cluster the image could ever take, twice over: the
+	 * driver appends new clusters and does not grow the table. */
+	uint64_t data = div_up(size, cs) + l1_entries, rbc = 0, rtc = 0;
+	for (int i = 0; i < 4; i++) {
+		uint64_t total = 2 * (data + 1 + l1c + rtc + rbc) + 64;
+		rbc = div_up(total, rb_entries);
+		rtc = div_up(rbc * 8, cs);
+	}
+	if (l1_entries * 8 > QCOW2_MAX_TABLE_BYTES || rtc * cs > QCOW2_MAX_TABLE_BYTES) {
+		log_error("cannot create disk image '%s': %llu bytes is too large for %llu-byte "
+			  "clusters (use larger clusters)", o->path, (unsigned long long)size,
+			  (unsigned long long)cs);
+		return -EFBIG;
+	}
+	/* Layout: header, refcount table, L1 table, the refcount blocks for these. */
+	uint64_t rt_off = cs, l1_off = rt_off + rtc * cs, rb_off = l1_off + l1c * cs;
+	uint64_t nrb = 1;
+	while (div_up(1 + rtc + l1c + nrb, rb_entries) > nrb)
+		nrb++;
+	uint64_t meta = 1 + rtc + l1c + nrb;
+
+	uint8_t *c = calloc(1, cs);
+	if (!c)
+		return -ENOMEM;
+	put_be32(c, QCOW2_MAGIC);
+	put_be32(c + 4, 3);
+	put_be32(c + 20, cb);
+	put_be64(c + 24, size);
+	put_be32(c + 36, (uint32_t)l1_entries);
+	put_be64(c + 40, l1_off);
+	put_be64(c + 48, rt_off);
+	put_be32(c + 56, (uint32_t)rtc);
+	put_be64(c + 80, o->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
+	put_be32(c + 96, 4);
+	put_be32(c + 100, 112); /* 104 + the compression type byte, padded to 8 */
+	uint64_t at = 112;
+	int r = 0;
+	if (o->backing_file) {
+		size_t flen = strlen(bfmt), blen = strlen(o->backing_file);
+		if (blen > QCOW2_MAX_BACKING_NAME || at + 8 + 32 + 8 + blen > cs) {
+			log_error("cannot create disk image '%s': the backing file name is too long",
+				  o->path);
+			free(c);
+			return -ENAMETOOLONG;
+		}
+		put_be32(c + at, QCOW2_EXT_BACKING_FORMAT);
+		put_be32(c + at + 4, (uint32_t)flen);
+		memcpy(c + at + 8, bfmt, flen);
+		at += 8 + ((flen + 7) & ~(size_t)7);
+		at += 8; /* end-of-extensions marker: already zero */
+		put_be64(c + 8, at);
+		put_be32(c + 16, (uint32_t)blen);
+		memcpy(c + at, o->backing_file, blen);
+	}
+	if ((r = write_all(fd, c, cs, 0)) < 0)
+		goto out;
+	/* refcount table: the refcount blocks; refcount blocks: 1 for each metadata cluster */
+	memset(c, 0, cs);
+	for (uint64_t i = 0; i < nrb; i++)
+		put_be64(c + (i * 8) % cs, rb_off + i * cs);
+	if (nrb * 8 > cs) {
+		log_error("cannot create disk image '%s': too much metadata", o->path);
+		r = -EFBIG;
+		goto out;
+	}
+	if ((r = write_all(fd, c, cs, rt_off)) < 0)
+		goto out;
+	for (uint64_t b = 0; b < nrb; b++) {
+		memset(c, 0, cs);
+		for (uint64_t k = 0; k < rb_entries && b * rb_entries + k < meta; k++)
+			c[k * 2 + 1] = 1;
+		if ((r = write_all(fd, c, cs, rb_off + b * cs)) < 0)
+			goto out;
+	}
+	/* L1 table: zeroes, as the file extension gives them */
+	if (ftruncate(fd, (off_t)(meta * cs)) < 0)
+		r = -errno;
+out:
+	if (r < 0 && r != -EFBIG)
+		log_error("cannot write disk image '%s': %s", o->path, strerror(-r));
+	free(c);
+	return r;
+}
+
+int block_create(const struct block_create_options *o)
+{
+	if (!o->path || !*o->path) {
+		log_error("creating a disk image needs its path");
+		return -EINVAL;
+	}
+	const char *fmt = o->format ? o->format : "raw";
+	bool qcow2 = strcmp(fmt, "qcow2") == 0;
+	const char *prealloc = o->preallocation ? o->preallocation : "off";
+	uint64_t size = o->size;
+	const char *bfmt = o->backing_format;
+	if (!qcow2 && strcmp(fmt, "raw") != 0) {
+		log_error("cannot create disk image '%s': unknown format \"%s\"", o->path, fmt);
+		return -EINVAL;
+	}
+	if (strcmp(prealloc, "off") != 0 && (qcow2 || strcmp(prealloc, "full") != 0)) {
+		log_error("cannot create disk image '%s': preallocation \"%s\" is not supported for "
+			  "%s", o->path, prealloc, fmt);
+		return -ENOTSUP;
+	}
+	if (o->compression_type && strcmp(o->compression_type, "zlib") != 0) {
+		log_error("cannot create disk image '%s': compression type \"%s\" is not supported "
+			  "(zlib is)", o->path, o->compression_type);
+		return -ENOTSUP;
+	}
+	if (!qcow2 && (o->backing_file || o->lazy_refcounts)) {
+		log_error("cannot create disk image '%s': backing files and lazy refcounts need "
+			  "qcow2", o->path);
+		return -EINVAL;
+	}
+	if (bfmt && strcmp(bfmt, "raw") != 0 && strcmp(bfmt, "qcow2") != 0) {
+		log_error("cannot create disk image '%s': unknown backing format \"%s\"", o->path,
+			  bfmt);
+		return -EINVAL;
+	}
+	int r;
+	if (o->backing_file && (r = probe_backing(o, &bfmt, &size)) < 0)
+		return r;
+	if (size == 0 || size > (1ull << 61)) {
+		log_error("cannot create disk image '%s': size %llu is invalid", o->path,
+			  (unsigned long long)size);
+		return -EINVAL;
+	}
+
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", o->path) >= (int)sizeof(tmp)) {
+		log_error("cannot create disk image '%s': path too long", o->path);
+		return -ENAMETOOLONG;
+	}
+	int fd = mkstemp(tmp);
+	if (fd < 0) {
+		r = -errno;
+		log_error("cannot create disk image '%s': %s", o->path, strerror(-r));
+		return r;
+	}
+	mode_t mask = umask(0);
+	umask(mask);
+	if (fchmod(fd, 0666 & ~mask) < 0) {
+		r = -errno;
+		log_error("cannot create disk image '%s': %s", o->path, strerror(-r));
+		goto fail;
+	}
+	if (qcow2) {
+		r = create_qcow2(fd, o, size, bfmt);
+	} else {
+		r = ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
+		if (r == 0 && strcmp(prealloc, "full") == 0)
+			r = -posix_fallocate(fd, 0, (off_t)size);
+		if (r < 0)
+			log_error("cannot create disk image '%s': %s", o->path, strerror(-r));
+	}
+	if (r < 0)
+		goto fail;
+	if (fsync(fd) < 0 || rename(tmp, o->path) < 0) {
+		r = -errno;
+		log_error("cannot create disk image '%s': %s", o->path, strerror(-r));
+		goto fail;
+	}
+	close(fd);
+	return 0;
+fail:
+	close(fd);
+	unlink(tmp);
+	return r;
+}

@@ -1,0 +1,133 @@
+/* qcow2-io: a small driver of kvmkit's block layer for tests/qcow2/run.sh, which compares what
+ * it reads and writes with qemu-img's view of the same images.
+ *   qcow2-io create IMAGE FORMAT SIZE [CLUSTER_SIZE [BACKING [BACKING_FORMAT]]]
+ *   qcow2-io dump IMAGE FORMAT OUT          the guest-visible contents into the raw file OUT
+ *   qcow2-io write IMAGE FORMAT REF SEED N  N random writes (and write-zeroes) to IMAGE, the
+ *                                           same bytes to the raw file REF
+ * QCOW2_IO_CACHE=none|unsafe picks the cache mode (default writeback). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "block/block.h"
+
+static bool finished;
+static int status;
+
+static void done(struct block_request *req, int result)
+{
+	(void)req;
+	finished = true;
+	status = result;
+}
+
+static int run(struct block_dev *bd, enum block_op op, uint64_t off, void *buf, uint64_t len)
+{
+	struct iovec iov = { buf, len };
+	struct block_request req = { .op = op, .offset = off, .iov = &iov, .iovcnt = 1,
+				     .len = len, .done = done };
+	finished = false;
+	int r = block_submit(bd, &req);
+	if (r < 0)
+		return r;
+	while (!finished) {
+		struct pollfd pfd = { .fd = block_completion_fd(bd), .events = POLLIN };
+		poll(&pfd, 1, -1);
+		block_process_completions(bd);
+	}
+	return status;
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 4) {
+		fprintf(stderr, "usage: see the top of qcow2-io.c\n");
+		return 2;
+	}
+	const char *cmd = argv[1], *image = argv[2], *fmt = argv[3];
+	if (strcmp(cmd, "create") == 0 && argc >= 5) {
+		struct block_create_options o = {
+			.path = image, .format = fmt, .size = strtoull(argv[4], NULL, 0),
+			.cluster_size = argc > 5 ? (uint32_t)strtoul(argv[5], NULL, 0) : 0,
+			.backing_file = argc > 6 ? argv[6] : NULL,
+			.backing_format = argc > 7 ? argv[7] : NULL,
+		};
+		return block_create(&o) < 0;
+	}
+	bool writing = strcmp(cmd, "write") == 0;
+	const char *cache = getenv("QCOW2_IO_CACHE");
+	struct block_options opts = {
+		.path = image, .format = fmt, .readonly = !writing,
+		.cache = !cache ? BLOCK_CACHE_WRITEBACK
+			: strcmp(cache, "none") == 0 ? BLOCK_CACHE_NONE : BLOCK_CACHE_UNSAFE,
+	};
+	struct block_dev *bd;
+	if (block_open(&opts, &bd) < 0)
+		return 1;
+	uint64_t size = block_size(bd);
+	int rc = 0;
+	if (strcmp(cmd, "dump") == 0 && argc == 5) {
+		int out = open(argv[4], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		size_t chunk = 1 << 20;
+		uint8_t *buf = malloc(chunk);
+		for (uint64_t off = 0; out >= 0 && off < size && rc == 0; off += chunk) {
+			uint64_t n = size - off < chunk ? size - off : chunk;
+			int r = run(bd, BLOCK_OP_READ, off, buf, n);
+			if (r < 0 || pwrite(out, buf, n, (off_t)off) != (ssize_t)n) {
+				fprintf(stderr, "qcow2-io: read at %llu: %s\n",
+					(unsigned long long)off, strerror(-r));
+				rc = 1;
+			}
+		}
+		free(buf);
+		if (out < 0 || close(out) < 0)
+			rc = 1;
+	} else if (writing && argc == 7) {
+		int ref = open(argv[4], O_WRONLY);
+		uint64_t seed = strtoull(argv[5], NULL, 0) * 2654435761u + 1;
+		long n = strtol(argv[6], NULL, 0);
+		uint8_t *buf = malloc(256 << 10);
+		for (long i = 0; ref >= 0 && i < n && rc == 0; i++) {
+			uint64_t len = rnd(&seed) % (256 << 10) + 1;
+			if (len > size)
+				len = size;
+			uint64_t off = rnd(&seed) % (size - len + 1);
+			if (rnd(&seed) % 4 == 0) /* some aligned: whole clusters */
+				off &= ~(uint64_t)0xffff, len = (len + 0xffff) & ~(uint64_t)0xffff;
+			if (off + len > size)
+				len = size - off;
+			bool zero = rnd(&seed) % 5 == 0;
+			uint8_t v = (uint8_t)rnd(&seed);
+			for (uint64_t k = 0; k < len; k++)
+				buf[k] = zero ? 0 : (uint8_t)(v + k * 7 + (k >> 9));
+			int r = run(bd, zero ? BLOCK_OP_WRITE_ZEROES : BLOCK_OP_WRITE, off, buf, len);
+			if (r < 0 || pwrite(ref, buf, len, (off_t)off) != (ssize_t)len) {
+				fprintf(stderr, "qcow2-io: write at %llu+%llu: %s\n",
+					(unsigned long long)off, (unsigned long long)len, strerror(-r));
+				rc = 1;
+			}
+		}
+		free(buf);
+		if (ref < 0 || close(ref) < 0)
+			rc = 1;
+		if (rc == 0 && run(bd, BLOCK_OP_FLUSH, 0, NULL, 0) < 0)
+			rc = 1;
+	} else {
+		fprintf(stderr, "usage: see the top of qcow2-io.c\n");
+		rc = 2;
+	}
+	block_close(bd);
+	return rc;
+}

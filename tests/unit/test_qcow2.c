@@ -1,0 +1,415 @@
+/* Unit tests of the qcow2 driver and block_create, without qemu-img: random writes to a qcow2
+ * image and a raw one side by side, read back before and after reopening; reads through a
+ * backing file; zero clusters; and hostile images (truncated, tables outside the file or too
+ * large, unknown feature bits, looping backing chains, random corruption) that must fail with a
+ * clear message and never crash. */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "block/block.h"
+
+#define DISK (8u << 20)
+
+static char dir[] = "/tmp/kvmkit-test-qcow2-XXXXXX";
+/* cache=unsafe skips the fdatasync at each cluster allocation: the tests stay fast, and one
+ * case in test_random_writes runs with writeback to cover the syncing path. */
+static enum block_cache cache = BLOCK_CACHE_UNSAFE;
+
+static void img(char *out, const char *name)
+{
+	snprintf(out, 256, "%s/%s", dir, name);
+}
+
+/* ---- requests ---- */
+
+static bool finished;
+static int status;
+
+static void done(struct block_request *req, int result)
+{
+	(void)req;
+	finished = true;
+	status = result;
+}
+
+static int run(struct block_dev *bd, enum block_op op, uint64_t off, void *buf, uint64_t len)
+{
+	struct iovec iov[2] = { { buf, len / 3 }, { (uint8_t *)buf + len / 3, len - len / 3 } };
+	struct block_request req = { .op = op, .offset = off, .iov = iov, .iovcnt = 2,
+				     .len = len, .done = done };
+	finished = false;
+	assert_int_equal(block_submit(bd, &req), 0);
+	while (!finished) {
+		struct pollfd pfd = { .fd = block_completion_fd(bd), .events = POLLIN };
+		assert_int_equal(poll(&pfd, 1, 10000), 1);
+		block_process_completions(bd);
+	}
+	return status;
+}
+
+static struct block_dev *open_fmt(const char *path, const char *fmt, bool readonly)
+{
+	struct block_options o = { .path = path, .format = fmt, .readonly = readonly,
+				   .cache = cache };
+	struct block_dev *bd = NULL;
+	assert_int_equal(block_open(&o, &bd), 0);
+	return bd;
+}
+
+static void create(const char *path, const char *fmt, uint64_t size, uint32_t cs,
+		   const char *backing)
+{
+	struct block_create_options o = { .path = path, .format = fmt, .size = size,
+					  .cluster_size = cs, .backing_file = backing };
+	assert_int_equal(block_create(&o), 0);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Both devices read the same over the whole disk. */
+static void assert_same(struct block_dev *a, struct block_dev *b)
+{
+	static uint8_t x[1 << 20], y[1 << 20];
+	assert_int_equal(block_size(a), block_size(b));
+	for (uint64_t off = 0; off < block_size(a); off += sizeof(x)) {
+		uint64_t n = block_size(a) - off < sizeof(x) ? block_size(a) - off : sizeof(x);
+		assert_int_equal(run(a, BLOCK_OP_READ, off, x, n), 0);
+		assert_int_equal(run(b, BLOCK_OP_READ, off, y, n), 0);
+		if (memcmp(x, y, n) != 0)
+			fail_msg("contents differ in [%llu, +%llu)", (unsigned long long)off,
+				 (unsigned long long)n);
+	}
+}
+
+/* Random writes and write-zeroes, the same to both devices. */
+static void random_writes(struct block_dev *a, struct block_dev *b, uint64_t seed, int count)
+{
+	static uint8_t buf[300000];
+	uint64_t size = block_size(a);
+	for (int i = 0; i < count; i++) {
+		uint64_t len = rnd(&seed) % sizeof(buf) + 1;
+		uint64_t off = rnd(&seed) % (size - len + 1);
+		bool zero = rnd(&seed) % 4 == 0;
+		if (rnd(&seed) % 3 == 0) { /* whole clusters, the zero-flag path */
+			off &= ~(uint64_t)0xffff;
+			len = len < 0x10000 ? 0x10000 : len & ~(uint64_t)0xffff;
+		}
+		uint8_t v = (uint8_t)rnd(&seed);
+		for (uint64_t k = 0; k < len; k++)
+			buf[k] = zero ? 0 : (uint8_t)(v + k * 13 + (k >> 10));
+		enum block_op op = zero ? BLOCK_OP_WRITE_ZEROES : BLOCK_OP_WRITE;
+		assert_int_equal(run(a, op, off, buf, len), 0);
+		assert_int_equal(run(b, op, off, buf, len), 0);
+	}
+	assert_int_equal(run(a, BLOCK_OP_FLUSH, 0, NULL, 0), 0);
+}
+
+/* ---- tests ---- */
+
+static void test_random_writes(void **state)
+{
+	(void)state;
+	static const uint32_t sizes[] = { 512, 4096, 65536, 1u << 21 };
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		char q[256], r[256];
+		img(q, "rw.qcow2");
+		img(r, "rw.raw");
+		cache = sizes[i] == 65536 ? BLOCK_CACHE_WRITEBACK : BLOCK_CACHE_UNSAFE;
+		create(q, "qcow2", DISK, sizes[i], NULL);
+		create(r, "raw", DISK, 0, NULL);
+		struct block_dev *a = open_fmt(q, "qcow2", false), *b = open_fmt(r, "raw", false);
+		assert_int_equal(block_size(a), DISK);
+		assert_same(a, b); /* a new image reads as zeroes */
+		random_writes(a, b, 1 + i, 60);
+		assert_same(a, b);
+		block_close(a);
+		a = open_fmt(q, "qcow2", true);
+		assert_same(a, b);
+		block_close(a);
+		block_close(b);
+		unlink(q);
+		unlink(r);
+	}
+	cache = BLOCK_CACHE_UNSAFE;
+}
+
+/* An overlay reads its backing file where it has nothing; writes (partial clusters copy the
+ * rest from the backing file) and zeroes (zero flag) go to the overlay only. */
+static void test_backing(void **state)
+{
+	(void)state;
+	char base[256], mid[256], top[256], ref[256];
+	img(base, "base.raw");
+	img(mid, "mid.qcow2");
+	img(top, "top.qcow2");
+	img(ref, "ref.raw");
+	create(base, "raw", DISK, 0, NULL);
+	create(ref, "raw", DISK, 0, NULL);
+	struct block_dev *b = open_fmt(base, "raw", false), *r = open_fmt(ref, "raw", false);
+	random_writes(b, r, 7, 30);
+	block_close(b);
+	create(mid, "qcow2", 0, 4096, "base.raw"); /* relative: next to the overlay */
+	struct block_dev *m = open_fmt(mid, "qcow2", false);
+	assert_int_equal(block_size(m), DISK);
+	assert_same(m, r);
+	random_writes(m, r, 8, 30);
+	assert_same(m, r);
+	block_close(m);
+	create(top, "qcow2", 0, 65536, mid); /* absolute, qcow2 probed */
+	struct block_dev *t = open_fmt(top, "qcow2", false);
+	assert_same(t, r);
+	random_writes(t, r, 9, 40);
+	assert_same(t, r);
+	/* discard over the backing file: old data or zeroes, never garbage or an error */
+	assert_int_equal(run(t, BLOCK_OP_DISCARD, 65536, NULL, 3 * 65536), 0);
+	block_close(t);
+	block_close(r);
+	unlink(base);
+	unlink(mid);
+	unlink(top);
+	unlink(ref);
+}
+
+/* block_open with stderr captured: its result and what it printed. */
+static int open_capturing(const char *path, bool readonly, char *msg, size_t size)
+{
+	char log_path[300];
+	img(log_path, "log");
+	int log_fd = open(log_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(log_fd >= 0);
+	unlink(log_path);
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	dup2(log_fd, STDERR_FILENO);
+	struct block_options o = { .path = path, .format = "qcow2", .readonly = readonly };
+	struct block_dev *bd = NULL;
+	int r = block_open(&o, &bd);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	ssize_t n = pread(log_fd, msg, size - 1, 0);
+	close(log_fd);
+	msg[n > 0 ? n : 0] = '\0';
+	if (bd)
+		block_close(bd);
+	return r;
+}
+
+static void expect_error(const char *path, const char *phrase)
+{
+	char msg[2048];
+	int r = open_capturing(path, true, msg, sizeof(msg));
+	assert_true(r < 0);
+	if (!strstr(msg, phrase) || !strchr(msg, '\n'))
+		fail_msg("message \"%s\" should say \"%s\"", msg, phrase);
+}
+
+static void patch(const char *path, uint64_t off, const void *bytes, size_t n)
+{
+	int fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, bytes, n, (off_t)off), (ssize_t)n);
+	close(fd);
+}
+
+static void patch_be32(const char *path, uint64_t off, uint32_t v)
+{
+	v = htobe32(v);
+	patch(path, off, &v, 4);
+}
+
+static void patch_be64(const char *path, uint64_t off, uint64_t v)
+{
+	v = htobe64(v);
+	patch(path, off, &v, 8);
+}
+
+static void test_hostile_headers(void **state)
+{
+	(void)state;
+	char p[256];
+	img(p, "bad.qcow2");
+
+	create(p, "qcow2", DISK, 0, NULL);
+	assert_int_equal(truncate(p, 50), 0);
+	expect_error(p, "too small");
+
+	create(p, "qcow2", DISK, 0, NULL);
+	patch_be64(p, 40, 1ull << 40);
+	expect_error(p, "L1 table offset");
+
+	create(p, "qcow2", DISK, 0, NULL);
+	patch_be32(p, 36, 0x10000000);
+	expect_error(p, "larger than kvmkit's limit");
+
+	create(p, "qcow2", DISK, 0, NULL);
+	patch_be64(p, 72, 1ull << 20);
+	expect_error(p, "uses qcow2 feature(s) kvmkit does not know (incompatible bits "
+			"0x100000)");
+
+	create(p, "qcow2", DISK, 0, NULL);
+	patch_be32(p, 20, 30);
+	expect_error(p, "cluster_bits 30");
+
+	create(p, "qcow2", DISK, 0, NULL);
+	patch_be64(p, 72, 2); /* corrupt: refused for writing, fine for reading */
+	char msg[2048];
+	assert_int_equal(open_capturing(p, false, msg, sizeof(msg)), -EINVAL);
+	assert_non_null(strstr(msg, "marked corrupt"));
+	assert_int_equal(open_capturing(p, true, msg, sizeof(msg)), 0);
+
+	/* dirty (lazy refcounts, not closed cleanly): opens, writes and reads back */
+	create(p, "qcow2", DISK, 0, NULL);
+	patch_be64(p, 72, 1);
+	struct block_dev *bd = open_fmt(p, "qcow2", false);
+	static uint8_t data[70000], back[70000];
+	memset(data, 0x5a, sizeof(data));
+	assert_int_equal(run(bd, BLOCK_OP_WRITE, 1000, data, sizeof(data)), 0);
+	assert_int_equal(run(bd, BLOCK_OP_DISCARD, 0, NULL, 1u << 20), 0);
+	assert_int_equal(run(bd, BLOCK_OP_WRITE, 1000, data, sizeof(data)), 0);
+	assert_int_equal(run(bd, BLOCK_OP_READ, 1000, back, sizeof(back)), 0);
+	assert_memory_equal(data, back, sizeof(data));
+	block_close(bd);
+
+	create(p, "qcow2", DISK, 0, NULL);
+	patch_be32(p, 0, 0x12345678);
+	expect_error(p, "not a qcow2 image");
+	unlink(p);
+}
+
+static void test_backing_loops(void **state)
+{
+	(void)state;
+	char a[256], b[256], self[256];
+	img(a, "a.qcow2");
+	img(b, "b.qcow2");
+	img(self, "self.qcow2");
+	create(a, "qcow2", DISK, 0, NULL);
+	create(b, "qcow2", 0, 0, "a.qcow2");
+	create(a, "qcow2", 0, 0, "b.qcow2"); /* a -> b -> a */
+	expect_error(a, "loop");
+	create(self, "qcow2", DISK, 0, NULL);
+	create(self, "qcow2", 0, 0, "self.qcow2");
+	expect_error(self, "loop");
+	unlink(a);
+	unlink(b);
+	unlink(self);
+}
+
+/* Random corruption of the metadata of a written image: opening and reading it all may fail,
+ * but must not crash (the sanitizer build checks memory safety). */
+static void test_fuzzed_images(void **state)
+{
+	(void)state;
+	char p[256], r[256];
+	img(p, "fuzz.qcow2");
+	img(r, "fuzz.raw");
+	uint64_t seed = 12345;
+	for (int round = 0; round < 40; round++) {
+		create(p, "qcow2", 2u << 20, round % 2 ? 512 : 4096, NULL);
+		create(r, "raw", 2u << 20, 0, NULL);
+		struct block_dev *a = open_fmt(p, "qcow2", false), *b = open_fmt(r, "raw", false);
+		random_writes(a, b, seed, 5);
+		block_close(a);
+		block_close(b);
+		int fd = open(p, O_RDWR);
+		off_t size = lseek(fd, 0, SEEK_END);
+		for (int k = 0; k < 8; k++) {
+			uint64_t off = rnd(&seed) % (uint64_t)(round < 20 ? 512 : size);
+			uint8_t v = (uint8_t)rnd(&seed);
+			assert_int_equal(pwrite(fd, &v, 1, (off_t)off), 1);
+		}
+		close(fd);
+		char msg[2048];
+		struct block_options o = { .path = p, .format = "qcow2", .readonly = round % 3 == 0,
+					   .cache = cache };
+		struct block_dev *bd = NULL;
+		fflush(stderr);
+		int saved = dup(STDERR_FILENO), devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, STDERR_FILENO);
+		if (block_open(&o, &bd) == 0) {
+			static uint8_t buf[65536];
+			for (uint64_t off = 0; off < block_size(bd); off += sizeof(buf))
+				(void)run(bd, BLOCK_OP_READ, off, buf, sizeof(buf));
+			if (!o.readonly)
+				(void)run(bd, BLOCK_OP_WRITE, 4096, buf, sizeof(buf));
+			block_close(bd);
+		}
+		fflush(stderr);
+		dup2(saved, STDERR_FILENO);
+		close(saved);
+		close(devnull);
+		(void)msg;
+	}
+	unlink(p);
+	unlink(r);
+}
+
+static void test_create_errors(void **state)
+{
+	(void)state;
+	char p[256];
+	img(p, "never.qcow2");
+	struct block_create_options o = { .path = p, .format = "qcow2", .size = DISK,
+					  .cluster_size = 1000 };
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO), devnull = open("/dev/null", O_WRONLY);
+	dup2(devnull, STDERR_FILENO);
+	int r1 = block_create(&o);
+	o.cluster_size = 0;
+	o.backing_file = "does-not-exist";
+	int r2 = block_create(&o);
+	o.backing_file = NULL;
+	o.format = "vmdk";
+	int r3 = block_create(&o);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(devnull);
+	assert_true(r1 < 0 && r2 < 0 && r3 < 0);
+	assert_int_not_equal(access(p, F_OK), 0); /* nothing left behind */
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	return rmdir(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_random_writes),
+		cmocka_unit_test(test_backing),
+		cmocka_unit_test(test_hostile_headers),
+		cmocka_unit_test(test_backing_loops),
+		cmocka_unit_test(test_fuzzed_images),
+		cmocka_unit_test(test_create_errors),
+	};
+	return cmocka_run_group_tests_name("qcow2", tests, setup, teardown);
+}
