@@ -69,6 +69,8 @@ if [ "$nested" -eq 1 ]; then
 	stage "tier B (nested host, stock Linux)" bash tests/nested/boot_linux.sh build/kvmkit
 	stage "tier B virtio-pci (root on virtio-blk, virtio-rng, virtio-console)" \
 		bash tests/nested/virtio.sh build/kvmkit
+	stage "tier B root on a qcow2 overlay (qemu-img check, commit, compare)" \
+		bash tests/nested/virtio.sh build/kvmkit --root-format qcow2
 	stage "tier B virtio-mmio (the same devices)" \
 		bash tests/nested/virtio.sh build/kvmkit --kvmkit-args "--transport mmio"
 	stage "tier B virtio-net (user-mode and TAP)" bash tests/nested/virtio_net.sh build/kvmkit

@@ -8,6 +8,9 @@ Usage: tests/nested/virtio.sh KVMKIT_BINARY [options]
        tests/nested/virtio.sh --vmm qemu [options]   (QEMU -M microvm with PCIe: proves the test)
   --l2-timeout SEC   limit for the guest's two boots together (default 300)
   --kvmkit-args STR  more kvmkit options (e.g. "--transport mmio")
+  --root-format qcow2  put the root on a qcow2 overlay (made by qemu-img in L1) over the raw
+                     base; afterwards qemu-img check must be clean and qemu-img commit folds the
+                     overlay into the base, which e2fsck then checks
   --known-bug C=WHY  report check C as XFAIL with WHY instead of failing
 The guest boots with its root file system on a virtio-blk disk (ext4 made with mkfs.ext4 -d in
 L1), a virtio-rng device and a virtio-console port named org.kvmkit.test.0 on the unix socket
@@ -36,6 +39,10 @@ trap 'rm -rf "$payload"' EXIT
 cp "$here/l1-boot.sh" "$payload/"
 [[ "$vmm" == kvmkit ]] && cp -L "$kvmkit" "$payload/kvmkit"
 cp -L "$(command -v mke2fs)" "$(command -v e2fsck)" "$(command -v socat)" "$payload/"
+if [[ "$root_format" == qcow2 ]]; then
+    command -v qemu-img >/dev/null || die "qemu-img is missing (Debian package qemu-utils)"
+    cp -L "$(command -v qemu-img)" "$payload/"
+fi
 
 # The guest's root file system: busybox and the test, which runs as its init.
 root=$payload/rootfs
@@ -104,6 +111,11 @@ cat > "$payload/run.sh" <<'RUN'
 img=/tmp/root.img
 dd if=/dev/zero of=$img bs=1M count=0 seek=160 2>/dev/null
 ./mke2fs -q -F -t ext4 -d /payload/rootfs $img || echo "MKFS-FAILED"
+disk=$img fmt=raw
+if [ "$ROOT_FORMAT" = qcow2 ]; then
+    disk=/tmp/root.qcow2 fmt=qcow2
+    ./qemu-img create -q -f qcow2 -b $img -F raw $disk || echo "QCOW2-CREATE-FAILED"
+fi
 ro=/tmp/ro.img
 printf 'kvmkit-readonly-ok' > $ro
 dd if=/dev/zero of=$ro bs=1 count=0 seek=1048576 2>/dev/null
@@ -111,7 +123,7 @@ append="console=ttyS0 kvmkit.test=virtio-root panic=-1 quiet"
 if [ "$VMM" = qemu ]; then
     set -- qemu-system-x86_64 -M microvm,acpi=on,rtc=on,pcie=on -accel kvm -cpu host -m 256 -smp 2 \
         -nodefaults -no-user-config -display none -serial stdio \
-        -drive file=$img,if=none,id=root,format=raw -device virtio-blk-pci,drive=root,serial=kvmkit-root \
+        -drive file=$disk,if=none,id=root,format=$fmt -device virtio-blk-pci,drive=root,serial=kvmkit-root \
         -drive file=$ro,if=none,id=ro,format=raw,readonly=on \
         -device virtio-blk-pci,drive=ro,serial=kvmkit-ro \
         -device virtio-rng-pci \
@@ -121,7 +133,7 @@ if [ "$VMM" = qemu ]; then
 else
     set -- /payload/kvmkit run --kernel /payload/l2/vmlinuz --initrd /payload/l2/initramfs.cpio \
         --append "$append" --memory 256M --cpus 2 --serial stdio \
-        --disk path=$img,serial=kvmkit-root --disk path=$ro,readonly=on,serial=kvmkit-ro \
+        --disk path=$disk,format=$fmt,serial=kvmkit-root --disk path=$ro,readonly=on,serial=kvmkit-ro \
         --rng --vconsole /tmp/vcon.sock,name=org.kvmkit.test.0 \
         $KVMKIT_ARGS
 fi
@@ -144,6 +156,15 @@ echo "BOOT-CMD name=virtio $*"
 l1_boot virtio "$L2_TIMEOUT" "$@"
 kill $vcon_pid 2>/dev/null
 echo "VCON-HOST-GOT $(cat /tmp/vcon.got 2>/dev/null)"
+if [ "$ROOT_FORMAT" = qcow2 ]; then
+    ./qemu-img check $disk > /tmp/qcheck.log 2>&1
+    echo "QCOW2-CHECK-RC $?"
+    sed 's/^/QCHECK| /' /tmp/qcheck.log
+    ./qemu-img commit -q $disk
+    echo "QCOW2-COMMIT-RC $?"
+    ./qemu-img compare -q -f qcow2 -F raw $disk $img
+    echo "QCOW2-COMPARE-RC $?"
+fi
 ./e2fsck -fn $img > /tmp/fsck.log 2>&1
 echo "FSCK-RC $?"
 sed 's/^/FSCK| /' /tmp/fsck.log
@@ -157,7 +178,7 @@ qemu_opt=()
 [[ "$vmm" == qemu ]] && qemu_opt=(--with-qemu)
 l1_rc=0
 "$here/run-l1.sh" --payload "$payload" --archive "$L2_ARCHIVE" "${qemu_opt[@]+"${qemu_opt[@]}"}" \
-    --env "VMM=$vmm" --env "L2_TIMEOUT=$l2_timeout" --env "KVMKIT_ARGS=$kvmkit_args" \
+    --env "VMM=$vmm" --env "L2_TIMEOUT=$l2_timeout" --env "KVMKIT_ARGS=$kvmkit_args" --env "ROOT_FORMAT=$root_format" \
     --timeout $(( 300 + l2_timeout )) --quiet --log "$run_log" || l1_rc=$?
 clean=$(tr -d '\r' < "$run_log")
 mv -f "$run_log" "$log"
@@ -177,6 +198,11 @@ check rng/read "$(has '^L2-HWRNG-BYTES 64$'; echo $?)" "$(grep -m1 '^L2-HWRNG-BY
 check blk/readonly "$(has '^L2-RO-DISK ro=1 serial=kvmkit-ro text=kvmkit-readonly-ok write=refused$'; echo $?)" "$(grep -m1 '^L2-RO-DISK' <<< "$l2" || echo 'no read-only disk line')"
 rc=$(field rc "$res") to=$(field timeout "$res")
 check exit "$( [[ -n "$res" && "$to" == 0 && "$rc" == 0 ]]; echo $?)" "VMM rc=${rc:-none} timeout=${to:-none}"
+if [[ "$root_format" == qcow2 ]]; then
+    check qcow2/check "$(grep -q '^QCOW2-CHECK-RC 0$' <<< "$clean"; echo $?)" "$(grep -m1 '^QCOW2-CHECK-RC' <<< "$clean" || echo 'not run'); see QCHECK| lines in $log"
+    check qcow2/commit "$(grep -q '^QCOW2-COMMIT-RC 0$' <<< "$clean"; echo $?)" "$(grep -m1 '^QCOW2-COMMIT-RC' <<< "$clean" || echo 'not run')"
+    check qcow2/compare "$(grep -q '^QCOW2-COMPARE-RC 0$' <<< "$clean"; echo $?)" "overlay and committed base differ: $(grep -m1 '^QCOW2-COMPARE-RC' <<< "$clean" || echo 'not run')"
+fi
 check fsck "$(grep -q '^FSCK-RC 0$' <<< "$clean"; echo $?)" "$(grep -m1 '^FSCK-RC' <<< "$clean" || echo 'fsck did not run'); see FSCK| lines in $log"
 vcon_why="$(grep -m1 '^L2-VCON-PORT' <<< "$l2" || echo 'no L2-VCON-PORT line'), $(grep -m1 '^L2-VCON-RC' <<< "$l2" || echo 'no L2-VCON-RC line')"
 check vcon/guest-to-host "$(grep -q '^VCON-HOST-GOT vcon-guest-hello$' <<< "$clean"; echo $?)" "$(grep -m1 '^VCON-HOST-GOT' <<< "$clean" || echo 'no VCON-HOST-GOT line'); $vcon_why"
