@@ -1,0 +1,54 @@
+/* kvmkit-img's shared pieces: the subcommands, synchronous I/O on a block device, format
+ * probing, qcow2 header facts for `info`, and -o option lists. */
+#ifndef KVMKIT_IMG_IMG_H
+#define KVMKIT_IMG_IMG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "block/block.h"
+
+/* Subcommands: argv[0] is the subcommand's name; each returns the process exit status. */
+int img_create(int argc, char **argv);
+int img_info(int argc, char **argv);
+int img_convert(int argc, char **argv);
+int img_compare(int argc, char **argv);
+
+/* Prints "kvmkit-img: <message>\n" on stderr: one sentence per problem. */
+void img_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* "qcow2" if the file starts with the qcow2 magic, else "raw"; NULL (after an error message)
+ * if it cannot be read. */
+const char *img_probe(const char *path);
+/* Checks a -f/-O/-F format name: raw or qcow2 (else one error sentence, false). */
+bool img_known_format(const char *path, const char *fmt);
+/* block_open with the format given or probed; prints one sentence on failure. */
+int img_open(const char *path, const char *fmt, bool readonly, struct block_dev **out);
+
+/* Synchronous requests: submit, then wait for the completion on the device's fd. */
+int img_io(struct block_dev *bd, enum block_op op, uint64_t off, void *buf, uint64_t len);
+
+bool img_all_zero(const uint8_t *p, size_t len);
+
+/* What a qcow2 header says, for `info`. */
+struct img_qcow2_info {
+	uint32_t version;
+	uint64_t size;
+	uint32_t cluster_size;
+	uint32_t refcount_bits;
+	bool lazy_refcounts, corrupt, dirty, extended_l2;
+	uint8_t compression;   /* 0 zlib, 1 zstd */
+	char backing[1024];    /* "" = none */
+	char backing_fmt[32];  /* "" = not recorded */
+};
+int img_qcow2_read_info(const char *path, struct img_qcow2_info *q);
+
+/* The -o list: key=value[,key=value...] into block_create_options (strings point into text,
+ * which is modified). Returns false after one error sentence. */
+bool img_parse_create_options(char *text, struct block_create_options *o, uint64_t *size);
+
+/* Human sizes the way qemu-img prints them: "1 GiB", "196 KiB", "1.5 MiB". */
+void img_size_str(uint64_t v, char *buf, size_t len);
+
+#endif

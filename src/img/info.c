@@ -1,0 +1,158 @@
+/* `kvmkit-img info [-f FMT] [--output=human|json] FILE`: format, sizes, cluster size, backing
+ * file and the qcow2 header's features, in qemu-img's human and JSON layouts. */
+#include "img/img.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Prints s as a JSON string. */
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static void json_key_str(const char *key, const char *val, bool comma)
+{
+	printf("    \"%s\": ", key);
+	json_str(val);
+	printf("%s\n", comma ? "," : "");
+}
+
+int img_info(int argc, char **argv)
+{
+	const char *fmt = NULL, *output = "human";
+	int c;
+	enum { OPT_OUTPUT = 256, OPT_BACKING_CHAIN, OPT_FORCE_SHARE };
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, OPT_OUTPUT },
+		{ "format", required_argument, NULL, 'f' },
+		{ "force-share", no_argument, NULL, 'U' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 } };
+	while ((c = getopt_long(argc, argv, ":f:Uh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case OPT_OUTPUT: output = optarg; break;
+		case 'U': break;
+		case 'h':
+			printf("Usage: kvmkit-img info [-f FMT] [--output=human|json] FILE\n");
+			return 0;
+		case ':': img_error("option '%s' needs an argument", argv[optind - 1]); return 1;
+		default: img_error("unknown option '%s'", argv[optind - 1]); return 1;
+		}
+	}
+	bool json = strcmp(output, "json") == 0;
+	if (!json && strcmp(output, "human") != 0) {
+		img_error("--output must be 'human' or 'json', not '%s'", output);
+		return 1;
+	}
+	if (optind != argc - 1) {
+		img_error(optind >= argc ? "expecting one image file name"
+					 : "expecting only one image file name");
+		return 1;
+	}
+	const char *path = argv[optind];
+	if (!img_known_format(path, fmt))
+		return 1;
+	if (!fmt && !(fmt = img_probe(path)))
+		return 1;
+	bool qcow2 = strcmp(fmt, "qcow2") == 0;
+	struct img_qcow2_info q;
+	uint64_t vsize;
+	if (qcow2) {
+		if (img_qcow2_read_info(path, &q) < 0)
+			return 1;
+		vsize = q.size;
+	} else {
+		struct block_dev *bd;
+		if (img_open(path, "raw", true, &bd) < 0)
+			return 1;
+		vsize = block_size(bd);
+		block_close(bd);
+	}
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		img_error("could not stat '%s'", path);
+		return 1;
+	}
+	uint64_t actual = (uint64_t)st.st_blocks * 512;
+	char full[PATH_MAX + 1024] = "";
+	if (qcow2 && q.backing[0]) {
+		const char *slash = strrchr(path, '/');
+		if (q.backing[0] == '/' || !slash)
+			snprintf(full, sizeof(full), "%s", q.backing);
+		else
+			snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - path), path, q.backing);
+	}
+	const char *compression = qcow2 && q.compression == 1 ? "zstd" : "zlib";
+	if (json) {
+		printf("{\n");
+		if (qcow2 && q.backing[0] && q.backing_fmt[0])
+			json_key_str("backing-filename-format", q.backing_fmt, true);
+		printf("    \"virtual-size\": %llu,\n", (unsigned long long)vsize);
+		json_key_str("filename", path, true);
+		if (qcow2)
+			printf("    \"cluster-size\": %u,\n", q.cluster_size);
+		json_key_str("format", fmt, true);
+		printf("    \"actual-size\": %llu,\n", (unsigned long long)actual);
+		if (qcow2) {
+			printf("    \"format-specific\": {\n        \"type\": \"qcow2\",\n"
+			       "        \"data\": {\n            \"compat\": \"%s\",\n"
+			       "            \"compression-type\": \"%s\",\n",
+			       q.version == 3 ? "1.1" : "0.10", compression);
+			if (q.version == 3)
+				printf("            \"lazy-refcounts\": %s,\n",
+				       q.lazy_refcounts ? "true" : "false");
+			printf("            \"refcount-bits\": %u", q.refcount_bits);
+			if (q.version == 3)
+				printf(",\n            \"corrupt\": %s,\n"
+				       "            \"extended-l2\": %s", q.corrupt ? "true" : "false",
+				       q.extended_l2 ? "true" : "false");
+			printf("\n        }\n    },\n");
+			if (q.backing[0]) {
+				json_key_str("full-backing-filename", full, true);
+				json_key_str("backing-filename", q.backing, true);
+			}
+		}
+		printf("    \"dirty-flag\": %s\n}\n", qcow2 && q.dirty ? "true" : "false");
+		return 0;
+	}
+	char vs[32], as[32];
+	img_size_str(vsize, vs, sizeof(vs));
+	img_size_str(actual, as, sizeof(as));
+	printf("image: %s\nfile format: %s\nvirtual size: %s (%llu bytes)\ndisk size: %s\n", path,
+	       fmt, vs, (unsigned long long)vsize, as);
+	if (!qcow2)
+		return 0;
+	printf("cluster_size: %u\n", q.cluster_size);
+	if (q.backing[0]) {
+		printf("backing file: %s", q.backing);
+		if (strcmp(full, q.backing) != 0)
+			printf(" (actual path: %s)", full);
+		printf("\n");
+		if (q.backing_fmt[0])
+			printf("backing file format: %s\n", q.backing_fmt);
+	}
+	printf("Format specific information:\n    compat: %s\n    compression type: %s\n",
+	       q.version == 3 ? "1.1" : "0.10", compression);
+	if (q.version == 3)
+		printf("    lazy refcounts: %s\n", q.lazy_refcounts ? "true" : "false");
+	printf("    refcount bits: %u\n", q.refcount_bits);
+	if (q.version == 3)
+		printf("    corrupt: %s\n    extended l2: %s\n", q.corrupt ? "true" : "false",
+		       q.extended_l2 ? "true" : "false");
+	return 0;
+}

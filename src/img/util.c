@@ -1,0 +1,196 @@
+/* kvmkit-img's helpers: errors, format probing, opening, synchronous I/O, -o parsing. */
+#include "img/img.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/size.h"
+
+void img_error(const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "kvmkit-img: %s\n", line);
+}
+
+const char *img_probe(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		img_error("could not open '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	uint8_t m[4] = { 0 };
+	ssize_t n = pread(fd, m, 4, 0);
+	close(fd);
+	if (n < 0) {
+		img_error("could not read '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	return n == 4 && m[0] == 'Q' && m[1] == 'F' && m[2] == 'I' && m[3] == 0xfb ? "qcow2"
+										     : "raw";
+}
+
+bool img_known_format(const char *path, const char *fmt)
+{
+	if (!fmt || strcmp(fmt, "raw") == 0 || strcmp(fmt, "qcow2") == 0)
+		return true;
+	img_error("%s: unknown file format '%s' (raw and qcow2 are supported)", path, fmt);
+	return false;
+}
+
+int img_open(const char *path, const char *fmt, bool readonly, struct block_dev **out)
+{
+	if (!img_known_format(path, fmt))
+		return -EINVAL;
+	if (!fmt && !(fmt = img_probe(path)))
+		return -ENOENT;
+	struct block_options o = { .path = path, .format = fmt, .readonly = readonly,
+				   .cache = BLOCK_CACHE_WRITEBACK };
+	return block_open(&o, out);
+}
+
+struct img_wait {
+	bool finished;
+	int result;
+};
+
+static void img_done(struct block_request *req, int result)
+{
+	struct img_wait *w = req->opaque;
+	w->finished = true;
+	w->result = result;
+}
+
+int img_io(struct block_dev *bd, enum block_op op, uint64_t off, void *buf, uint64_t len)
+{
+	struct iovec iov = { buf, len };
+	struct img_wait w = { false, 0 };
+	struct block_request req = { .op = op, .offset = off, .iov = &iov, .iovcnt = 1,
+				     .len = len, .done = img_done, .opaque = &w };
+	int r = block_submit(bd, &req);
+	if (r < 0)
+		return r;
+	while (!w.finished) {
+		struct pollfd pfd = { .fd = block_completion_fd(bd), .events = POLLIN };
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			return -errno;
+		block_process_completions(bd);
+	}
+	return w.result;
+}
+
+bool img_all_zero(const uint8_t *p, size_t len)
+{
+	/* Word-at-a-time once aligned; the buffers here are malloc'ed and whole sectors. */
+	size_t i = 0;
+	for (; i < len && ((uintptr_t)(p + i) & 7); i++)
+		if (p[i])
+			return false;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t v;
+		memcpy(&v, p + i, 8);
+		if (v)
+			return false;
+	}
+	for (; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static bool parse_on_off(const char *key, const char *v, bool *out)
+{
+	if (strcmp(v, "on") == 0 || strcmp(v, "true") == 0)
+		*out = true;
+	else if (strcmp(v, "off") == 0 || strcmp(v, "false") == 0)
+		*out = false;
+	else {
+		img_error("parameter '%s' expects 'on' or 'off', not '%s'", key, v);
+		return false;
+	}
+	return true;
+}
+
+bool img_parse_create_options(char *text, struct block_create_options *o, uint64_t *size)
+{
+	char *save = NULL;
+	for (char *kv = strtok_r(text, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *v = strchr(kv, '=');
+		if (!v) {
+			img_error("invalid option '%s': expected key=value", kv);
+			return false;
+		}
+		*v++ = '\0';
+		uint64_t n;
+		bool b;
+		if (strcmp(kv, "cluster_size") == 0) {
+			if (size_parse(v, 1, &n) < 0 || n > UINT32_MAX) {
+				img_error("invalid cluster_size '%s'", v);
+				return false;
+			}
+			o->cluster_size = (uint32_t)n;
+		} else if (strcmp(kv, "size") == 0) {
+			if (size_parse(v, 1, &n) < 0) {
+				img_error("invalid image size '%s'", v);
+				return false;
+			}
+			*size = n;
+		} else if (strcmp(kv, "lazy_refcounts") == 0) {
+			if (!parse_on_off(kv, v, &b))
+				return false;
+			o->lazy_refcounts = b;
+		} else if (strcmp(kv, "preallocation") == 0) {
+			o->preallocation = v;
+		} else if (strcmp(kv, "backing_file") == 0) {
+			o->backing_file = v;
+		} else if (strcmp(kv, "backing_fmt") == 0) {
+			o->backing_format = v;
+		} else if (strcmp(kv, "compression_type") == 0) {
+			o->compression_type = v;
+		} else if (strcmp(kv, "compat") == 0) {
+			if (strcmp(v, "1.1") != 0 && strcmp(v, "v3") != 0) {
+				img_error("compat '%s' is not supported (only 1.1)", v);
+				return false;
+			}
+		} else if (strcmp(kv, "refcount_bits") == 0) {
+			if (strcmp(v, "16") != 0) {
+				img_error("refcount_bits '%s' is not supported (only 16)", v);
+				return false;
+			}
+		} else if (strcmp(kv, "extended_l2") == 0) {
+			if (!parse_on_off(kv, v, &b))
+				return false;
+			if (b) {
+				img_error("extended_l2=on is not supported");
+				return false;
+			}
+		} else {
+			img_error("invalid parameter '%s'", kv);
+			return false;
+		}
+	}
+	return true;
+}
+
+void img_size_str(uint64_t v, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	/* The unit changes at 1000 of the smaller one, as qemu-img shows sizes. */
+	unsigned i = 0;
+	double d = (double)v;
+	while (i < 6 && d * 1.024 >= 1024.0) {
+		d /= 1024.0;
+		i++;
+	}
+	snprintf(buf, len, "%0.3g %s", d, units[i]);
+}
