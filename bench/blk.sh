@@ -39,39 +39,24 @@ qd times it); kicks/req counts doorbell writes (the loop's only VM exits) per re
 Exit status: 0, or 1 if a run failed (its guest did not PASS), 2 on a usage error.
 USAGE
 }
-die() { printf 'bench/blk: error: %s\n' "$*" >&2; exit 2; }
+bench=blk
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/.." && pwd)
-
-kvmkit="" runs=5 ms=1000 warm_ms=200 disk_mib=256 dir=${TMPDIR:-/tmp} seq_kib=64 seq_qd=16 rand_qd=32
-qemu_aio=io_uring qemu=qemu-system-x86_64 build=$repo/build log="" from_log="" self_test=0
-need() { [[ $# -ge 2 ]] || die "$1 needs a value"; }
+disk_mib=256 dir=${TMPDIR:-/tmp} seq_kib=64 seq_qd=16 rand_qd=32 qemu_aio=io_uring
 while [[ $# -gt 0 ]]; do
     case "$1" in
-    --runs) need "$@"; runs=$2; shift 2 ;;
-    --ms) need "$@"; ms=$2; shift 2 ;;
-    --warm-ms) need "$@"; warm_ms=$2; shift 2 ;;
     --disk-mib) need "$@"; disk_mib=$2; shift 2 ;;
     --dir) need "$@"; dir=$2; shift 2 ;;
     --seq-kib) need "$@"; seq_kib=$2; shift 2 ;;
     --seq-qd) need "$@"; seq_qd=$2; shift 2 ;;
     --rand-qd) need "$@"; rand_qd=$2; shift 2 ;;
     --qemu-aio) need "$@"; qemu_aio=$2; shift 2 ;;
-    --qemu) need "$@"; qemu=$2; shift 2 ;;
-    --build) need "$@"; build=$2; shift 2 ;;
-    --log) need "$@"; log=$2; shift 2 ;;
-    --from-log) need "$@"; from_log=$2; shift 2 ;;
-    --self-test) self_test=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    -*) usage >&2; die "unknown option: $1" ;;
-    *) [[ -z "$kvmkit" ]] || die "one KVMKIT_BINARY only"; kvmkit=$1; shift ;;
+    *) bench_opt "$@"; shift "$bench_shift" ;;
     esac
 done
-num() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 wants a positive number, not '$2'"; }
-num --runs "$runs"; num --ms "$ms"; num --disk-mib "$disk_mib"; num --seq-kib "$seq_kib"
-num --seq-qd "$seq_qd"; num --rand-qd "$rand_qd"
-[[ "$warm_ms" =~ ^[0-9]+$ ]] || die "--warm-ms wants a number, not '$warm_ms'"
+bench_check_opts
+num --disk-mib "$disk_mib"; num --seq-kib "$seq_kib"; num --seq-qd "$seq_qd"; num --rand-qd "$rand_qd"
 (( seq_kib % 4 == 0 && seq_kib <= 256 )) || die "--seq-kib wants a multiple of 4 up to 256"
 (( seq_qd <= 32 && rand_qd <= 32 )) || die "queue depths go up to 32"
 (( disk_mib >= 1 && disk_mib <= 1048576 )) || die "--disk-mib wants 1..1048576"
@@ -79,19 +64,7 @@ num --seq-qd "$seq_qd"; num --rand-qd "$rand_qd"
 
 # The table, from a log: "RUN name=kvmkit-1 ...", the guest's output, "RESULT name=... rc=N".
 table() { # log kside
-    tr -d '\r' < "$1" | awk -v kside="$2" '
-    function median(arr, n,   i, j, t, b) {
-        if (n == 0) return "n/a"
-        for (i = 1; i <= n; i++) b[i] = arr[i]
-        for (i = 2; i <= n; i++) { t = b[i]; for (j = i - 1; j >= 1 && b[j] > t; j--) b[j + 1] = b[j]; b[j + 1] = t }
-        return (n % 2) ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2
-    }
-    function kv(f,   i, e) {
-        delete f
-        for (i = 1; i <= NF; i++) { e = index($i, "="); if (e) f[substr($i, 1, e - 1)] = substr($i, e + 1) }
-    }
-    /^RUN / { kv(f); cur = f["name"]; order[++nr] = cur; hz[cur] = ""; next }
-    /^BENCH calibrate / { kv(f); hz[cur] = f["tsc_hz"]; next }
+    tr -d '\r' < "$1" | awk -v kside="$2" "$bench_awk"'
     /^BENCH io / {
         kv(f); t = f["name"]; s = f["ticks"] / hz[cur]
         if (s <= 0 || f["requests"] == 0) next
@@ -101,9 +74,6 @@ table() { # log kside
         desc[t] = f["bs"] / 1024 " KiB, qd " f["qd"]
         next
     }
-    /^BENCH (kick|pio) / { kv(f); V[cur, $2, "exit"] = f["ticks"] / hz[cur] / f["n"] * 1e6; next }
-    /^RESULT / { kv(f); rc[f["name"]] = f["rc"]; wall[f["name"]] = f["wall"]; next }
-    function cell(n, t, k, fmt) { return ((n, t, k) in V) ? sprintf(fmt, V[n, t, k]) : "n/a" }
     END {
         printf "\n%-10s %-6s %6s %9s %9s %9s %9s %8s %8s\n", "run", "status", "wall", "seqread", "seqwrite",
             "randread", "randwrite", "doorbell", "pio"
@@ -115,15 +85,8 @@ table() { # log kside
                 cell(n, "seqread", "mbs", "%.0f"), cell(n, "seqwrite", "mbs", "%.0f"),
                 cell(n, "randread", "iops", "%.0f"), cell(n, "randwrite", "iops", "%.0f"),
                 cell(n, "kick", "exit", "%.1f"), cell(n, "pio", "exit", "%.1f")
-            if (!ok) continue
-            side = (n ~ /^kvmkit/) ? "k" : "q"; good[side]++
-            for (key in V) {
-                split(key, p, SUBSEP)
-                if (p[1] != n) continue
-                m = p[2] SUBSEP p[3]; c = ++C[side, m]; A[side, m, c] = V[key]; mseen[m] = 1
-            }
+            if (ok) collect(n)
         }
-        printf "\n%-26s %12s %12s %12s\n", "median", kside == "kvmkit" ? "kvmkit" : "kvmkit*", "QEMU", "kvmkit/QEMU"
         nrow = 0
         for (i = 1; i <= nt; i++) {
             t = torder[i]
@@ -133,56 +96,18 @@ table() { # log kside
         for (i = 1; i <= nt; i++) row[++nrow] = torder[i] SUBSEP "kpr" SUBSEP torder[i] " kicks/req" SUBSEP "%.3f"
         row[++nrow] = "kick" SUBSEP "exit" SUBSEP "doorbell exit us" SUBSEP "%.1f"
         row[++nrow] = "pio" SUBSEP "exit" SUBSEP "pio exit us" SUBSEP "%.1f"
-        for (r = 1; r <= nrow; r++) {
-            split(row[r], p, SUBSEP); m = p[1] SUBSEP p[2]
-            if (!(m in mseen)) continue
-            for (s = 1; s <= 2; s++) {
-                side = (s == 1) ? "k" : "q"
-                delete tmp
-                for (j = 1; j <= C[side, m]; j++) tmp[j] = A[side, m, j]
-                med[s] = median(tmp, C[side, m] + 0)
-            }
-            ratio = (med[1] != "n/a" && med[2] != "n/a" && med[2] + 0 != 0) ? sprintf("%.2f", med[1] / med[2]) : "n/a"
-            printf "%-26s %12s %12s %12s\n", p[3], med[1] == "n/a" ? "n/a" : sprintf(p[4], med[1]),
-                med[2] == "n/a" ? "n/a" : sprintf(p[4], med[2]), ratio
-        }
+        summary("median", nrow, 12)
         # The best run of each side: on a shared 2-core host, the one least disturbed by other load.
-        printf "\n%-26s %12s %12s %12s\n", "best run", kside == "kvmkit" ? "kvmkit" : "kvmkit*", "QEMU", "kvmkit/QEMU"
-        for (r = 1; r <= nt; r++) {
-            split(row[r], p, SUBSEP); m = p[1] SUBSEP p[2]
-            if (!(m in mseen)) continue
-            for (s = 1; s <= 2; s++) {
-                side = (s == 1) ? "k" : "q"; best[s] = "n/a"
-                for (j = 1; j <= C[side, m]; j++) if (best[s] == "n/a" || A[side, m, j] > best[s]) best[s] = A[side, m, j]
-            }
-            ratio = (best[1] != "n/a" && best[2] != "n/a" && best[2] + 0 != 0) ? sprintf("%.2f", best[1] / best[2]) : "n/a"
-            printf "%-26s %12s %12s %12s\n", p[3], best[1] == "n/a" ? "n/a" : sprintf(p[4], best[1]),
-                best[2] == "n/a" ? "n/a" : sprintf(p[4], best[2]), ratio
-        }
+        summary("best run", nt, 12)
         for (i = 1; i <= nt; i++) printf "%s%s: %s", i == 1 ? "tests: " : "; ", torder[i], desc[torder[i]]
         if (nt) printf "\n"
-        if (kside != "kvmkit") print "* --self-test: the kvmkit column is QEMU too (the ratios should be near 1)."
-        printf "kvmkit: %d of %d runs ok; QEMU: %d of %d runs ok\n", good["k"], nr / 2, good["q"], nr / 2
+        footer()
     }'
 }
 
-if [[ -n "$from_log" ]]; then
-    [[ -f "$from_log" ]] || die "no such log: $from_log"
-    kside=kvmkit
-    grep -q '^RUN name=kvmkit-[0-9]* cmd=[^ ]*qemu' "$from_log" && kside="kvmkit(=QEMU, --self-test)"
-    table "$from_log" "$kside"
-    exit 0
-fi
-
-guest=$build/tests/guests/bench_blk.elf
-[[ -f "$guest" ]] || die "no $guest: build it first (ninja -C ${build#"$repo"/})"
-if (( ! self_test )); then
-    kvmkit=${kvmkit:-$build/kvmkit}
-    [[ -x "$kvmkit" ]] || die "not an executable: $kvmkit (build it: ninja -C ${build#"$repo"/})"
-fi
-command -v "$qemu" >/dev/null 2>&1 || die "no QEMU: '$qemu' not found (Debian: apt-get install qemu-system-x86)"
+bench_from_log
+bench_check_vmms bench_blk
 command -v perl >/dev/null 2>&1 || die "perl is needed to write the disk file"
-[[ -w /dev/kvm ]] || die "/dev/kvm is missing or not writable"
 [[ -d "$dir" && -w "$dir" ]] || die "--dir $dir is not a writable directory"
 log=${log:-$build/bench-blk.log}
 
@@ -210,16 +135,9 @@ append="ms=$ms warm_ms=$warm_ms seq_kib=$seq_kib seq_qd=$seq_qd rand_qd=$rand_qd
 timeout_s=$(( 60 + 4 * (ms + warm_ms) / 1000 ))
 
 vmm_cmd() { # side -> the array cmd
-    if [[ $1 == kvmkit ]] && (( ! self_test )); then
-        cmd=("$kvmkit" run --kernel "$guest" --memory 256M --disk "path=$disk,format=raw,cache=writeback"
-             --testdev --serial stdio --append "$append")
-    else
-        cmd=("$qemu" -accel kvm -M pc -m 256 -kernel "$guest" -append "$append"
-             -nodefaults -no-user-config -display none -serial stdio -monitor none -no-reboot
-             -device "isa-debug-exit,iobase=0xf4,iosize=4" -device pc-testdev
-             -drive "file=$disk,if=none,id=d0,format=raw,cache=writeback,aio=$qemu_aio"
-             -device "virtio-blk-pci,disable-legacy=on,drive=d0")
-    fi
+    bench_vmm_cmd "$1" --disk "path=$disk,format=raw,cache=writeback" -- \
+        -drive "file=$disk,if=none,id=d0,format=raw,cache=writeback,aio=$qemu_aio" \
+        -device "virtio-blk-pci,disable-legacy=on,drive=d0"
 }
 
 run_one() { # side name
@@ -234,39 +152,14 @@ run_one() { # side name
     {
         tr -d '\r' < "$tmp/out"
         sed 's/^/stderr| /' "$tmp/err"
-        echo "RESULT name=$2 rc=$rc wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
+        bench_result "$2" "$rc" "$t0" "$t1"
     } >> "$run_log"
-    if (( rc != 33 )); then
-        failed_runs=$((failed_runs + 1))
-        local why="exit status $rc"
-        (( rc == 124 || rc == 137 )) && why="timed out after ${timeout_s}s"
-        echo "bench/blk: warning: $2: $why, want 33 (the guest's PASS); its output:" >&2
-        tail -n 20 "$tmp/out" "$tmp/err" | sed 's/^/    | /' >&2
-    fi
+    bench_check_rc "$2" "$rc"
 }
 
-kside=kvmkit
-(( self_test )) && kside="kvmkit(=QEMU, --self-test)"
-run_log=$tmp/run.log failed_runs=0
-: > "$run_log"
+bench_start
 echo "bench/blk: $runs runs each of $kside and QEMU (-accel kvm -M pc, aio=$qemu_aio), ABBA order"
 echo "bench/blk: guest command line: $append"
-echo "bench/blk: $("$qemu" --version | head -n 1); host load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-t_start=$(date +%s)
-for ((i = 1; i <= runs; i++)); do
-    if (( i % 2 )); then
-        run_one kvmkit "kvmkit-$i"; run_one qemu "qemu-$i"
-    else
-        run_one qemu "qemu-$i"; run_one kvmkit "kvmkit-$i"
-    fi
-    echo "bench/blk: round $i of $runs done ($(( $(date +%s) - t_start )) s)"
-done
-mkdir -p "$(dirname "$log")"
-cp "$run_log" "$log"
-table "$log" "$kside"
+bench_rounds
 echo "Host load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores: vCPU and I/O thread need both; other load shows up as noise)"
-echo "TIME total: $(( $(date +%s) - t_start )) s (log: $log)"
-if (( failed_runs )); then
-    echo "bench/blk: $failed_runs run(s) failed (see the warnings above and $log)" >&2
-    exit 1
-fi
+bench_end

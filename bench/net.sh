@@ -57,20 +57,13 @@ kicks and exit costs: lower is better), then the best run of each VMM.
 Exit status: 0, or 1 if a run failed (its guest did not PASS), 2 on a usage or set-up error.
 USAGE
 }
-die() { printf 'bench/net: error: %s\n' "$*" >&2; exit 2; }
+bench=net
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/.." && pwd)
-
-kvmkit="" runs=5 ms=1000 warm_ms=200 sizes=64,1514 do_tx=1 do_rx=1 rx_buf=1536 exits=10000
-ifname=kvmkit-bench0 python=python3 qemu=qemu-system-x86_64 build=$repo/build log="" from_log=""
-self_test=0 pin=1
-need() { [[ $# -ge 2 ]] || die "$1 needs a value"; }
+sizes=64,1514 do_tx=1 do_rx=1 rx_buf=1536 exits=10000 ifname=kvmkit-bench0 python=python3 pin=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
-    --runs) need "$@"; runs=$2; shift 2 ;;
-    --ms) need "$@"; ms=$2; shift 2 ;;
-    --warm-ms) need "$@"; warm_ms=$2; shift 2 ;;
     --sizes) need "$@"; sizes=$2; shift 2 ;;
     --no-rx) do_rx=0; shift ;;
     --no-tx) do_tx=0; shift ;;
@@ -79,14 +72,7 @@ while [[ $# -gt 0 ]]; do
     --ifname) need "$@"; ifname=$2; shift 2 ;;
     --python) need "$@"; python=$2; shift 2 ;;
     --no-pin) pin=0; shift ;;
-    --qemu) need "$@"; qemu=$2; shift 2 ;;
-    --build) need "$@"; build=$2; shift 2 ;;
-    --log) need "$@"; log=$2; shift 2 ;;
-    --from-log) need "$@"; from_log=$2; shift 2 ;;
-    --self-test) self_test=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    -*) usage >&2; die "unknown option: $1" ;;
-    *) [[ -z "$kvmkit" ]] || die "one KVMKIT_BINARY only"; kvmkit=$1; shift ;;
+    *) bench_opt "$@"; shift "$bench_shift" ;;
     esac
 done
 
@@ -94,21 +80,9 @@ done
 # The log: "RUN name=kvmkit-1 cmd=...", the guest's output (BENCH lines), the runner's samples
 # (HOST lines at the marks and around the VM, SENDER lines), "RESULT name=... rc=N wall=S".
 table() { # log kside
-    tr -d '\r' < "$1" | awk -v kside="$2" '
-    function median(arr, n,   i, j, t, b) {
-        if (n == 0) return "n/a"
-        for (i = 1; i <= n; i++) b[i] = arr[i]
-        for (i = 2; i <= n; i++) { t = b[i]; for (j = i - 1; j >= 1 && b[j] > t; j--) b[j + 1] = b[j]; b[j + 1] = t }
-        return (n % 2) ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2
-    }
-    function kv(f,   i, e) {
-        delete f
-        for (i = 1; i <= NF; i++) { e = index($i, "="); if (e) f[substr($i, 1, e - 1)] = substr($i, e + 1) }
-    }
+    tr -d '\r' < "$1" | awk -v kside="$2" "$bench_awk"'
     function addtest(t) { if (!(t in tseen)) { tseen[t] = 1; torder[++nt] = t } }
-    /^RUN / { kv(f); cur = f["name"]; order[++nr] = cur; hz[cur] = ""; clk = 100; next }
     /^HOST clk_tck=/ { kv(f); clk = f["clk_tck"]; next }
-    /^BENCH calibrate / { kv(f); hz[cur] = f["tsc_hz"]; next }
     /^BENCH net / {
         kv(f); t = f["name"]; s = (hz[cur] > 0) ? f["ticks"] / hz[cur] : 0
         addtest(t); dir[t] = f["dir"]
@@ -119,7 +93,6 @@ table() { # log kside
         next
     }
     /^BENCH txtotal / { kv(f); txtotal[cur] = f["frames"]; next }
-    /^BENCH (kick|pio) / { kv(f); if (hz[cur] > 0) V[cur, $2, "exit"] = f["ticks"] / hz[cur] / f["n"] * 1e6; next }
     /^HOST mark=/ {
         kv(f); t = f["name"]; m = f["mark"]
         for (k in f) S[cur, t, m, k] = f[k]
@@ -147,8 +120,6 @@ table() { # log kside
     }
     /^HOST vm=start / { kv(f); vm0[cur] = f["rx_packets"]; next }
     /^HOST vm=end / { kv(f); vm1[cur] = f["rx_packets"]; next }
-    /^RESULT / { kv(f); rc[f["name"]] = f["rc"]; wall[f["name"]] = f["wall"]; next }
-    function cell(n, t, k, fmt) { return ((n, t, k) in V) ? sprintf(fmt, V[n, t, k]) : "n/a" }
     function txcheck(n,   d) {
         if (!(n in txtotal) || !(n in vm0) || !(n in vm1)) return "n/a"
         d = (vm1[n] - vm0[n]) - txtotal[n]
@@ -167,13 +138,7 @@ table() { # log kside
             printf "%-10s %-6s %5s", n, ok ? "ok" : "rc=" rc[n], wall[n]
             for (i = 1; i <= nt; i++) printf " %8s %8s", cell(n, torder[i], "kfps", "%.1f"), cell(n, torder[i], "mbs", "%.1f")
             printf " %8s %8s %7s\n", cell(n, "kick", "exit", "%.1f"), cell(n, "pio", "exit", "%.1f"), txcheck(n)
-            if (!ok) continue
-            side = (n ~ /^kvmkit/) ? "k" : "q"; good[side]++
-            for (key in V) {
-                split(key, p, SUBSEP)
-                if (p[1] != n) continue
-                m = p[2] SUBSEP p[3]; c = ++C[side, m]; A[side, m, c] = V[key]; mseen[m] = 1
-            }
+            if (ok) collect(n)
         }
         # Per run, the host: the tap counters, the VMM threads CPU time, the RX sender.
         printf "\n%-10s", "host view"
@@ -215,56 +180,23 @@ table() { # log kside
         }
         row[++nrow] = "kick" SUBSEP "exit" SUBSEP "doorbell exit us" SUBSEP "%.1f"
         row[++nrow] = "pio" SUBSEP "exit" SUBSEP "pio exit us" SUBSEP "%.1f"
-        kname = (kside == "kvmkit") ? "kvmkit" : "kvmkit*"
-        printf "\n%-26s %10s %10s %12s\n", "median", kname, "QEMU", "kvmkit/QEMU"
-        for (r = 1; r <= nrow; r++) {
-            split(row[r], p, SUBSEP); m = p[1] SUBSEP p[2]
-            if (!(m in mseen)) continue
-            for (s = 1; s <= 2; s++) {
-                side = (s == 1) ? "k" : "q"
-                delete tmp
-                for (j = 1; j <= C[side, m]; j++) tmp[j] = A[side, m, j]
-                med[s] = median(tmp, C[side, m] + 0)
-            }
-            ratio = (med[1] != "n/a" && med[2] != "n/a" && med[2] + 0 != 0) ? sprintf("%.2f", med[1] / med[2]) : "n/a"
-            printf "%-26s %10s %10s %12s\n", p[3], med[1] == "n/a" ? "n/a" : sprintf(p[4], med[1]),
-                med[2] == "n/a" ? "n/a" : sprintf(p[4], med[2]), ratio
-        }
+        summary("median", nrow, 10)
         # The best run of each side: on a shared 2-core host, the one least disturbed.
-        printf "\n%-26s %10s %10s %12s\n", "best run", kname, "QEMU", "kvmkit/QEMU"
-        for (r = 1; r <= nbest; r++) {
-            split(row[r], p, SUBSEP); m = p[1] SUBSEP p[2]
-            if (!(m in mseen)) continue
-            for (s = 1; s <= 2; s++) {
-                side = (s == 1) ? "k" : "q"; best[s] = "n/a"
-                for (j = 1; j <= C[side, m]; j++) if (best[s] == "n/a" || A[side, m, j] > best[s]) best[s] = A[side, m, j]
-            }
-            ratio = (best[1] != "n/a" && best[2] != "n/a" && best[2] + 0 != 0) ? sprintf("%.2f", best[1] / best[2]) : "n/a"
-            printf "%-26s %10s %10s %12s\n", p[3], best[1] == "n/a" ? "n/a" : sprintf(p[4], best[1]),
-                best[2] == "n/a" ? "n/a" : sprintf(p[4], best[2]), ratio
-        }
+        summary("best run", nbest, 10)
         for (r = 1; r <= nr; r++) {
             n = order[r]
             if (other[n] || nsplit[n])
                 printf "%s: %d frames received that were not the benchmark'"'"'s; %d frames whose first buffer was used before the rest of its num_buffers\n", n, other[n], nsplit[n]
         }
-        if (kside != "kvmkit") print "* --self-test: the kvmkit column is QEMU too (the ratios should be near 1)."
-        printf "kvmkit: %d of %d runs ok; QEMU: %d of %d runs ok\n", good["k"], nr / 2, good["q"], nr / 2
+        footer()
     }'
 }
 
-if [[ -n "$from_log" ]]; then
-    [[ -f "$from_log" ]] || die "no such log: $from_log"
-    kside=kvmkit
-    grep -q '^RUN name=kvmkit-[0-9]* cmd=[^ ]*qemu' "$from_log" && kside="kvmkit(=QEMU, --self-test)"
-    table "$from_log" "$kside"
-    exit 0
-fi
+bench_from_log
 
 # --- checks -------------------------------------------------------------------------------
-num() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 wants a positive number, not '$2'"; }
-num --runs "$runs"; num --ms "$ms"; num --rx-buf "$rx_buf"
-[[ "$warm_ms" =~ ^[0-9]+$ ]] || die "--warm-ms wants a number, not '$warm_ms'"
+bench_check_opts
+num --rx-buf "$rx_buf"
 [[ "$exits" =~ ^[0-9]+$ ]] || die "--exits wants a number, not '$exits'"
 (( rx_buf >= 64 && rx_buf <= 4096 )) || die "--rx-buf wants 64..4096"
 [[ "$sizes" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--sizes wants a comma-separated list of numbers, not '$sizes'"
@@ -280,15 +212,8 @@ done
     die "--ifname: '$ifname' is not an interface name (1 to 15 of A-Za-z0-9_.-)"
 (( BASH_VERSINFO[0] >= 5 )) || die "needs bash 5 (EPOCHREALTIME)"
 
-guest=$build/tests/guests/bench_net.elf
-[[ -f "$guest" ]] || die "no $guest: build it first (ninja -C ${build#"$repo"/})"
-if (( ! self_test )); then
-    kvmkit=${kvmkit:-$build/kvmkit}
-    [[ -x "$kvmkit" ]] || die "not an executable: $kvmkit (build it: ninja -C ${build#"$repo"/})"
-fi
-command -v "$qemu" >/dev/null 2>&1 || die "no QEMU: '$qemu' not found (Debian: apt-get install qemu-system-x86)"
+bench_check_vmms bench_net
 command -v ip >/dev/null 2>&1 || die "no 'ip' command (Debian: apt-get install iproute2)"
-[[ -w /dev/kvm ]] || die "/dev/kvm is missing or not writable"
 [[ -c /dev/net/tun ]] || die "/dev/net/tun is missing (modprobe tun)"
 (( EUID == 0 )) || die "needs root (CAP_NET_ADMIN) to create the TAP interface $ifname"
 [[ ! -e /sys/class/net/$ifname ]] ||
@@ -447,18 +372,10 @@ ntests=$(( $(tr -cd , <<< "$tests" | wc -c) + 1 ))
 timeout_s=$(( 60 + ntests * (warm_ms + ms + 5000) / 1000 + exits / 5000 ))
 
 vmm_cmd() { # side -> the array cmd
-    if [[ $1 == kvmkit ]] && (( ! self_test )); then
-        cmd=("$kvmkit" run --kernel "$guest" --memory 256M --net "tap,ifname=$ifname,mac=$mac"
-             --testdev --serial stdio --append "$append")
-    else
-        # shellcheck disable=SC2054  # the commas are QEMU's
-        cmd=("$qemu" -accel kvm -M pc -m 256 -kernel "$guest" -append "$append"
-             -name bench-net,debug-threads=on
-             -nodefaults -no-user-config -display none -serial stdio -monitor none -no-reboot
-             -device "isa-debug-exit,iobase=0xf4,iosize=4" -device pc-testdev
-             -netdev "tap,id=n0,ifname=$ifname,script=no,downscript=no,vhost=off"
-             -device "virtio-net-pci,netdev=n0,disable-legacy=on,mac=$mac,romfile=")
-    fi
+    bench_vmm_cmd "$1" --net "tap,ifname=$ifname,mac=$mac" -- \
+        -name "bench-net,debug-threads=on" \
+        -netdev "tap,id=n0,ifname=$ifname,script=no,downscript=no,vhost=off" \
+        -device "virtio-net-pci,netdev=n0,disable-legacy=on,mac=$mac,romfile="
 }
 
 # CPU ticks of a VMM's vCPU threads (kvmkit: vcpuN; QEMU with debug-threads: CPU N/KVM) and
@@ -586,40 +503,19 @@ run_one() { # side name
         cat "$tmp/out"
         sed 's/^/stderr| /' "$tmp/err"
         echo "HOST vm=end rx_packets=$rx1"
-        echo "RESULT name=$2 rc=$rc wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
+        bench_result "$2" "$rc" "$t0" "$t1"
     } >> "$run_log"
-    if (( rc != 33 )); then
-        failed_runs=$((failed_runs + 1))
-        local why="exit status $rc"
-        (( rc == 124 || rc == 137 )) && why="timed out after ${timeout_s}s"
-        echo "bench/net: warning: $2: $why, want 33 (the guest's PASS); its output:" >&2
-        tail -n 20 "$tmp/out" "$tmp/err" | sed 's/^/    | /' >&2
-    fi
+    bench_check_rc "$2" "$rc"
 }
 
-kside=kvmkit
-(( self_test )) && kside="kvmkit(=QEMU, --self-test)"
-run_log=$tmp/run.log failed_runs=0
-: > "$run_log"
+bench_start
 echo "bench/net: $runs runs each of $kside and QEMU (-accel kvm -M pc, vhost=off), ABBA order, on TAP $ifname (txqueuelen $txqlen)"
 echo "bench/net: guest command line: $append"
 (( do_rx )) && echo "bench/net: RX sender: $py"
 if (( pin )); then
     echo "bench/net: pinned: vCPU thread on CPU $vcpu_cpu; the VMM's other threads and the sender on CPU(s) $io_cpus"
 fi
-echo "bench/net: $("$qemu" --version | head -n 1); host load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-t_start=$(date +%s)
-for ((i = 1; i <= runs; i++)); do
-    if (( i % 2 )); then
-        run_one kvmkit "kvmkit-$i"; run_one qemu "qemu-$i"
-    else
-        run_one qemu "qemu-$i"; run_one kvmkit "kvmkit-$i"
-    fi
-    echo "bench/net: round $i of $runs done ($(( $(date +%s) - t_start )) s)"
-done
-mkdir -p "$(dirname "$log")"
-cp "$run_log" "$log"
-table "$log" "$kside"
+bench_rounds
 cat <<'NOTES'
 What limits the figures: the vCPU thread spins in ring 3 on a core of its own for the whole run
 (pinned), so the guest is not the limit: TX needs a kick every few thousand frames (the device
@@ -636,8 +532,4 @@ stack behind it, charged to that thread) runs on the other core:
    'io us/frame' more than the medians then, or rerun with more --runs when the host is quiet.
 NOTES
 echo "Host load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "TIME total: $(( $(date +%s) - t_start )) s (log: $log)"
-if (( failed_runs )); then
-    echo "bench/net: $failed_runs run(s) failed (see the warnings above and $log)" >&2
-    exit 1
-fi
+bench_end

@@ -13,6 +13,7 @@
  * them), tests=LIST (of seqread,seqwrite,randread,randwrite; default all four, in that order).
  * Exits PASS unless a request failed or read data without the disk's pattern (bench_blk.h). */
 #include "bench_blk.h"
+#include "lib/bench.h"
 #include "lib/guest.h"
 #include "lib/virtio_pci.h"
 #include "lib/user.h"
@@ -40,131 +41,35 @@ static uint8_t status[BENCH_MAX_QD];
 static struct bench_job job __attribute__((aligned(8)));
 static uint8_t user_stack[16384] __attribute__((aligned(16)));
 
-struct blk {
-    uintptr_t common, notify, device;
-    uint32_t notify_mult;
-};
-
-static uint32_t pci_read32(unsigned slot, unsigned off)
-{
-    outl(0xcf8, 0x80000000u | (slot << 11) | (off & 0xfc));
-    return inl(0xcfc);
-}
-
-static uint8_t pci_read8(unsigned slot, unsigned off)
-{
-    return (uint8_t)(pci_read32(slot, off) >> (8 * (off & 3)));
-}
-
-/* Finds the first virtio-blk on bus 0 and the three regions it needs from its capabilities. */
-static bool find_blk(struct blk *b)
-{
-    for (unsigned slot = 0; slot < 32; slot++) {
-        uint32_t id = pci_read32(slot, 0);
-        if ((id & 0xffff) != PCI_VENDOR_VIRTIO || (id >> 16) != PCI_DEVICE_BLK)
-            continue;
-        outl(0xcf8, 0x80000000u | (slot << 11) | 0x04);
-        outl(0xcfc, inl(0xcfc) | 0x6);    /* memory decoding, bus master */
-        for (unsigned cap = pci_read8(slot, 0x34); cap; cap = pci_read8(slot, cap + 1)) {
-            if (pci_read8(slot, cap) != 0x09)   /* vendor-specific: a virtio capability */
-                continue;
-            /* The BAR the capability names (kvmkit: BAR 0; QEMU: 64-bit BAR 4, placed below
-             * 4 GiB by SeaBIOS here), low half only. */
-            uint32_t bar = pci_read32(slot, 0x10 + 4 * pci_read8(slot, cap + 4)) & ~0xfu;
-            uintptr_t at = bar + pci_read32(slot, cap + 8);
-            switch (pci_read8(slot, cap + 3)) {
-            case 1: b->common = at; break;
-            case 2: b->notify = at; b->notify_mult = pci_read32(slot, cap + 16); break;
-            case 4: b->device = at; break;
-            }
-        }
-        kprintf("bench_blk: virtio-blk in slot %u, common configuration at 0x%x\n", slot,
-                (unsigned)b->common);
-        return b->common && b->notify && b->device;
-    }
-    return false;
-}
-
 /* Reset, VERSION_1 (and FLUSH), queue 0 of BENCH_QSIZE without interrupts (the loop polls).
  * Returns the queue's doorbell address, 0 if the device refused. */
-static uintptr_t setup(const struct blk *b)
+static uintptr_t setup(const struct bench_virtio *b)
 {
-    uintptr_t c = b->common;
-    mmio_write8(c + CC_STATUS, 0);
-    for (int i = 0; i < 1000 && mmio_read8(c + CC_STATUS) != 0; i++)
-        ;
-    mmio_write8(c + CC_STATUS, ST_ACK | ST_DRIVER);
-    mmio_write32(c + CC_DFSELECT, 0);
-    uint32_t low = mmio_read32(c + CC_DF) & F_BLK_FLUSH;
-    mmio_write32(c + CC_DFSELECT, 1);
-    if (!(mmio_read32(c + CC_DF) & F_VERSION_1))
+    uint32_t low = bench_virtio_begin(b) & F_BLK_FLUSH;
+    if (!bench_virtio_features(b, low))
         return 0;
-    mmio_write32(c + CC_GFSELECT, 0);
-    mmio_write32(c + CC_GF, low);
-    mmio_write32(c + CC_GFSELECT, 1);
-    mmio_write32(c + CC_GF, F_VERSION_1);
-    mmio_write8(c + CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
-    if (!(mmio_read8(c + CC_STATUS) & ST_FEATURES_OK))
-        return 0;
-    mmio_write16(c + CC_Q_SELECT, 0);
-    if (mmio_read16(c + CC_Q_SIZE) < BENCH_QSIZE)
-        return 0;
-    mmio_write16(c + CC_Q_SIZE, BENCH_QSIZE);
-    mmio_write16(c + CC_Q_MSIX, 0xffff);
-    mmio_write32(c + CC_Q_DESC, (uint32_t)(uintptr_t)ring.desc);
-    mmio_write32(c + CC_Q_DESC + 4, 0);
-    mmio_write32(c + CC_Q_DRIVER, (uint32_t)(uintptr_t)&ring.avail);
-    mmio_write32(c + CC_Q_DRIVER + 4, 0);
-    mmio_write32(c + CC_Q_DEVICE, (uint32_t)(uintptr_t)&ring.used);
-    mmio_write32(c + CC_Q_DEVICE + 4, 0);
-    uintptr_t doorbell = b->notify + mmio_read16(c + CC_Q_NOFF) * b->notify_mult;
-    mmio_write16(c + CC_Q_ENABLE, 1);
-    mmio_write8(c + CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
-    if ((mmio_read8(c + CC_STATUS) & (ST_DRIVER_OK | ST_NEEDS_RESET)) != ST_DRIVER_OK)
+    uintptr_t doorbell = bench_virtio_queue(b, 0, BENCH_QSIZE, ring.desc, &ring.avail, &ring.used);
+    if (!doorbell || !bench_virtio_driver_ok(b))
         return 0;
     return doorbell;
-}
-
-/* --- command line: "key=value" words after the kernel path --- */
-
-static const char *cmdline = "";
-
-/* The value of key= as a number, or def when absent or not a number. */
-static uint32_t opt_num(const char *key, uint32_t def)
-{
-    size_t kl = strlen(key);
-    for (const char *p = cmdline; *p; p++) {
-        if ((p != cmdline && p[-1] != ' ') || memcmp(p, key, kl) || p[kl] != '=')
-            continue;
-        uint32_t v = 0;
-        const char *d = p + kl + 1;
-        if (*d < '0' || *d > '9')
-            return def;
-        for (; *d >= '0' && *d <= '9'; d++)
-            v = v * 10 + (uint32_t)(*d - '0');
-        return v;
-    }
-    return def;
 }
 
 /* Whether test `name` is selected (tests= absent: all are). */
 static bool opt_test(const char *name)
 {
     size_t nl = strlen(name);
-    for (const char *p = cmdline; *p; p++) {
-        if ((p != cmdline && p[-1] != ' ') || memcmp(p, "tests=", 6))
-            continue;
-        for (const char *t = p + 6; *t && *t != ' ';) {
-            if (!memcmp(t, name, nl) && (t[nl] == ',' || t[nl] == ' ' || !t[nl]))
-                return true;
-            while (*t && *t != ' ' && *t != ',')
-                t++;
-            if (*t == ',')
-                t++;
-        }
-        return false;
+    const char *t = bench_opt("tests");
+    if (!t)
+        return true;
+    while (*t && *t != ' ') {
+        if (!memcmp(t, name, nl) && (t[nl] == ',' || t[nl] == ' ' || !t[nl]))
+            return true;
+        while (*t && *t != ' ' && *t != ',')
+            t++;
+        if (*t == ',')
+            t++;
     }
-    return true;
+    return false;
 }
 
 static void run(uint32_t op)
@@ -192,12 +97,12 @@ static void io_test(const char *name, bool write, bool random, uint32_t bs, uint
     job.random = random;
     job.req_bytes = bs;
     job.qd = qd;
-    job.duration_ms = opt_num("warm_ms", 200);
+    job.duration_ms = bench_opt_num("warm_ms", 200);
     if (job.duration_ms) {
         reset_results();
         run(BENCH_OP_IO);
     }
-    job.duration_ms = opt_num("ms", 1000);
+    job.duration_ms = bench_opt_num("ms", 1000);
     reset_results();
     run(BENCH_OP_IO);
     kprintf("BENCH io name=%s write=%u random=%u bs=%u qd=%u requests=%llu bytes=%llu ticks=%llu "
@@ -213,17 +118,16 @@ static void io_test(const char *name, bool write, bool random, uint32_t bs, uint
 
 int guest_main(const struct multiboot_info *mbi)
 {
-    if (mbi->flags & MULTIBOOT_INFO_CMDLINE)
-        cmdline = (const char *)(uintptr_t)mbi->cmdline;
-    uint32_t seq_bs = opt_num("seq_kib", 64) * 1024, seq_qd = opt_num("seq_qd", 16);
-    uint32_t rand_qd = opt_num("rand_qd", 32);
+    bench_cmdline_init(mbi);
+    uint32_t seq_bs = bench_opt_num("seq_kib", 64) * 1024, seq_qd = bench_opt_num("seq_qd", 16);
+    uint32_t rand_qd = bench_opt_num("rand_qd", 32);
     if (seq_bs < BENCH_BLOCK || seq_bs > BENCH_MAX_REQ || seq_bs % BENCH_BLOCK)
         guest_fail("seq_kib=%u: want a multiple of 4 up to %u", seq_bs / 1024, BENCH_MAX_REQ / 1024);
     if (!seq_qd || seq_qd > BENCH_MAX_QD || !rand_qd || rand_qd > BENCH_MAX_QD)
         guest_fail("queue depths go from 1 to %u", BENCH_MAX_QD);
 
-    struct blk b = { 0, 0, 0, 0 };
-    if (!find_blk(&b))
+    struct bench_virtio b = { 0, 0, 0, 0 };
+    if (!bench_virtio_find(PCI_DEVICE_BLK, "virtio-blk", &b))
         guest_fail("no modern virtio-blk on PCI bus 0");
     uint64_t sectors = (uint64_t)mmio_read32(b.device + 4) << 32 | mmio_read32(b.device);
     uintptr_t doorbell = setup(&b);
@@ -250,7 +154,7 @@ int guest_main(const struct multiboot_info *mbi)
     io_test("randread", false, true, BENCH_BLOCK, rand_qd);
     io_test("randwrite", true, true, BENCH_BLOCK, rand_qd);
 
-    job.count = opt_num("exits", 20000);
+    job.count = bench_opt_num("exits", 20000);
     if (job.count) {
         reset_results();
         run(BENCH_OP_KICK);

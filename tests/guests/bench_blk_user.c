@@ -1,15 +1,10 @@
 /* bench_blk's ring-3 side: 64-bit code (lib/user.h explains why) that runs the hot loops the
  * ring-0 side (bench_blk.c) asks for. No data of its own: everything is behind the job. */
 #include "bench_blk.h"
-#include "lib/io.h"
+#include "lib/bench_user.h"
 
 #define VIRTIO_BLK_T_IN   0
 #define VIRTIO_BLK_T_OUT  1
-#define AVAIL_F_NO_INTERRUPT 1
-#define USED_F_NO_NOTIFY     1
-#define PIT_HZ        1193182u
-#define PIT_PERIODS   7            /* of 54.9 ms */
-#define PORT_TESTDEV  0xe0
 
 struct avail {
     uint16_t flags, idx, ring[BENCH_QSIZE];
@@ -19,46 +14,6 @@ struct used {
     uint16_t flags, idx;
     struct { uint32_t id, len; } ring[BENCH_QSIZE];
 };
-
-static inline void compiler_barrier(void) { __asm__ volatile("" : : : "memory"); }
-/* Full fence: the device must see avail->idx before we read used->flags to decide on a kick. */
-static inline void full_barrier(void) { __asm__ volatile("lock; addl $0, (%%rsp)" : : : "memory"); }
-
-/* Waits for a rising edge of PIT channel 2's output (port 0x61 bit 5). */
-static void pit2_rise(void)
-{
-    while (inb(0x61) & 0x20)
-        ;
-    while (!(inb(0x61) & 0x20))
-        ;
-}
-
-/* TSC ticks per second against PIT channel 2 as a square wave (mode 3) of 65536 PIT clocks
- * (54.9 ms): the TSC at PIT_PERIODS + 1 rising edges of its output, and the median period. Both
- * ends of a period are seen the same way (a port read that exits to the VMM), so the polling
- * delay cancels out; the median drops a period in which the vCPU was preempted. */
-static uint64_t calibrate(void)
-{
-    uint64_t t[PIT_PERIODS + 1], d[PIT_PERIODS];
-    outb(0x61, (uint8_t)((inb(0x61) & ~0x02) | 0x01));   /* gate on, speaker off */
-    outb(0x43, 0xb6);                  /* channel 2, lobyte/hibyte, mode 3, binary */
-    outb(0x42, 0);                     /* count 0: 65536 */
-    outb(0x42, 0);
-    for (int i = 0; i <= PIT_PERIODS; i++) {
-        pit2_rise();
-        t[i] = rdtsc();
-    }
-    outb(0x61, (uint8_t)(inb(0x61) & ~0x03));            /* gate off */
-    for (int i = 0; i < PIT_PERIODS; i++) {               /* insertion sort of the periods */
-        uint64_t v = t[i + 1] - t[i];
-        int k = i;
-        for (; k > 0 && d[k - 1] > v; k--)
-            d[k] = d[k - 1];
-        d[k] = v;
-    }
-    uint64_t mid2 = d[(PIT_PERIODS - 1) / 2] + d[PIT_PERIODS / 2];   /* twice the median */
-    return mid2 * PIT_HZ / (2 * 65536ull);
-}
 
 static uint32_t next_block(struct bench_job *j, uint32_t per)
 {
@@ -155,20 +110,16 @@ static void io(struct bench_job *j)
     uint32_t inflight = j->qd;
     bool stopping = false;
     while (inflight) {
-        uint16_t idx = u->idx;
-        if (idx == (uint16_t)j->used_idx) {
-            if (rdtsc() - progress > stall) {
-                j->stalled = 1;
-                break;
-            }
-            continue;
+        int idx = bench_wait_used(&u->idx, j->used_idx, &progress, stall);
+        if (idx < 0) {
+            j->stalled = 1;
+            break;
         }
-        compiler_barrier();           /* x86 keeps loads in order: idx before the entries */
-        now = progress = rdtsc();
+        now = progress;
         if (now - start >= duration)
             stopping = true;
         bool added = false;
-        while ((uint16_t)j->used_idx != idx) {
+        while ((uint16_t)j->used_idx != (uint16_t)idx) {
             uint32_t slot = u->ring[j->used_idx % BENCH_QSIZE].id / 3;
             j->used_idx = (uint16_t)(j->used_idx + 1);
             complete(j, slot);
@@ -189,25 +140,18 @@ static void io(struct bench_job *j)
 uint32_t user_main(struct bench_job *j);
 uint32_t user_main(struct bench_job *j)
 {
-    uint64_t t0;
     switch (j->op) {
     case BENCH_OP_CALIBRATE:
-        j->tsc_hz = calibrate();
+        j->tsc_hz = bench_calibrate_tsc();
         return 0;
     case BENCH_OP_IO:
         io(j);
         return j->stalled;
     case BENCH_OP_KICK:
-        t0 = rdtsc();
-        for (uint32_t i = 0; i < j->count; i++)
-            mmio_write16(j->doorbell, 0);
-        j->ticks = rdtsc() - t0;
+        j->ticks = bench_time_kicks(j->doorbell, 0, j->count);
         return 0;
     case BENCH_OP_PIO:
-        t0 = rdtsc();
-        for (uint32_t i = 0; i < j->count; i++)
-            outb(PORT_TESTDEV, (uint8_t)i);
-        j->ticks = rdtsc() - t0;
+        j->ticks = bench_time_pio(j->count);
         return 0;
     }
     return 1;

@@ -24,6 +24,7 @@
  * default tx64,tx1514,rx64,rx1514). Exits PASS unless a loop stalled, no frame came, or the
  * device completed something it was never given. */
 #include "bench_net.h"
+#include "lib/bench.h"
 #include "lib/guest.h"
 #include "lib/virtio_pci.h"
 #include "lib/user.h"
@@ -66,83 +67,10 @@ static struct ring rings[2] __attribute__((aligned(4096)));   /* queue 0 receive
 static struct net_job job __attribute__((aligned(8)));
 static uint8_t user_stack[16384] __attribute__((aligned(16)));
 
-struct nic {
-    uintptr_t common, notify, device;
-    uint32_t notify_mult;
-};
-
-static uint32_t pci_read32(unsigned slot, unsigned off)
-{
-    outl(0xcf8, 0x80000000u | (slot << 11) | (off & 0xfc));
-    return inl(0xcfc);
-}
-
-static uint8_t pci_read8(unsigned slot, unsigned off)
-{
-    return (uint8_t)(pci_read32(slot, off) >> (8 * (off & 3)));
-}
-
-/* Finds the first modern virtio-net on bus 0 and the three regions it needs. */
-static bool find_nic(struct nic *n)
-{
-    for (unsigned slot = 0; slot < 32; slot++) {
-        uint32_t id = pci_read32(slot, 0);
-        if ((id & 0xffff) != PCI_VENDOR_VIRTIO || (id >> 16) != PCI_DEVICE_NET)
-            continue;
-        outl(0xcf8, 0x80000000u | (slot << 11) | 0x04);
-        outl(0xcfc, inl(0xcfc) | 0x6);    /* memory decoding, bus master */
-        for (unsigned cap = pci_read8(slot, 0x34); cap; cap = pci_read8(slot, cap + 1)) {
-            if (pci_read8(slot, cap) != 0x09)   /* vendor-specific: a virtio capability */
-                continue;
-            /* Low half of the BAR it names: kvmkit's BAR 0 is 32-bit, QEMU's 64-bit BAR 4
-             * is placed below 4 GiB by SeaBIOS. */
-            uint32_t bar = pci_read32(slot, 0x10 + 4 * pci_read8(slot, cap + 4)) & ~0xfu;
-            uintptr_t at = bar + pci_read32(slot, cap + 8);
-            switch (pci_read8(slot, cap + 3)) {
-            case 1: n->common = at; break;
-            case 2: n->notify = at; n->notify_mult = pci_read32(slot, cap + 16); break;
-            case 4: n->device = at; break;
-            }
-        }
-        kprintf("bench_net: virtio-net in slot %u, common configuration at 0x%x\n", slot,
-                (unsigned)n->common);
-        return n->common && n->notify && n->device;
-    }
-    return false;
-}
-
-/* Queue q of NET_QSIZE entries without interrupts (the loops poll); its doorbell, 0 if the
- * device cannot have that many. */
-static uintptr_t setup_queue(const struct nic *n, uint16_t q)
-{
-    uintptr_t c = n->common;
-    struct ring *r = &rings[q];
-    mmio_write16(c + CC_Q_SELECT, q);
-    if (mmio_read16(c + CC_Q_SIZE) < NET_QSIZE)
-        return 0;
-    mmio_write16(c + CC_Q_SIZE, NET_QSIZE);
-    mmio_write16(c + CC_Q_MSIX, 0xffff);
-    mmio_write32(c + CC_Q_DESC, (uint32_t)(uintptr_t)r->desc);
-    mmio_write32(c + CC_Q_DESC + 4, 0);
-    mmio_write32(c + CC_Q_DRIVER, (uint32_t)(uintptr_t)&r->avail);
-    mmio_write32(c + CC_Q_DRIVER + 4, 0);
-    mmio_write32(c + CC_Q_DEVICE, (uint32_t)(uintptr_t)&r->used);
-    mmio_write32(c + CC_Q_DEVICE + 4, 0);
-    uintptr_t doorbell = n->notify + mmio_read16(c + CC_Q_NOFF) * n->notify_mult;
-    mmio_write16(c + CC_Q_ENABLE, 1);
-    return doorbell;
-}
-
 /* Reset, features, both queues, DRIVER_OK. Returns false if the device refused. */
-static bool setup(const struct nic *n, uint32_t *features_lo)
+static bool setup(const struct bench_virtio *n, uint32_t *features_lo)
 {
-    uintptr_t c = n->common;
-    mmio_write8(c + CC_STATUS, 0);
-    for (int i = 0; i < 1000 && mmio_read8(c + CC_STATUS) != 0; i++)
-        ;
-    mmio_write8(c + CC_STATUS, ST_ACK | ST_DRIVER);
-    mmio_write32(c + CC_DFSELECT, 0);
-    uint32_t lo = mmio_read32(c + CC_DF) & (F_CSUM | F_GUEST_CSUM | F_MAC | F_GUEST_TSO4 |
+    uint32_t lo = bench_virtio_begin(n) & (F_CSUM | F_GUEST_CSUM | F_MAC | F_GUEST_TSO4 |
         F_GUEST_TSO6 | F_GUEST_ECN | F_HOST_TSO4 | F_HOST_TSO6 | F_HOST_ECN | F_MRG_RXBUF |
         F_STATUS | F_INDIRECT | F_EVENT_IDX);
     /* The spec's dependencies, and big receive frames only into mergeable buffers. */
@@ -154,56 +82,27 @@ static bool setup(const struct nic *n, uint32_t *features_lo)
         lo &= ~F_GUEST_ECN;
     if (!(lo & (F_HOST_TSO4 | F_HOST_TSO6)))
         lo &= ~F_HOST_ECN;
-    mmio_write32(c + CC_DFSELECT, 1);
-    if (!(mmio_read32(c + CC_DF) & F_VERSION_1))
+    if (!bench_virtio_features(n, lo))
         return false;
-    mmio_write32(c + CC_GFSELECT, 0);
-    mmio_write32(c + CC_GF, lo);
-    mmio_write32(c + CC_GFSELECT, 1);
-    mmio_write32(c + CC_GF, F_VERSION_1);
-    mmio_write8(c + CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
-    if (!(mmio_read8(c + CC_STATUS) & ST_FEATURES_OK))
-        return false;
-    job.rx.doorbell = (uint32_t)setup_queue(n, 0);
-    job.tx.doorbell = (uint32_t)setup_queue(n, 1);
-    if (!job.rx.doorbell || !job.tx.doorbell)
-        return false;
-    mmio_write8(c + CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
-    if ((mmio_read8(c + CC_STATUS) & (ST_DRIVER_OK | ST_NEEDS_RESET)) != ST_DRIVER_OK)
+    /* Queue 0 receive, 1 transmit, of NET_QSIZE entries. */
+    for (uint16_t q = 0; q < 2; q++) {
+        uintptr_t doorbell = bench_virtio_queue(n, q, NET_QSIZE, rings[q].desc, &rings[q].avail,
+                                                &rings[q].used);
+        if (!doorbell)
+            return false;
+        (q ? &job.tx : &job.rx)->doorbell = (uint32_t)doorbell;
+    }
+    if (!bench_virtio_driver_ok(n))
         return false;
     *features_lo = lo;
     return true;
 }
 
-/* --- command line: "key=value" words after the kernel path --- */
-
-static const char *cmdline = "";
-
-/* The value of key= as a number, or def when absent or not a number. */
-static uint32_t opt_num(const char *key, uint32_t def)
-{
-    size_t kl = strlen(key);
-    for (const char *p = cmdline; *p; p++) {
-        if ((p != cmdline && p[-1] != ' ') || memcmp(p, key, kl) || p[kl] != '=')
-            continue;
-        const char *d = p + kl + 1;
-        if (*d < '0' || *d > '9')
-            return def;
-        uint32_t v = 0;
-        for (; *d >= '0' && *d <= '9'; d++)
-            v = v * 10 + (uint32_t)(*d - '0');
-        return v;
-    }
-    return def;
-}
-
 /* The test list: tests=... from the command line, or the default. */
 static const char *opt_tests(void)
 {
-    for (const char *p = cmdline; *p; p++)
-        if ((p == cmdline || p[-1] == ' ') && !memcmp(p, "tests=", 6))
-            return p + 6;
-    return "tx64,tx1514,rx64,rx1514";
+    const char *t = bench_opt("tests");
+    return t ? t : "tx64,tx1514,rx64,rx1514";
 }
 
 static void run(uint32_t op)
@@ -259,14 +158,13 @@ static void net_test(const char *t, size_t len)
 
 int guest_main(const struct multiboot_info *mbi)
 {
-    if (mbi->flags & MULTIBOOT_INFO_CMDLINE)
-        cmdline = (const char *)(uintptr_t)mbi->cmdline;
-    uint32_t rx_buf = opt_num("rx_buf", 1536);
+    bench_cmdline_init(mbi);
+    uint32_t rx_buf = bench_opt_num("rx_buf", 1536);
     if (rx_buf < 64 || rx_buf > NET_RX_BUF_MAX)
         guest_fail("rx_buf=%u: want 64 to %u", rx_buf, NET_RX_BUF_MAX);
 
-    struct nic n = { 0, 0, 0, 0 };
-    if (!find_nic(&n))
+    struct bench_virtio n = { 0, 0, 0, 0 };
+    if (!bench_virtio_find(PCI_DEVICE_NET, "virtio-net", &n))
         guest_fail("no modern virtio-net on PCI bus 0");
     uint32_t lo = 0;
     if (!setup(&n, &lo))
@@ -284,9 +182,9 @@ int guest_main(const struct multiboot_info *mbi)
     job.tx = (struct net_queue){ .desc = (uint32_t)(uintptr_t)rings[1].desc,
         .avail = (uint32_t)(uintptr_t)&rings[1].avail, .used = (uint32_t)(uintptr_t)&rings[1].used,
         .doorbell = job.tx.doorbell, .bufs = TX_BUFS, .buf_len = NET_TX_BUF };
-    job.warm_ms = opt_num("warm_ms", 200);
-    job.duration_ms = opt_num("ms", 1000);
-    job.wait_ms = opt_num("wait_ms", 5000);
+    job.warm_ms = bench_opt_num("warm_ms", 200);
+    job.duration_ms = bench_opt_num("ms", 1000);
+    job.wait_ms = bench_opt_num("wait_ms", 5000);
     if (!job.duration_ms)
         guest_fail("ms=0: the measured window must be at least 1 ms");
     kprintf("BENCH setup features=0x1:%x mrg_rxbuf=%u event_idx=%u rx_buf=%u "
@@ -310,7 +208,7 @@ int guest_main(const struct multiboot_info *mbi)
     }
     kprintf("BENCH txtotal frames=%llu\n", job.total);
 
-    job.count = opt_num("exits", 10000);
+    job.count = bench_opt_num("exits", 10000);
     if (job.count) {
         run(NET_OP_KICK);
         kprintf("BENCH kick n=%u ticks=%llu\n", job.count, job.ticks);

@@ -1,15 +1,10 @@
 /* bench_net's ring-3 side: 64-bit code (lib/user.h explains why) that runs the hot loops the
  * ring-0 side (bench_net.c) asks for. No data of its own: everything is behind the job. */
 #include "bench_net.h"
-#include "lib/io.h"
+#include "lib/bench_user.h"
 
-#define AVAIL_F_NO_INTERRUPT 1
-#define USED_F_NO_NOTIFY     1
 #define Q_RX 0
 #define Q_TX 1
-#define PIT_HZ        1193182u
-#define PIT_PERIODS   7            /* of 54.9 ms */
-#define PORT_TESTDEV  0xe0
 #define PORT_COM1     0x3f8
 #define HDR_NUM_BUFFERS 10         /* offset of num_buffers in struct virtio_net_hdr_v1 */
 
@@ -23,48 +18,7 @@ struct used {
     uint16_t avail_event;
 };
 
-static inline void compiler_barrier(void) { __asm__ volatile("" : : : "memory"); }
-/* Full fence: the device must see avail->idx before we read its wish for a kick. */
-static inline void full_barrier(void) { __asm__ volatile("lock; addl $0, (%%rsp)" : : : "memory"); }
-
 /* --- time --- */
-
-/* Waits for PIT channel 2's output (port 0x61 bit 5) to go from low to high. */
-static void pit2_wait_high(void)
-{
-    while (inb(0x61) & 0x20)
-        ;
-    while (!(inb(0x61) & 0x20))
-        ;
-}
-
-/* TSC ticks per second: PIT channel 2 runs as a square wave of 65536 PIT clocks; the TSC is
- * read at PIT_PERIODS + 1 rising edges of its output and the median period taken (a period in
- * which the vCPU was preempted is dropped; both of its ends are seen through the same kind of
- * port read, so the polling delay cancels). */
-static uint64_t calibrate(void)
-{
-    uint64_t edge[PIT_PERIODS + 1], period[PIT_PERIODS];
-    outb(0x61, (uint8_t)((inb(0x61) & ~0x02) | 0x01));   /* gate on, speaker off */
-    outb(0x43, 0xb6);                  /* channel 2, lobyte/hibyte, mode 3, binary */
-    outb(0x42, 0);                     /* reload 0 = 65536 */
-    outb(0x42, 0);
-    for (int i = 0; i <= PIT_PERIODS; i++) {
-        pit2_wait_high();
-        edge[i] = rdtsc();
-    }
-    outb(0x61, (uint8_t)(inb(0x61) & ~0x03));            /* gate off */
-    for (int i = 0; i < PIT_PERIODS; i++)
-        period[i] = edge[i + 1] - edge[i];
-    for (int i = 1; i < PIT_PERIODS; i++)                 /* sort them */
-        for (int k = i; k > 0 && period[k - 1] > period[k]; k--) {
-            uint64_t t = period[k];
-            period[k] = period[k - 1];
-            period[k - 1] = t;
-        }
-    uint64_t twice_median = period[(PIT_PERIODS - 1) / 2] + period[PIT_PERIODS / 2];
-    return twice_median * PIT_HZ / (2 * 65536ull);
-}
 
 /* "BENCH mark c" on COM1, straight from ring 3 (the runner samples the host's counters when it
  * reads it). 13 bytes: they fit the 16550A's FIFO once THR is empty. */
@@ -172,18 +126,14 @@ static uint32_t tx(struct net_job *j)
     publish(j, q, Q_TX);
     uint32_t inflight = NET_QSIZE;
     while (inflight) {
-        uint16_t idx = u->idx;
-        if (idx == (uint16_t)q->used_idx) {
-            if (rdtsc() - progress > stall) {
-                j->stalled = 1;
-                break;
-            }
-            continue;
+        int idx = bench_wait_used(&u->idx, q->used_idx, &progress, stall);
+        if (idx < 0) {
+            j->stalled = 1;
+            break;
         }
-        compiler_barrier();           /* x86 keeps loads in order: idx before the entries */
-        now = progress = rdtsc();
+        now = progress;
         bool added = false;
-        while ((uint16_t)q->used_idx != idx) {
+        while ((uint16_t)q->used_idx != (uint16_t)idx) {
             uint32_t id = u->ring[q->used_idx % NET_QSIZE].id;
             q->used_idx = (uint16_t)(q->used_idx + 1);
             j->total++;
@@ -355,26 +305,19 @@ static uint32_t rx(struct net_job *j)
 uint32_t user_main(struct net_job *j);
 uint32_t user_main(struct net_job *j)
 {
-    uint64_t t0;
     switch (j->op) {
     case NET_OP_CALIBRATE:
-        j->tsc_hz = calibrate();
+        j->tsc_hz = bench_calibrate_tsc();
         return 0;
     case NET_OP_TX:
         return tx(j);
     case NET_OP_RX:
         return rx(j);
     case NET_OP_KICK:
-        t0 = rdtsc();
-        for (uint32_t i = 0; i < j->count; i++)
-            mmio_write16(j->tx.doorbell, Q_TX);
-        j->ticks = rdtsc() - t0;
+        j->ticks = bench_time_kicks(j->tx.doorbell, Q_TX, j->count);
         return 0;
     case NET_OP_PIO:
-        t0 = rdtsc();
-        for (uint32_t i = 0; i < j->count; i++)
-            outb(PORT_TESTDEV, (uint8_t)i);
-        j->ticks = rdtsc() - t0;
+        j->ticks = bench_time_pio(j->count);
         return 0;
     }
     return 1;
