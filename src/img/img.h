@@ -14,9 +14,18 @@ int img_create(int argc, char **argv);
 int img_info(int argc, char **argv);
 int img_convert(int argc, char **argv);
 int img_compare(int argc, char **argv);
+int img_check(int argc, char **argv);
+int img_map(int argc, char **argv);
+int img_resize(int argc, char **argv);
 
 /* Prints "kvmkit-img: <message>\n" on stderr: one sentence per problem. */
 void img_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Parses "[-f FMT] [--output=human|json] FILE" for command cmd (the file is argv[optind]
+ * afterwards). Returns -1 to go on, or the exit status to return (0 after --help, 1 after an
+ * error it printed). */
+int img_parse_fmt_output(int argc, char **argv, const char *cmd, const char **fmt, bool *json);
+/* Prints s as a JSON string (quotes, backslashes and control characters escaped). */
+void img_json_str(const char *s);
 
 /* "qcow2" if the file starts with the qcow2 magic, else "raw"; NULL (after an error message)
  * if it cannot be read. */

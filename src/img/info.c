@@ -8,62 +8,20 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Prints s as a JSON string. */
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
-	putchar('"');
-}
-
 static void json_key_str(const char *key, const char *val, bool comma)
 {
 	printf("    \"%s\": ", key);
-	json_str(val);
+	img_json_str(val);
 	printf("%s\n", comma ? "," : "");
 }
 
 int img_info(int argc, char **argv)
 {
-	const char *fmt = NULL, *output = "human";
-	int c;
-	enum { OPT_OUTPUT = 256, OPT_BACKING_CHAIN, OPT_FORCE_SHARE };
-	static const struct option longopts[] = {
-		{ "output", required_argument, NULL, OPT_OUTPUT },
-		{ "format", required_argument, NULL, 'f' },
-		{ "force-share", no_argument, NULL, 'U' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 } };
-	while ((c = getopt_long(argc, argv, ":f:Uh", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'f': fmt = optarg; break;
-		case OPT_OUTPUT: output = optarg; break;
-		case 'U': break;
-		case 'h':
-			printf("Usage: kvmkit-img info [-f FMT] [--output=human|json] FILE\n");
-			return 0;
-		case ':': img_error("option '%s' needs an argument", argv[optind - 1]); return 1;
-		default: img_error("unknown option '%s'", argv[optind - 1]); return 1;
-		}
-	}
-	bool json = strcmp(output, "json") == 0;
-	if (!json && strcmp(output, "human") != 0) {
-		img_error("--output must be 'human' or 'json', not '%s'", output);
-		return 1;
-	}
-	if (optind != argc - 1) {
-		img_error(optind >= argc ? "expecting one image file name"
-					 : "expecting only one image file name");
-		return 1;
-	}
+	const char *fmt = NULL;
+	bool json;
+	int r = img_parse_fmt_output(argc, argv, "info", &fmt, &json);
+	if (r >= 0)
+		return r;
 	const char *path = argv[optind];
 	if (!img_known_format(path, fmt))
 		return 1;

@@ -13,11 +13,15 @@ static const char usage_text[] =
 	"  info [-f FMT] [--output=human|json] FILE\n"
 	"  convert [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-p] SRC DST\n"
 	"  compare [-f FMT] [-F FMT] [-q] A B\n"
+	"  check [-f qcow2] [--output=human|json] [-r leaks] FILE\n"
+	"  map [-f FMT] [--output=human|json] FILE\n"
+	"  resize [-f FMT] [--shrink] FILE [+|-]SIZE\n"
 	"\n"
 	"SIZE is in bytes with an optional k, M, G or T suffix. OPTIONS (-o) is a comma-separated\n"
 	"list of cluster_size=N, lazy_refcounts=on|off, preallocation=off|full (raw),\n"
 	"backing_file=FILE, backing_fmt=FMT.\n"
-	"compare exits 0 when the images are identical, 1 when they differ, 2 on error.\n";
+	"compare exits 0 when the images are identical, 1 when they differ, 2 on error.\n"
+	"check exits 0 when clean, 2 on corruptions, 3 on leaks only, 1 if it cannot run.\n";
 
 int main(int argc, char **argv)
 {
@@ -43,6 +47,9 @@ int main(int argc, char **argv)
 		{ "info", img_info },
 		{ "convert", img_convert },
 		{ "compare", img_compare },
+		{ "check", img_check },
+		{ "map", img_map },
+		{ "resize", img_resize },
 	};
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(cmd, commands[i].name) == 0)

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -193,4 +194,57 @@ void img_size_str(uint64_t v, char *buf, size_t len)
 		i++;
 	}
 	snprintf(buf, len, "%0.3g %s", d, units[i]);
+}
+
+/* Prints s as a JSON string (quotes, backslashes and control characters escaped). */
+void img_json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+int img_parse_fmt_output(int argc, char **argv, const char *cmd, const char **fmt, bool *json)
+{
+	const char *output = "human";
+	int c;
+	enum { OPT_OUTPUT = 256 };
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, OPT_OUTPUT },
+		{ "format", required_argument, NULL, 'f' },
+		{ "force-share", no_argument, NULL, 'U' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 } };
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":f:Uh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f': *fmt = optarg; break;
+		case OPT_OUTPUT: output = optarg; break;
+		case 'U': break; /* qemu-img's force-share: kvmkit-img takes no locks */
+		case 'h':
+			printf("Usage: kvmkit-img %s [-f FMT] [--output=human|json] FILE\n", cmd);
+			return 0;
+		case ':': img_error("option '%s' needs an argument", argv[optind - 1]); return 1;
+		default: img_error("unknown option '%s'", argv[optind - 1]); return 1;
+		}
+	}
+	*json = strcmp(output, "json") == 0;
+	if (!*json && strcmp(output, "human") != 0) {
+		img_error("--output must be 'human' or 'json', not '%s'", output);
+		return 1;
+	}
+	if (optind != argc - 1) {
+		img_error(optind >= argc ? "expecting one image file name"
+					 : "expecting only one image file name");
+		return 1;
+	}
+	return -1;
 }

@@ -171,5 +171,101 @@ cp src.raw keep.raw
 check "convert failure keeps an existing destination" bash -c "! '$img' convert -O raw \
 	broken.qcow2 keep.raw 2>/dev/null && cmp src.raw keep.raw && ! ls keep.raw.* 2>/dev/null"
 
+# --- check ---
+# An image with data, a zero cluster, a compressed cluster and snapshots, made by qemu-io.
+qemu-img create -q -f qcow2 q.qcow2 4M
+qemu-io -c 'write -P 1 0 128k' -c 'write -z 1M 64k' -c 'write -c -P 3 2M 64k' q.qcow2 >/dev/null
+qemu-img create -q -f qcow2 -o cluster_size=4096 snap.qcow2 64M
+qemu-io -c 'write -P 1 0 64k' -c 'write -P 2 8M 64k' snap.qcow2 >/dev/null
+qemu-img snapshot -c s1 snap.qcow2
+qemu-io -c 'write -P 5 0 8k' snap.qcow2 >/dev/null
+same_check() { # image [options]: same output (stdout and stderr) and exit status as qemu-img
+	local f=$1
+	shift
+	diff <("$img" check "$@" "$f" 2>&1; echo "exit $?") <(qemu-img check "$@" "$f" 2>&1; echo "exit $?")
+}
+same_check_json() { # image: the same JSON keys and values
+	diff <("$img" check --output=json "$1" 2>/dev/null | python3 -c 'import json,sys; print(sorted(json.load(sys.stdin).items()))') \
+		<(qemu-img check --output=json "$1" 2>/dev/null | python3 -c 'import json,sys; print(sorted(json.load(sys.stdin).items()))')
+}
+check "check clean kvmkit image: exit 0" expect_rc 0 "$img" check a.qcow2
+check "check clean converted image = qemu-img's" same_check mid.qcow2
+check "check qemu-io image (zero, compressed) = qemu-img's" same_check q.qcow2
+check "  json = qemu-img's" same_check_json q.qcow2
+check "check image with snapshots = qemu-img's" same_check snap.qcow2
+check "check raw: exit 63 like qemu-img" bash -c "diff <('$img' check r.raw 2>&1; echo \$?) \
+	<(qemu-img check r.raw 2>&1 | sed s/^qemu-img/kvmkit-img/; echo \${PIPESTATUS[0]})"
+# Leak: an L2 entry cleared, its data cluster keeps refcount 1.
+cp q.qcow2 leak.qcow2
+l1=$((16#$(hex leak.qcow2 40)))
+l2=$(( (16#$(hex leak.qcow2 $l1)) & 0x00fffffffffffe00 ))
+printf '\0\0\0\0\0\0\0\0' | dd of=leak.qcow2 bs=1 seek=$((l2 + 8)) conv=notrunc status=none
+check "check leaked cluster: exit 3" expect_rc 3 "$img" check leak.qcow2
+check "  same report as qemu-img" same_check leak.qcow2
+check "  json = qemu-img's" same_check_json leak.qcow2
+cp leak.qcow2 leak2.qcow2
+check "check -r leaks = qemu-img's" bash -c "diff <('$img' check -r leaks leak.qcow2 2>&1; echo \$?) \
+	<(qemu-img check -r leaks leak2.qcow2 2>&1; echo \$?)"
+check "  then both report clean" bash -c "'$img' check leak.qcow2 && qemu-img check leak.qcow2"
+check "  data unchanged" qemu-img compare leak.qcow2 leak2.qcow2
+# Corruption: an L2 entry pointing at a cluster whose refcount is 0.
+cp q.qcow2 bad.qcow2
+end=$(( ($(stat -c %s bad.qcow2) + 65535) / 65536 * 65536 ))
+truncate -s $((end + 65536)) bad.qcow2
+python3 -c 'import struct,sys
+f=open("bad.qcow2","r+b"); f.seek(int(sys.argv[1])); f.write(struct.pack(">Q",(1<<63)|int(sys.argv[2])))' \
+	$((l2 + 8)) $end
+check "check corrupted image: exit 2" expect_rc 2 "$img" check bad.qcow2
+check "  same report as qemu-img" same_check bad.qcow2
+check "check -r all refused" expect_rc 1 "$img" check -r all bad.qcow2
+rm -f bad.qcow2
+printf 'garbage' > bad.qcow2
+printf 'QFI\xfb' | dd of=bad.qcow2 conv=notrunc status=none
+check "check truncated header: one-line error" one_line_error "$img" check -f qcow2 bad.qcow2
+rm -f bad.qcow2
+
+# --- map ---
+qemu-img create -q -f qcow2 mbase.qcow2 2M
+qemu-io -c 'write -P 1 0 64k' -c 'write -P 1 512k 64k' mbase.qcow2 >/dev/null
+qemu-img create -q -f qcow2 -b mbase.qcow2 -F qcow2 mtop.qcow2 4M
+qemu-io -c 'write -P 2 64k 64k' -c 'write -z 512k 64k' -c 'write -z 0 64k' mtop.qcow2 >/dev/null
+qemu-img create -q -f raw mraw.raw 1M
+qemu-io -f raw -c 'write -P 1 64k 4k' mraw.raw >/dev/null
+qemu-img create -q -f qcow2 -b mraw.raw -F raw mtop2.qcow2 2M
+same_map() { # image: json and human output and exit status equal to qemu-img's
+	diff <("$img" map --output=json "$1" 2>&1; echo "exit $?") \
+		<(qemu-img map --output=json "$1" 2>&1; echo "exit $?") || return 1
+	diff <("$img" map "$1" 2>/dev/null; echo "exit $?") <(qemu-img map "$1" 2>/dev/null; echo "exit $?")
+}
+for f in a.qcow2 mid.qcow2 q.qcow2 snap.qcow2 mtop.qcow2 mtop2.qcow2 mraw.raw src.raw small.qcow2; do
+	check "map $f = qemu-img's" same_map $f
+done
+check "map missing file: one-line error" one_line_error "$img" map nonexist.qcow2
+
+# --- resize ---
+"$img" create -f qcow2 grow.qcow2 1M >/dev/null
+qemu-io -c 'write -P 7 0 128k' grow.qcow2 >/dev/null
+check "resize qcow2 1M -> 10G (L1 grows)" bash -c "'$img' resize grow.qcow2 10G | grep -qx 'Image resized.'"
+check "  qemu-img info shows the size" test "$(qinfo grow.qcow2 virtual-size)" = 10737418240
+check "  check clean (both)" bash -c "'$img' check grow.qcow2 && qemu-img check grow.qcow2"
+check "  data kept, new area writable" bash -c "qemu-io -c 'read -P 7 0 128k' -c 'write -P 9 9G 64k' \
+	-c 'read -P 9 9G 64k' grow.qcow2 | grep -q '^read 65536' && qemu-img check grow.qcow2"
+check "resize qcow2 +1G (L1 large enough)" "$img" resize grow.qcow2 +1G
+check "  size and check" bash -c "[ \$(qemu-img info --output=json grow.qcow2 | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"virtual-size\"])') = 11811160064 ] && qemu-img check grow.qcow2"
+"$img" create -f qcow2 -o cluster_size=512 grow512.qcow2 1M >/dev/null
+check "resize qcow2 512-byte clusters +100M" "$img" resize grow512.qcow2 +100M
+check "  check clean (both)" bash -c "'$img' check grow512.qcow2 && qemu-img check grow512.qcow2"
+check "resize qcow2 shrink refused" one_line_error "$img" resize --shrink grow.qcow2 1M
+check "resize qcow2 shrink without --shrink refused" one_line_error "$img" resize grow.qcow2 -- -1G
+check "resize qcow2 with snapshots" bash -c "cp snap.qcow2 snapgrow.qcow2 && '$img' resize snapgrow.qcow2 +1G \
+	&& qemu-img check snapgrow.qcow2 && '$img' check snapgrow.qcow2"
+head -c 1M /dev/urandom > rs.raw
+check "resize raw +1M" "$img" resize -f raw rs.raw +1M
+check "  size" test "$(stat -c %s rs.raw)" = $((2 << 20))
+check "resize raw shrink needs --shrink" one_line_error "$img" resize rs.raw 512K
+check "resize raw --shrink -1536K" "$img" resize --shrink rs.raw -1536K
+check "  size" test "$(stat -c %s rs.raw)" = $((512 << 10))
+check "resize to a negative size refused" one_line_error "$img" resize --shrink rs.raw -1G
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

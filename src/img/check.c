@@ -1,0 +1,551 @@
+/* `kvmkit-img check [-f qcow2] [--output=human|json] [-r leaks] FILE`: walks a qcow2 image's
+ * metadata (header, L1 and L2 tables, refcount table and blocks, snapshot table and the
+ * snapshots' L1 tables) with every offset checked, counts the references each cluster should
+ * have, and compares them with the stored refcounts, reporting corruptions (stored refcount
+ * too low, misplaced metadata) and leaks (stored refcount too high) in qemu-img's words and
+ * exit codes: 0 clean, 1 the check could not run, 2 corruptions, 3 leaks only.
+ *
+ * -r leaks lowers the stored refcounts of leaked clusters to the counted references. Only ever
+ * lowering a refcount to a value that is still at least the true number of references means a
+ * crash half-way (even a torn refcount block write) leaves nothing worse than leaks. */
+#include <endian.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "block/qcow2.h"
+#include "img/img.h"
+#include "img/qcow2_meta.h"
+
+/* The counted references are kept per cluster of the file: bound that array. */
+#define MAX_CLUSTERS (64ull << 20)
+
+struct ck {
+	struct img_q2 *q;
+	uint64_t nclusters;       /* clusters in the file */
+	uint32_t *ref;            /* counted references per cluster (saturating) */
+	uint64_t *rt;             /* refcount table, host-endian */
+	uint64_t rt_entries;
+	uint8_t *l2;              /* one cluster: an L2 table */
+	uint8_t *rb;              /* one cluster: the cached refcount block */
+	uint64_t rb_index;        /* refcount table index of the cached block; UINT64_MAX none */
+	bool rb_dirty;
+	uint64_t corruptions, leaks, check_errors, leaks_fixed;
+	uint64_t allocated, fragmented, compressed, next_contig;
+	uint64_t highest;         /* highest cluster with a reference or refcount, + 1 */
+};
+
+static void corrupt(struct ck *k, const char *fmt, unsigned long long v)
+{
+	fprintf(stderr, fmt, v);
+	fputc('\n', stderr);
+	k->corruptions++;
+}
+
+static bool in_file(const struct ck *k, uint64_t off, uint64_t len)
+{
+	return off <= k->q->fsize && len <= k->q->fsize - off;
+}
+
+/* Counts one reference to every cluster that [off, off + len) touches. */
+static void ref_range(struct ck *k, uint64_t off, uint64_t len)
+{
+	if (!len)
+		return;
+	uint64_t first = off >> k->q->cluster_bits, last = (off + len - 1) >> k->q->cluster_bits;
+	for (uint64_t c = first; c <= last; c++) {
+		if (c >= k->nclusters) {
+			corrupt(k, "ERROR cluster %llu is referenced but lies beyond the end of the "
+				   "file", (unsigned long long)c);
+			continue;
+		}
+		if (k->ref[c] != UINT32_MAX)
+			k->ref[c]++;
+	}
+}
+
+static void walk_l2(struct ck *k, uint64_t l2off, bool active)
+{
+	const struct img_q2 *q = k->q;
+	if (img_q2_read(q, k->l2, q->cluster_size, l2off) < 0) {
+		fprintf(stderr, "ERROR: I/O error reading the L2 table at offset %llu\n",
+			(unsigned long long)l2off);
+		k->check_errors++;
+		return;
+	}
+	k->next_contig = 0; /* fragmentation is counted within each L2 table */
+	for (uint64_t i = 0; i < img_q2_l2_entries(q); i++) {
+		uint64_t e = img_q2_be64(k->l2 + i * 8);
+		if (e & QCOW2_COMPRESSED) {
+			uint64_t start, len;
+			img_q2_compressed_range(q, e, &start, &len);
+			/* The sector count may run past the end of the file (the last
+			 * compressed cluster is not padded): only the start must be in it. */
+			if (start >= k->q->fsize) {
+				corrupt(k, "ERROR compressed cluster at offset %llx lies beyond the "
+					   "end of the file; L2 entry corrupted",
+					(unsigned long long)start);
+				continue;
+			}
+			ref_range(k, start, len < k->q->fsize - start ? len : k->q->fsize - start);
+			if (active) {
+				k->allocated++;
+				k->compressed++;
+				k->fragmented++; /* compressed clusters are fragmented by nature */
+			}
+			continue;
+		}
+		uint64_t off = e & QCOW2_OFFSET_MASK;
+		if (!off)
+			continue;
+		if (off & (q->cluster_size - 1)) {
+			corrupt(k, "ERROR offset=%llx: Cluster is not properly aligned; L2 entry "
+				   "corrupted.", (unsigned long long)off);
+			continue;
+		}
+		if (!in_file(k, off, q->cluster_size)) {
+			corrupt(k, "ERROR offset=%llx: Cluster lies beyond the end of the file; L2 "
+				   "entry corrupted.", (unsigned long long)off);
+			continue;
+		}
+		ref_range(k, off, q->cluster_size);
+		if (active) {
+			k->allocated++;
+			if (k->next_contig && off != k->next_contig)
+				k->fragmented++;
+			k->next_contig = off + q->cluster_size;
+		}
+	}
+}
+
+static void walk_l1(struct ck *k, uint64_t l1off, uint32_t l1size, bool active)
+{
+	const struct img_q2 *q = k->q;
+	uint64_t bytes = (uint64_t)l1size * 8;
+	if (!l1size)
+		return;
+	if (l1off & (q->cluster_size - 1)) {
+		corrupt(k, "ERROR: L1 table offset %llx is not cluster aligned",
+			(unsigned long long)l1off);
+		return;
+	}
+	if (!in_file(k, l1off, bytes)) {
+		corrupt(k, "ERROR: L1 table at offset %llx is outside the image file",
+			(unsigned long long)l1off);
+		return;
+	}
+	ref_range(k, l1off, bytes);
+	uint64_t *l1 = img_q2_read_l1(q, l1off, l1size);
+	if (!l1) {
+		k->check_errors++;
+		return;
+	}
+	for (uint32_t i = 0; i < l1size; i++) {
+		uint64_t off = l1[i] & QCOW2_OFFSET_MASK;
+		if (!off)
+			continue;
+		if (off & (q->cluster_size - 1)) {
+			corrupt(k, "ERROR l2_offset=%llx: Table is not cluster aligned; L1 entry "
+				   "corrupted", (unsigned long long)off);
+			continue;
+		}
+		if (!in_file(k, off, q->cluster_size)) {
+			corrupt(k, "ERROR l2_offset=%llx: L2 table is outside the image file; L1 "
+				   "entry corrupted", (unsigned long long)off);
+			continue;
+		}
+		ref_range(k, off, q->cluster_size);
+		walk_l2(k, off, active);
+	}
+	free(l1);
+}
+
+static void walk_snapshots(struct ck *k)
+{
+	const struct img_q2 *q = k->q;
+	if (!q->nb_snapshots)
+		return;
+	uint64_t at = q->snap_offset;
+	if (at & (q->cluster_size - 1)) {
+		corrupt(k, "ERROR: snapshot table offset %llx is not cluster aligned",
+			(unsigned long long)at);
+		return;
+	}
+	for (uint32_t i = 0; i < q->nb_snapshots; i++) {
+		uint8_t h[40];
+		if (!in_file(k, at, sizeof(h)) || img_q2_read(q, h, sizeof(h), at) < 0) {
+			corrupt(k, "ERROR: snapshot table entry at offset %llx is outside the "
+				   "image file", (unsigned long long)at);
+			return;
+		}
+		uint64_t l1off = img_q2_be64(h);
+		uint32_t l1size = img_q2_be32(h + 8);
+		uint64_t len = 40 + (uint64_t)img_q2_be32(h + 36) + img_q2_be16(h + 12) +
+			       img_q2_be16(h + 14);
+		at += (len + 7) & ~7ull;
+		if ((uint64_t)l1size * 8 > QCOW2_MAX_TABLE_BYTES) {
+			corrupt(k, "ERROR: snapshot L1 table of %llu entries is too large",
+				(unsigned long long)l1size);
+			continue;
+		}
+		walk_l1(k, l1off, l1size, false);
+	}
+	if (!in_file(k, q->snap_offset, at - q->snap_offset)) {
+		corrupt(k, "ERROR: snapshot table at offset %llx is outside the image file",
+			(unsigned long long)q->snap_offset);
+		return;
+	}
+	ref_range(k, q->snap_offset, at - q->snap_offset);
+}
+
+/* A refcount table entry that may be followed: aligned and inside the file. */
+static uint64_t rb_offset(const struct ck *k, uint64_t idx)
+{
+	if (idx >= k->rt_entries)
+		return 0;
+	uint64_t off = k->rt[idx] & QCOW2_REFTABLE_MASK;
+	if (!off || (off & (k->q->cluster_size - 1)) || !in_file(k, off, k->q->cluster_size))
+		return 0;
+	return off;
+}
+
+static int rb_flush(struct ck *k)
+{
+	if (!k->rb_dirty)
+		return 0;
+	k->rb_dirty = false;
+	return img_q2_write(k->q, k->rb, k->q->cluster_size, rb_offset(k, k->rb_index));
+}
+
+/* The stored refcount of cluster c (0 where no refcount block covers it); loads its block. */
+static int stored_rc(struct ck *k, uint64_t c, uint64_t *v, uint64_t *slot)
+{
+	uint64_t per = (k->q->cluster_size * 8) >> k->q->refcount_order;
+	uint64_t idx = c / per;
+	*slot = c % per;
+	*v = 0;
+	uint64_t off = rb_offset(k, idx);
+	if (!off)
+		return 0;
+	if (k->rb_index != idx) {
+		if (rb_flush(k) < 0)
+			return -1;
+		k->rb_index = UINT64_MAX;
+		if (img_q2_read(k->q, k->rb, k->q->cluster_size, off) < 0)
+			return -1;
+		k->rb_index = idx;
+	}
+	*v = img_q2_rc_get(k->q, k->rb, *slot);
+	return 1;
+}
+
+static void walk_reftable(struct ck *k)
+{
+	const struct img_q2 *q = k->q;
+	uint64_t bytes = (uint64_t)q->rt_clusters * q->cluster_size;
+	if (q->rt_offset & (q->cluster_size - 1) || !in_file(k, q->rt_offset, bytes)) {
+		corrupt(k, "ERROR: the refcount table at offset %llx is misaligned or outside "
+			   "the image file", (unsigned long long)q->rt_offset);
+		k->rt_entries = 0;
+		return;
+	}
+	ref_range(k, q->rt_offset, bytes);
+	for (uint64_t i = 0; i < k->rt_entries; i++) {
+		uint64_t off = k->rt[i] & QCOW2_REFTABLE_MASK;
+		if (!off)
+			continue;
+		if (off & (q->cluster_size - 1))
+			corrupt(k, "ERROR refcount block %llu is not cluster aligned; refcount "
+				   "table entry corrupted", (unsigned long long)i);
+		else if (!in_file(k, off, q->cluster_size))
+			corrupt(k, "ERROR refcount block %llu is outside image",
+				(unsigned long long)i);
+		else
+			ref_range(k, off, q->cluster_size);
+	}
+}
+
+/* Compares stored and counted refcounts; with fix, lowers leaked ones. */
+static void compare(struct ck *k, bool fix)
+{
+	for (uint64_t c = 0; c < k->nclusters; c++) {
+		uint64_t stored, slot;
+		int r = stored_rc(k, c, &stored, &slot);
+		if (r < 0) {
+			fprintf(stderr, "ERROR: cannot read or write the refcount of cluster %llu\n",
+				(unsigned long long)c);
+			k->check_errors++;
+			continue;
+		}
+		uint64_t counted = k->ref[c];
+		if (stored || counted)
+			k->highest = c + 1;
+		if (stored == counted)
+			continue;
+		bool repair = fix && r == 1 && stored > counted;
+		fprintf(stderr, "%s cluster %llu refcount=%llu reference=%llu\n",
+			repair ? "Repairing" : stored < counted ? "ERROR" : "Leaked",
+			(unsigned long long)c, (unsigned long long)stored,
+			(unsigned long long)counted);
+		if (repair) {
+			img_q2_rc_set(k->q, k->rb, slot, counted);
+			k->rb_dirty = true;
+			k->leaks_fixed++;
+		} else if (stored < counted) {
+			k->corruptions++;
+		} else {
+			k->leaks++;
+		}
+	}
+	if (rb_flush(k) < 0) {
+		fprintf(stderr, "ERROR: cannot write a refcount block\n");
+		k->check_errors++;
+	}
+}
+
+/* The COPIED flag of active L1 and L2 entries must be set exactly when the stored refcount of
+ * what they point to is 1. */
+static void check_copied(struct ck *k)
+{
+	const struct img_q2 *q = k->q;
+	if (!q->l1_size || (q->l1_offset & (q->cluster_size - 1)) ||
+	    !in_file(k, q->l1_offset, (uint64_t)q->l1_size * 8))
+		return;
+	uint64_t *l1 = img_q2_read_l1(q, q->l1_offset, q->l1_size);
+	if (!l1) {
+		k->check_errors++;
+		return;
+	}
+	for (uint32_t i = 0; i < q->l1_size; i++) {
+		uint64_t off = l1[i] & QCOW2_OFFSET_MASK, rc, slot;
+		if (!off || (off & (q->cluster_size - 1)) || !in_file(k, off, q->cluster_size))
+			continue;
+		if (stored_rc(k, off >> q->cluster_bits, &rc, &slot) < 0 ||
+		    img_q2_read(q, k->l2, q->cluster_size, off) < 0) {
+			k->check_errors++;
+			continue;
+		}
+		if ((rc == 1) != !!(l1[i] & QCOW2_COPIED)) {
+			fprintf(stderr, "ERROR OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%llx "
+				"refcount=%llu\n", i, (unsigned long long)l1[i],
+				(unsigned long long)rc);
+			k->corruptions++;
+		}
+		for (uint64_t j = 0; j < img_q2_l2_entries(q); j++) {
+			uint64_t e = img_q2_be64(k->l2 + j * 8), d = e & QCOW2_OFFSET_MASK;
+			if ((e & QCOW2_COMPRESSED) || !d || (d & (q->cluster_size - 1)) ||
+			    !in_file(k, d, q->cluster_size))
+				continue;
+			if (stored_rc(k, d >> q->cluster_bits, &rc, &slot) < 0) {
+				k->check_errors++;
+				continue;
+			}
+			if ((rc == 1) != !!(e & QCOW2_COPIED)) {
+				fprintf(stderr, "ERROR OFLAG_COPIED data cluster: l2_entry=%llx "
+					"refcount=%llu\n", (unsigned long long)e,
+					(unsigned long long)rc);
+				k->corruptions++;
+			}
+		}
+	}
+	free(l1);
+}
+
+/* One full check pass; returns -1 if it could not run (after an error sentence). */
+static int run_check(struct img_q2 *q, bool fix, struct ck *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->q = q;
+	k->rb_index = UINT64_MAX;
+	k->nclusters = (q->fsize + q->cluster_size - 1) >> q->cluster_bits;
+	if (k->nclusters > MAX_CLUSTERS) {
+		img_error("'%s' is too large to check (%llu clusters)", q->path,
+			  (unsigned long long)k->nclusters);
+		return -1;
+	}
+	k->rt_entries = (uint64_t)q->rt_clusters * q->cluster_size / 8;
+	k->ref = calloc(k->nclusters ? k->nclusters : 1, sizeof(*k->ref));
+	k->l2 = malloc(q->cluster_size);
+	k->rb = malloc(q->cluster_size);
+	k->rt = calloc(k->rt_entries ? k->rt_entries : 1, 8);
+	if (!k->ref || !k->l2 || !k->rb || !k->rt) {
+		img_error("out of memory");
+		return -1;
+	}
+	if (k->rt_entries && in_file(k, q->rt_offset, k->rt_entries * 8)) {
+		if (img_q2_read(q, k->rt, k->rt_entries * 8, q->rt_offset) < 0) {
+			img_error("'%s': the refcount table cannot be read", q->path);
+			return -1;
+		}
+		for (uint64_t i = 0; i < k->rt_entries; i++)
+			k->rt[i] = be64toh(k->rt[i]);
+	}
+	ref_range(k, 0, q->cluster_size); /* the header cluster */
+	walk_l1(k, q->l1_offset, q->l1_size, true);
+	walk_snapshots(k);
+	walk_reftable(k);
+	compare(k, fix);
+	check_copied(k);
+	if (fix && k->leaks_fixed && fdatasync(q->fd) < 0) {
+		img_error("'%s': cannot flush the repaired refcounts", q->path);
+		return -1;
+	}
+	return 0;
+}
+
+static void ck_free(struct ck *k)
+{
+	free(k->ref);
+	free(k->l2);
+	free(k->rb);
+	free(k->rt);
+}
+
+static void report(const struct ck *k, const struct img_q2 *q, const char *path, bool json,
+		   uint64_t leaks_fixed)
+{
+	unsigned long long total = (q->size + q->cluster_size - 1) >> q->cluster_bits;
+	unsigned long long end = k->highest << q->cluster_bits;
+	if (json) {
+		printf("{\n    \"image-end-offset\": %llu,\n    \"total-clusters\": %llu,\n"
+		       "    \"check-errors\": %llu,\n", end, total,
+		       (unsigned long long)k->check_errors);
+		if (k->leaks)
+			printf("    \"leaks\": %llu,\n", (unsigned long long)k->leaks);
+		if (k->corruptions)
+			printf("    \"corruptions\": %llu,\n", (unsigned long long)k->corruptions);
+		if (leaks_fixed)
+			printf("    \"leaks-fixed\": %llu,\n", (unsigned long long)leaks_fixed);
+		if (k->allocated)
+			printf("    \"allocated-clusters\": %llu,\n",
+			       (unsigned long long)k->allocated);
+		if (k->fragmented)
+			printf("    \"fragmented-clusters\": %llu,\n",
+			       (unsigned long long)k->fragmented);
+		if (k->compressed)
+			printf("    \"compressed-clusters\": %llu,\n",
+			       (unsigned long long)k->compressed);
+		printf("    \"filename\": ");
+		img_json_str(path);
+		printf(",\n    \"format\": \"qcow2\"\n}\n");
+		return;
+	}
+	if (!k->corruptions && !k->leaks && !k->check_errors) {
+		printf("No errors were found on the image.\n");
+	} else {
+		if (k->corruptions)
+			printf("\n%llu errors were found on the image.\nData may be corrupted, or "
+			       "further writes to the image may corrupt it.\n",
+			       (unsigned long long)k->corruptions);
+		if (k->leaks)
+			printf("\n%llu leaked clusters were found on the image.\nThis means waste of "
+			       "disk space, but no harm to data.\n", (unsigned long long)k->leaks);
+		if (k->check_errors)
+			printf("\n%llu internal errors have occurred during the check.\n",
+			       (unsigned long long)k->check_errors);
+	}
+	if (total && k->allocated)
+		printf("%llu/%llu = %0.2f%% allocated, %0.2f%% fragmented, %0.2f%% compressed "
+		       "clusters\n", (unsigned long long)k->allocated, total,
+		       100.0 * (double)k->allocated / (double)total,
+		       100.0 * (double)k->fragmented / (double)k->allocated,
+		       100.0 * (double)k->compressed / (double)k->allocated);
+	if (end)
+		printf("Image end offset: %llu\n", end);
+}
+
+int img_check(int argc, char **argv)
+{
+	const char *fmt = NULL, *output = "human", *repair = NULL;
+	int c;
+	enum { OPT_OUTPUT = 256 };
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, OPT_OUTPUT },
+		{ "format", required_argument, NULL, 'f' },
+		{ "repair", required_argument, NULL, 'r' },
+		{ "force-share", no_argument, NULL, 'U' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 } };
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":f:r:Uqh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'r': repair = optarg; break;
+		case OPT_OUTPUT: output = optarg; break;
+		case 'U': case 'q': break;
+		case 'h':
+			printf("Usage: kvmkit-img check [-f qcow2] [--output=human|json] "
+			       "[-r leaks] FILE\n");
+			return 0;
+		case ':': img_error("option '%s' needs an argument", argv[optind - 1]); return 1;
+		default: img_error("unknown option '%s'", argv[optind - 1]); return 1;
+		}
+	}
+	bool json = strcmp(output, "json") == 0;
+	if (!json && strcmp(output, "human") != 0) {
+		img_error("--output must be 'human' or 'json', not '%s'", output);
+		return 1;
+	}
+	if (repair && strcmp(repair, "leaks") != 0) {
+		if (strcmp(repair, "all") == 0)
+			img_error("-r all is not supported (only -r leaks)");
+		else
+			img_error("invalid -r option '%s' (only 'leaks' is supported)", repair);
+		return 1;
+	}
+	if (optind != argc - 1) {
+		img_error(optind >= argc ? "expecting one image file name"
+					 : "expecting only one image file name");
+		return 1;
+	}
+	const char *path = argv[optind];
+	if (!img_known_format(path, fmt))
+		return 1;
+	if (!fmt && !(fmt = img_probe(path)))
+		return 1;
+	if (strcmp(fmt, "qcow2") != 0) {
+		fprintf(stderr, "kvmkit-img: This image format does not support checks\n");
+		return 63;
+	}
+	struct img_q2 q;
+	if (img_q2_open(path, repair != NULL, &q) < 0)
+		return 1;
+	if (q.has_bitmaps) {
+		img_error("'%s' has persistent bitmaps, which check does not support", path);
+		img_q2_close(&q);
+		return 1;
+	}
+	struct ck k;
+	int rc = 1;
+	if (run_check(&q, false, &k) < 0)
+		goto out;
+	if (repair && k.leaks) {
+		/* As qemu-img: a plain pass reports, a second one repairs. */
+		ck_free(&k);
+		if (run_check(&q, true, &k) < 0)
+			goto out;
+	}
+	uint64_t fixed = k.leaks_fixed;
+	if (fixed) {
+		if (!json)
+			printf("The following inconsistencies were found and repaired:\n\n"
+			       "    %llu leaked clusters\n    0 corruptions\n\n"
+			       "Double checking the fixed image now...\n", (unsigned long long)fixed);
+		ck_free(&k);
+		if (run_check(&q, false, &k) < 0)
+			goto out;
+	}
+	report(&k, &q, path, json, fixed);
+	if (k.check_errors) {
+		img_error("Check failed");
+		rc = 1;
+	} else {
+		rc = k.corruptions ? 2 : k.leaks ? 3 : 0;
+	}
+out:
+	ck_free(&k);
+	img_q2_close(&q);
+	return rc;
+}

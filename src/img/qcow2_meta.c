@@ -1,0 +1,293 @@
+/* kvmkit-img's read-only view of qcow2 metadata (see qcow2_meta.h). */
+#include "img/qcow2_meta.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "block/qcow2.h"
+#include "img/img.h"
+
+#define EXT_BITMAPS 0x23852875u
+
+uint64_t img_q2_be64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return be64toh(v);
+}
+
+uint32_t img_q2_be32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return be32toh(v);
+}
+
+uint16_t img_q2_be16(const uint8_t *p)
+{
+	uint16_t v;
+	memcpy(&v, p, 2);
+	return be16toh(v);
+}
+
+void img_q2_put_be64(uint8_t *p, uint64_t v)
+{
+	v = htobe64(v);
+	memcpy(p, &v, 8);
+}
+
+void img_q2_put_be32(uint8_t *p, uint32_t v)
+{
+	v = htobe32(v);
+	memcpy(p, &v, 4);
+}
+
+int img_q2_read(const struct img_q2 *q, void *buf, uint64_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+	while (len) {
+		if (off > (uint64_t)INT64_MAX)
+			return -EINVAL;
+		ssize_t n = pread(q->fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		p += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+int img_q2_write(const struct img_q2 *q, const void *buf, uint64_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+	while (len) {
+		if (off > (uint64_t)INT64_MAX)
+			return -EINVAL;
+		ssize_t n = pwrite(q->fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+static int bad(const char *path, const char *what)
+{
+	img_error("'%s' is not a valid qcow2 image: %s", path, what);
+	return -EINVAL;
+}
+
+int img_q2_open(const char *path, bool rw, struct img_q2 *q)
+{
+	memset(q, 0, sizeof(*q));
+	q->path = path;
+	q->fd = open(path, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (q->fd < 0) {
+		int e = errno;
+		img_error("could not open '%s': %s", path, strerror(e));
+		return -e;
+	}
+	struct stat st;
+	uint8_t h[QCOW2_V3_HEADER_LEN] = { 0 };
+	int r;
+	if (fstat(q->fd, &st) < 0 || st.st_size < (off_t)QCOW2_V2_HEADER_LEN ||
+	    pread(q->fd, h, sizeof(h), 0) < (ssize_t)QCOW2_V2_HEADER_LEN) {
+		r = bad(path, "the header cannot be read");
+		goto fail;
+	}
+	q->fsize = (uint64_t)st.st_size;
+	if (img_q2_be32(h) != QCOW2_MAGIC) {
+		r = bad(path, "bad magic");
+		goto fail;
+	}
+	q->version = img_q2_be32(h + 4);
+	q->backing_offset = img_q2_be64(h + 8);
+	q->backing_len = img_q2_be32(h + 16);
+	q->cluster_bits = img_q2_be32(h + 20);
+	q->size = img_q2_be64(h + 24);
+	q->l1_size = img_q2_be32(h + 36);
+	q->l1_offset = img_q2_be64(h + 40);
+	q->rt_offset = img_q2_be64(h + 48);
+	q->rt_clusters = img_q2_be32(h + 56);
+	q->nb_snapshots = img_q2_be32(h + 60);
+	q->snap_offset = img_q2_be64(h + 64);
+	q->refcount_order = 4;
+	q->header_len = QCOW2_V2_HEADER_LEN;
+	if (q->version != 2 && q->version != 3) {
+		r = bad(path, "unsupported version");
+		goto fail;
+	}
+	if (q->cluster_bits < QCOW2_MIN_CLUSTER_BITS || q->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
+		r = bad(path, "cluster size out of range");
+		goto fail;
+	}
+	q->cluster_size = 1ull << q->cluster_bits;
+	if (img_q2_be32(h + 32) != 0) {
+		r = bad(path, "encrypted images are not supported");
+		goto fail;
+	}
+	if (q->version == 3) {
+		q->incompat = img_q2_be64(h + 72);
+		q->compat = img_q2_be64(h + 80);
+		q->autoclear = img_q2_be64(h + 88);
+		q->refcount_order = img_q2_be32(h + 96);
+		q->header_len = img_q2_be32(h + 100);
+		if (q->refcount_order > 6 || q->header_len < QCOW2_V3_HEADER_LEN ||
+		    q->header_len > q->cluster_size) {
+			r = bad(path, "bad refcount order or header length");
+			goto fail;
+		}
+		if (q->incompat & (QCOW2_INCOMPAT_DATA_FILE | QCOW2_INCOMPAT_EXTL2 |
+				   ~QCOW2_INCOMPAT_KNOWN)) {
+			r = bad(path, "external data files, extended L2 entries and unknown "
+				      "incompatible features are not supported");
+			goto fail;
+		}
+	}
+	/* Bounded table sizes: the L1 and refcount tables are read whole. */
+	if ((uint64_t)q->l1_size * 8 > QCOW2_MAX_TABLE_BYTES ||
+	    (uint64_t)q->rt_clusters * q->cluster_size > QCOW2_MAX_TABLE_BYTES) {
+		r = bad(path, "the L1 or refcount table is too large");
+		goto fail;
+	}
+	if (q->size > (1ull << 62) || q->l1_size < img_q2_l1_needed(q, q->size)) {
+		r = bad(path, "the L1 table is too small for the virtual size");
+		goto fail;
+	}
+	if (q->nb_snapshots > 65536) {
+		r = bad(path, "too many snapshots");
+		goto fail;
+	}
+	/* Header extensions (v3): backing format, bitmaps. */
+	uint64_t ext_end = q->cluster_size < q->fsize ? q->cluster_size : q->fsize;
+	if (q->backing_offset && q->backing_offset < ext_end)
+		ext_end = q->backing_offset;
+	for (uint64_t at = q->header_len; q->version == 3 && at + 8 <= ext_end;) {
+		uint8_t eh[8];
+		if (img_q2_read(q, eh, 8, at) < 0)
+			break;
+		uint32_t type = img_q2_be32(eh), elen = img_q2_be32(eh + 4);
+		if (type == QCOW2_EXT_END || elen > ext_end - at - 8)
+			break;
+		if (type == QCOW2_EXT_BACKING_FORMAT && elen < sizeof(q->backing_fmt) &&
+		    img_q2_read(q, q->backing_fmt, elen, at + 8) == 0)
+			q->backing_fmt[elen] = '\0';
+		if (type == EXT_BITMAPS)
+			q->has_bitmaps = true;
+		at += 8 + ((elen + 7ull) & ~7ull);
+	}
+	if (q->backing_offset) {
+		if (q->backing_len == 0 || q->backing_len >= sizeof(q->backing) ||
+		    q->backing_offset > q->fsize || q->backing_len > q->fsize - q->backing_offset ||
+		    img_q2_read(q, q->backing, q->backing_len, q->backing_offset) < 0) {
+			r = bad(path, "the backing file name is outside the file or too long");
+			goto fail;
+		}
+		q->backing[q->backing_len] = '\0';
+	}
+	return 0;
+fail:
+	close(q->fd);
+	q->fd = -1;
+	return r;
+}
+
+void img_q2_close(struct img_q2 *q)
+{
+	if (q->fd >= 0)
+		close(q->fd);
+	q->fd = -1;
+}
+
+uint64_t img_q2_l2_entries(const struct img_q2 *q)
+{
+	return q->cluster_size / 8;
+}
+
+uint64_t img_q2_l1_needed(const struct img_q2 *q, uint64_t size)
+{
+	uint64_t per_l1 = q->cluster_size * img_q2_l2_entries(q);
+	return size / per_l1 + (size % per_l1 != 0);
+}
+
+uint64_t *img_q2_read_l1(const struct img_q2 *q, uint64_t offset, uint32_t entries)
+{
+	if ((uint64_t)entries * 8 > QCOW2_MAX_TABLE_BYTES) {
+		img_error("'%s': an L1 table of %u entries is too large", q->path, entries);
+		return NULL;
+	}
+	uint64_t *t = calloc(entries ? entries : 1, 8);
+	if (!t) {
+		img_error("out of memory");
+		return NULL;
+	}
+	if (entries && img_q2_read(q, t, (uint64_t)entries * 8, offset) < 0) {
+		img_error("'%s': the L1 table at offset %llu cannot be read", q->path,
+			  (unsigned long long)offset);
+		free(t);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < entries; i++)
+		t[i] = be64toh(t[i]);
+	return t;
+}
+
+void img_q2_compressed_range(const struct img_q2 *q, uint64_t e, uint64_t *start, uint64_t *len)
+{
+	/* Bits 0..(61 - (cluster_bits - 8)) hold the offset, the next (cluster_bits - 8) bits
+	 * the number of additional 512-byte sectors. */
+	unsigned shift = 62 - (q->cluster_bits - 8);
+	uint64_t off = e & ((1ull << shift) - 1);
+	uint64_t sectors = ((e >> shift) & ((1ull << (q->cluster_bits - 8)) - 1)) + 1;
+	*start = off;
+	*len = sectors * 512 - (off & 511);
+}
+
+uint64_t img_q2_rc_get(const struct img_q2 *q, const uint8_t *block, uint64_t i)
+{
+	unsigned bits = 1u << q->refcount_order;
+	switch (bits) {
+	case 64: return img_q2_be64(block + i * 8);
+	case 32: return img_q2_be32(block + i * 4);
+	case 16: return img_q2_be16(block + i * 2);
+	case 8: return block[i];
+	default: {
+		uint64_t bit = i * bits;
+		return (block[bit / 8] >> (bit % 8)) & ((1u << bits) - 1);
+	}
+	}
+}
+
+void img_q2_rc_set(const struct img_q2 *q, uint8_t *block, uint64_t i, uint64_t v)
+{
+	unsigned bits = 1u << q->refcount_order;
+	switch (bits) {
+	case 64: img_q2_put_be64(block + i * 8, v); break;
+	case 32: img_q2_put_be32(block + i * 4, (uint32_t)v); break;
+	case 16: {
+		uint16_t b = htobe16((uint16_t)v);
+		memcpy(block + i * 2, &b, 2);
+		break;
+	}
+	case 8: block[i] = (uint8_t)v; break;
+	default: {
+		uint64_t bit = i * bits;
+		uint8_t mask = (uint8_t)(((1u << bits) - 1) << (bit % 8));
+		block[bit / 8] = (uint8_t)((block[bit / 8] & ~mask) | ((v << (bit % 8)) & mask));
+	}
+	}
+}
