@@ -211,6 +211,11 @@ static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned
 	uint64_t k = (host >> s->cluster_bits) & ((1ull << rb_bits) - 1);
 	size_t width = 1u << (s->refcount_order - 3);
 	if (idx >= s->rt_entries) {
+		/* Releasing a cluster no refcount block covers: it was never counted (a damaged L2
+		 * entry pointing past the file, found by fuzzing). Growing the table for it would
+		 * cost megabytes of metadata for nothing. */
+		if (delta < 0)
+			return s->dirty ? 0 : -EIO;
 		int r = q_grow_reftable(s, idx + 1);
 		if (r < 0)
 			return r;

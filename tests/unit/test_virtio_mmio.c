@@ -755,11 +755,14 @@ static void test_change_ready_queue(void **state)
 	w32(QUEUE_READY, 0); /* a running device's queue */
 	assert_true(needs_reset());
 	assert_int_equal(r32(QUEUE_READY), 1);
-	/* the broken device serves no doorbells */
+	/* the broken device serves no doorbells (DRIVER_OK's own kick may have been served just
+	 * before it broke: count from when no handler can be running any more) */
+	iothread_sync(vm->io);
+	int before = atomic_load(&t->notified[0]);
 	make_request(0, 0);
 	w32(QUEUE_NOTIFY, 0);
 	usleep(20000);
-	assert_int_equal(atomic_load(&t->notified[0]), 0);
+	assert_int_equal(atomic_load(&t->notified[0]), before);
 	tdev_free(t);
 }
 
