@@ -53,6 +53,8 @@ build() {
 if build build; then
 	stage "unit + tier A" meson test -C build --print-errorlogs --suite unit --suite tier-a
 	stage "qcow2 against qemu-img" bash tests/qcow2/run.sh build/tests/qcow2/qcow2-io
+	stage "qcow2 after kill -9 (qemu-img check, flushed data)" \
+		bash tests/qcow2/crash.sh build/tests/qcow2/qcow2-io
 	stage "kvmkit-img against qemu-img" bash tests/img/run.sh build/src/img/kvmkit-img
 	stage "qcow2 fuzz (60 s)" bash tests/fuzz/run.sh
 else

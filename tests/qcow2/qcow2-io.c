@@ -4,6 +4,13 @@
  *   qcow2-io dump IMAGE FORMAT OUT          the guest-visible contents into the raw file OUT
  *   qcow2-io write IMAGE FORMAT REF SEED N  N random writes (and write-zeroes) to IMAGE, the
  *                                           same bytes to the raw file REF
+ *   qcow2-io crashwrite IMAGE FORMAT LOG SEED
+ *                                           random writes (and write-zeroes) of up to 3 clusters
+ *                                           (CLUSTER, default 4096, from QCOW2_IO_CLUSTER) until
+ *                                           killed; before each one it appends "P OFF LEN PAT" to
+ *                                           LOG (PAT 0: write-zeroes, else the pattern), and every
+ *                                           few writes, once a flush has completed, "F" (fsync'd):
+ *                                           all writes logged before it are durable
  * QCOW2_IO_CACHE=none|unsafe picks the cache mode (default writeback). */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,7 +73,7 @@ int main(int argc, char **argv)
 		};
 		return block_create(&o) < 0;
 	}
-	bool writing = strcmp(cmd, "write") == 0;
+	bool writing = strcmp(cmd, "write") == 0 || strcmp(cmd, "crashwrite") == 0;
 	const char *cache = getenv("QCOW2_IO_CACHE");
 	struct block_options opts = {
 		.path = image, .format = fmt, .readonly = !writing,
@@ -123,6 +130,43 @@ int main(int argc, char **argv)
 		if (ref < 0 || close(ref) < 0)
 			rc = 1;
 		if (rc == 0 && run(bd, BLOCK_OP_FLUSH, 0, NULL, 0) < 0)
+			rc = 1;
+	} else if (strcmp(cmd, "crashwrite") == 0 && argc == 6) {
+		FILE *log = fopen(argv[4], "a");
+		uint64_t seed = strtoull(argv[5], NULL, 0) * 2654435761u + 1;
+		const char *cl = getenv("QCOW2_IO_CLUSTER");
+		uint64_t cs = cl ? strtoull(cl, NULL, 0) : 4096;
+		uint8_t *buf = malloc(3 * cs + 1);
+		for (long i = 1; log && rc == 0; i++) {
+			uint64_t len = rnd(&seed) % (3 * cs) + 1;
+			uint64_t off = rnd(&seed) % (size - len + 1);
+			if (rnd(&seed) % 4 == 0) /* some aligned: whole clusters */
+				off &= ~(cs - 1), len = (len + cs - 1) & ~(cs - 1);
+			if (off + len > size)
+				len = size - off;
+			unsigned pat = rnd(&seed) % 6 == 0 ? 0 : (unsigned)(rnd(&seed) % 255) + 1;
+			for (uint64_t k = 0; k < len; k++)
+				buf[k] = pat ? (uint8_t)(pat + k * 7 + (k >> 9)) : 0;
+			fprintf(log, "P %llu %llu %u\n", (unsigned long long)off,
+				(unsigned long long)len, pat);
+			fflush(log);
+			int r = run(bd, pat ? BLOCK_OP_WRITE : BLOCK_OP_WRITE_ZEROES, off, buf, len);
+			if (r >= 0 && i % 8 == 0) {
+				r = run(bd, BLOCK_OP_FLUSH, 0, NULL, 0);
+				if (r >= 0) {
+					fprintf(log, "F\n");
+					fflush(log);
+					fsync(fileno(log));
+				}
+			}
+			if (r < 0) {
+				fprintf(stderr, "qcow2-io: crashwrite at %llu+%llu: %s\n",
+					(unsigned long long)off, (unsigned long long)len, strerror(-r));
+				rc = 1;
+			}
+		}
+		free(buf);
+		if (!log)
 			rc = 1;
 	} else {
 		fprintf(stderr, "usage: see the top of qcow2-io.c\n");
