@@ -51,7 +51,7 @@ static int q_pread(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static int q_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+int q_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const uint8_t *p = buf;
 	while (len) {

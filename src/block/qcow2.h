@@ -75,4 +75,8 @@ struct qcow2 {
 	struct block_dev *backing;
 };
 
+/* pwrite until all of buf is written (EINTR retried); 0 or -errno. Shared by the driver
+ * and block_create. */
+int q_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+
 #endif

@@ -27,23 +27,6 @@ static void put_be64(uint8_t *p, uint64_t v)
 	memcpy(p, &v, 8);
 }
 
-static int write_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static uint64_t div_up(uint64_t a, uint64_t b)
 {
 	return a / b + (a % b != 0);
@@ -160,7 +143,7 @@ static int create_qcow2(int fd, const struct block_create_options *o, uint64_t s
 		put_be32(c + 16, (uint32_t)blen);
 		memcpy(c + at, o->backing_file, blen);
 	}
-	if ((r = write_all(fd, c, cs, 0)) < 0)
+	if ((r = q_pwrite(fd, c, cs, 0)) < 0)
 		goto out;
 	/* refcount table: the refcount blocks; refcount blocks: 1 for each metadata cluster */
 	memset(c, 0, cs);
@@ -171,13 +154,13 @@ static int create_qcow2(int fd, const struct block_create_options *o, uint64_t s
 		r = -EFBIG;
 		goto out;
 	}
-	if ((r = write_all(fd, c, cs, rt_off)) < 0)
+	if ((r = q_pwrite(fd, c, cs, rt_off)) < 0)
 		goto out;
 	for (uint64_t b = 0; b < nrb; b++) {
 		memset(c, 0, cs);
 		for (uint64_t k = 0; k < rb_entries && b * rb_entries + k < meta; k++)
 			c[k * 2 + 1] = 1;
-		if ((r = write_all(fd, c, cs, rb_off + b * cs)) < 0)
+		if ((r = q_pwrite(fd, c, cs, rb_off + b * cs)) < 0)
 			goto out;
 	}
 	/* L1 table: zeroes, as the file extension gives them */

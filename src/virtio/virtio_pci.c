@@ -144,7 +144,9 @@ static void common_write(struct virtio_pci *vp, uint32_t off, const uint8_t *dat
 		return;
 	}
 	if (off == CC_Q_SIZE && len == 2)
-		q->size = (uint16_t)v;
+		/* Above the device's maximum is refused like a bad size: enabling then fails and the
+		 * device reports NEEDS_RESET (virtq_setup rejects size 0). */
+		q->size = v <= d->ops->queue_size ? (uint16_t)v : 0;
 	else if (off == CC_Q_ENABLE && len == 2 && v == 1)
 		virtio_queue_enable(d, vp->q_select);
 	else if (off >= CC_Q_DESC && off < CC_Q_DESC + 8)

@@ -7,33 +7,9 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 img=${1:-$here/../../build/src/img/kvmkit-img}
-if ! command -v qemu-img >/dev/null; then
-	echo "qemu-img not found (Debian: apt-get install qemu-utils): kvmkit-img tests skipped"
-	exit 0
-fi
-if [ ! -x "$img" ]; then
-	echo "kvmkit-img not found at $img: build it first (ninja -C build)" >&2
-	exit 1
-fi
-img=$(realpath "$img") # the tests run in a scratch directory
-work=$(mktemp -d /tmp/kvmkit-img-XXXXXX)
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
-passed=0
-failed=0
-
-check() { # name, command...
-	local name=$1
-	shift
-	if out=$("$@" 2>&1); then
-		passed=$((passed + 1))
-		echo "ok   $name"
-	else
-		failed=$((failed + 1))
-		echo "FAIL $name"
-		printf '%s\n' "$out" | sed 's/^/     /' | tail -8
-	fi
-}
+. "$here/../qcow2/lib.sh"
+qemu_img_tests_init "kvmkit-img tests" "$img"
+img=$bin
 
 # qemu-img info's JSON value for a key ("" if absent).
 qinfo() { qemu-img info --output=json "$1" | json_get "$2"; }

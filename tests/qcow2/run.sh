@@ -6,33 +6,9 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 io=${1:-$here/../../build/tests/qcow2/qcow2-io}
-if ! command -v qemu-img >/dev/null; then
-	echo "qemu-img not found (Debian: apt-get install qemu-utils): qcow2 cross-validation skipped"
-	exit 0
-fi
-if [ ! -x "$io" ]; then
-	echo "qcow2-io not found at $io: build it first (ninja -C build)" >&2
-	exit 1
-fi
-io=$(realpath "$io") # the tests run in a scratch directory
-work=$(mktemp -d /tmp/kvmkit-qcow2-XXXXXX)
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
-passed=0
-failed=0
-
-check() { # name, command...
-	local name=$1
-	shift
-	if out=$("$@" 2>&1); then
-		passed=$((passed + 1))
-		echo "ok   $name"
-	else
-		failed=$((failed + 1))
-		echo "FAIL $name"
-		printf '%s\n' "$out" | sed 's/^/     /' | tail -5
-	fi
-}
+. "$here/lib.sh"
+qemu_img_tests_init "qcow2 cross-validation" "$io"
+io=$bin
 
 # A reference with data, holes and zeroes: 5 MiB of random-ish content with gaps.
 head -c $((5 << 20)) /dev/urandom > base.raw
