@@ -17,6 +17,9 @@ int img_compare(int argc, char **argv);
 int img_check(int argc, char **argv);
 int img_map(int argc, char **argv);
 int img_resize(int argc, char **argv);
+int img_snapshot(int argc, char **argv);
+int img_commit(int argc, char **argv);
+int img_rebase(int argc, char **argv);
 
 /* Prints "kvmkit-img: <message>\n" on stderr: one sentence per problem. */
 void img_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,4 +1,5 @@
-/* kvmkit-img: disk image tool in qemu-img's role and syntax (create, info, convert, compare). */
+/* kvmkit-img: disk image tool in qemu-img's role and syntax (create, info, convert,
+ * compare, check, map, resize, snapshot, commit, rebase). */
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +17,9 @@ static const char usage_text[] =
 	"  check [-f qcow2] [--output=human|json] [-r leaks] FILE\n"
 	"  map [-f FMT] [--output=human|json] FILE\n"
 	"  resize [-f FMT] [--shrink] FILE [+|-]SIZE\n"
+	"  snapshot [-l | -c NAME | -a NAME | -d NAME] FILE\n"
+	"  commit [-f FMT] [-d] [-p] FILE\n"
+	"  rebase [-f FMT] [-u] -b BACKING [-F FMT] [-p] FILE\n"
 	"\n"
 	"SIZE is in bytes with an optional k, M, G or T suffix. OPTIONS (-o) is a comma-separated\n"
 	"list of cluster_size=N, lazy_refcounts=on|off, preallocation=off|full (raw),\n"
@@ -50,6 +54,9 @@ int main(int argc, char **argv)
 		{ "check", img_check },
 		{ "map", img_map },
 		{ "resize", img_resize },
+		{ "snapshot", img_snapshot },
+		{ "commit", img_commit },
+		{ "rebase", img_rebase },
 	};
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(cmd, commands[i].name) == 0)

@@ -24,6 +24,16 @@ fail() {
 check() { if [[ "$2" == 0 ]]; then pass "$1"; else fail "$1" "$3"; fi; }
 # field KEY LINE: the value of KEY=value in a BOOT-RESULT line.
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< "$2"; }
+# report_tails L2_LINES L1_LOG: after a failure, the guest's last console lines and the last
+# kernel messages of L1 itself (a soft lockup or RCU stall there means the nested host, not the
+# VMM, stopped).
+report_tails() {
+    echo "  last L2 console lines:"
+    tail -n 30 <<< "$1" | sed 's/^/  L2| /'
+    local k
+    k=$(grep -v '^L2|' <<< "$2" | grep '^\[ *[0-9.]*\]' | tail -n 15 || true)
+    [[ -z "$k" ]] || { echo "  last L1 kernel messages:"; sed 's/^/  L1| /' <<< "$k"; }
+}
 # report_end: the summary line; the script's exit status.
 report_end() {
     [[ $xfailed -eq 0 ]] || echo "$xfailed check(s) XFAIL: known bug, see above"

@@ -1,7 +1,8 @@
 # Options and set-up shared by the tier B device tests (virtio.sh, virtio_net.sh); sourced by
 # bash after the script defines usage() and die(). Sets here/repo/cache, kvmkit, vmm, l2_timeout,
 # kvmkit_args, root_format (--root-format, for scripts with a root disk), known_bug_check/why,
-# and the fetch.sh and l2-archive.sh variables.
+# variant (a file-name tag for the options that change the run, so each variant keeps its own
+# log), and the fetch.sh and l2-archive.sh variables.
 here=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${KVMKIT_NESTED_CACHE:-$repo/build/nested-cache}
@@ -25,6 +26,10 @@ kvmkit) [[ -x "$kvmkit" ]] || die "not an executable: ${kvmkit:-(none)} (build i
 qemu) ;;
 *) die "--vmm wants kvmkit or qemu, got: $vmm" ;;
 esac
+
+variant=$vmm
+[[ "$root_format" == raw ]] || variant+=-$root_format
+[[ -z "$kvmkit_args" ]] || variant+=-$(tr -cs 'A-Za-z0-9' '-' <<< "$kvmkit_args" | sed 's/^-*//; s/-*$//')
 
 mkdir -p "$cache"
 l2env=$("$here/l2-archive.sh" "$cache") || die "could not fetch or build the L2 guest (see above)"

@@ -171,8 +171,8 @@ sed 's/^/FSCK| /' /tmp/fsck.log
 exit 0
 RUN
 
-log=$cache/virtio-$vmm.log
-run_log=$cache/.virtio-$vmm.$$.log
+log=$cache/virtio-$variant.log
+run_log=$cache/.virtio-$variant.$$.log
 echo "virtio: VMM $vmm; booting the nested test host (L1 under TCG)..."
 qemu_opt=()
 [[ "$vmm" == qemu ]] && qemu_opt=(--with-qemu)
@@ -208,8 +208,7 @@ vcon_why="$(grep -m1 '^L2-VCON-PORT' <<< "$l2" || echo 'no L2-VCON-PORT line'), 
 check vcon/guest-to-host "$(grep -q '^VCON-HOST-GOT vcon-guest-hello$' <<< "$clean"; echo $?)" "$(grep -m1 '^VCON-HOST-GOT' <<< "$clean" || echo 'no VCON-HOST-GOT line'); $vcon_why"
 check vcon/host-to-guest "$(has '^L2-VCON-READ vcon-host-hello$'; echo $?)" "$(grep -m1 '^L2-VCON-READ' <<< "$l2" || echo 'no L2-VCON-READ line'); $vcon_why"
 if [[ $failed -gt 0 ]]; then
-    echo "  last L2 console lines:"
-    tail -n 30 <<< "$l2" | sed 's/^/  L2| /'
+    report_tails "$l2" "$clean"
 fi
 echo "TIME virtio: VMM start to exit $(field wall "$res") s (two boots, 64 MiB written and read back)"
 report_end

@@ -157,8 +157,8 @@ wait $checker 2>/dev/null
 exit 0
 RUN
 
-log=$cache/virtio_net-$vmm.log
-run_log=$cache/.virtio_net-$vmm.$$.log
+log=$cache/virtio_net-$variant.log
+run_log=$cache/.virtio_net-$variant.$$.log
 echo "virtio_net: VMM $vmm; booting the nested test host (L1 under TCG)..."
 qemu_opt=()
 [[ "$vmm" == qemu ]] && qemu_opt=(--with-qemu)
@@ -201,8 +201,8 @@ check tap/serve "$( [[ -n "$l2_sha" && "$tf" == "$l2_sha" ]]; echo $?)" "L1 got 
 rc=$(field rc "$res") to=$(field timeout "$res")
 check exit "$( [[ -n "$res" && "$to" == 0 && "$rc" == 0 ]]; echo $?)" "VMM rc=${rc:-none} timeout=${to:-none}"
 if [[ $failed -gt 0 ]]; then
-    echo "  L1 file: ${l1_sha:-none}; last L2 console lines:"
-    tail -n 30 <<< "$l2" | sed 's/^/  L2| /'
+    echo "  L1 file: ${l1_sha:-none}"
+    report_tails "$l2" "$clean"
 fi
 echo "TIME virtio_net: VMM start to exit $(field wall "$res") s"
 report_end

@@ -1,0 +1,1 @@
+/* Internal snapshot table (being written). */

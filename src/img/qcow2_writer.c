@@ -1,0 +1,1 @@
+/* Streaming qcow2 writer for convert (being written). */
