@@ -43,6 +43,10 @@ int img_io(struct block_dev *bd, enum block_op op, uint64_t off, void *buf, uint
 
 bool img_all_zero(const uint8_t *p, size_t len);
 
+/* -p: prints "    (NN.NN/100%)\r" as qemu-img does, each time the whole percentage changes;
+ * *last starts at -100. Does nothing unless on. */
+void img_progress(bool on, uint64_t done, uint64_t total, int *last);
+
 /* What a qcow2 header says, for `info`. */
 struct img_qcow2_info {
 	uint32_t version;

@@ -291,3 +291,88 @@ void img_q2_rc_set(const struct img_q2 *q, uint8_t *block, uint64_t i, uint64_t 
 	}
 	}
 }
+
+int img_q2_rc_begin(const struct img_q2 *q, struct img_q2_rc *rc)
+{
+	memset(rc, 0, sizeof(*rc));
+	rc->q = q;
+	rc->rt_entries = (uint64_t)q->rt_clusters * q->cluster_size / 8;
+	rc->rt = calloc(rc->rt_entries ? rc->rt_entries : 1, 8);
+	rc->blk = malloc(q->cluster_size);
+	if (!rc->rt || !rc->blk) {
+		img_error("out of memory");
+		return -ENOMEM;
+	}
+	int r = img_q2_read(q, rc->rt, rc->rt_entries * 8, q->rt_offset);
+	if (r < 0) {
+		img_error("'%s': the refcount table cannot be read", q->path);
+		return r;
+	}
+	for (uint64_t i = 0; i < rc->rt_entries; i++)
+		rc->rt[i] = be64toh(rc->rt[i]);
+	return 0;
+}
+
+static int rc_flush(struct img_q2_rc *rc)
+{
+	if (!rc->dirty)
+		return 0;
+	rc->dirty = false;
+	return img_q2_write(rc->q, rc->blk, rc->q->cluster_size, rc->blk_off);
+}
+
+/* Makes the refcount block covering cluster c the cached one; its slot in *slot. */
+static int rc_load(struct img_q2_rc *rc, uint64_t c, uint64_t *slot)
+{
+	const struct img_q2 *q = rc->q;
+	uint64_t per = (q->cluster_size * 8) >> q->refcount_order;
+	uint64_t idx = c / per;
+	uint64_t off = idx < rc->rt_entries ? rc->rt[idx] & QCOW2_REFTABLE_MASK : 0;
+	*slot = c % per;
+	if (!off || (off & (q->cluster_size - 1)) || off > q->fsize ||
+	    q->cluster_size > q->fsize - off) {
+		img_error("'%s': no valid refcount block covers cluster %llu", q->path,
+			  (unsigned long long)c);
+		return -EINVAL;
+	}
+	if (off == rc->blk_off)
+		return 0;
+	int r = rc_flush(rc);
+	if (r < 0)
+		return r;
+	rc->blk_off = 0;
+	if ((r = img_q2_read(q, rc->blk, q->cluster_size, off)) < 0)
+		return r;
+	rc->blk_off = off;
+	return 0;
+}
+
+int img_q2_rc_add(struct img_q2_rc *rc, uint64_t off, int delta, uint64_t *now)
+{
+	const struct img_q2 *q = rc->q;
+	uint64_t c = off >> q->cluster_bits, slot;
+	int r = rc_load(rc, c, &slot);
+	if (r < 0)
+		return r;
+	uint64_t v = img_q2_rc_get(q, rc->blk, slot);
+	uint64_t max = q->refcount_order == 6 ? UINT64_MAX : (1ull << (1u << q->refcount_order)) - 1;
+	if ((delta < 0 && v < (uint64_t)-delta) || (delta > 0 && max - v < (uint64_t)delta)) {
+		img_error("'%s': the refcount of cluster %llu is %llu and cannot change by %d",
+			  q->path, (unsigned long long)c, (unsigned long long)v, delta);
+		return -EINVAL;
+	}
+	*now = v + (uint64_t)(int64_t)delta;
+	img_q2_rc_set(q, rc->blk, slot, *now);
+	rc->dirty = true;
+	return 0;
+}
+
+int img_q2_rc_end(struct img_q2_rc *rc)
+{
+	int r = rc->blk ? rc_flush(rc) : 0;
+	free(rc->rt);
+	free(rc->blk);
+	rc->rt = NULL;
+	rc->blk = NULL;
+	return r;
+}

@@ -61,4 +61,24 @@ void img_q2_put_be32(uint8_t *p, uint32_t v);
 uint64_t img_q2_rc_get(const struct img_q2 *q, const uint8_t *block, uint64_t i);
 void img_q2_rc_set(const struct img_q2 *q, uint8_t *block, uint64_t i, uint64_t v);
 
+/* Stored refcounts changed one cluster at a time, through one cached refcount block (written
+ * back when another block is needed and at img_q2_rc_end). For clusters already covered by a
+ * refcount block: nothing here allocates one. */
+struct img_q2_rc {
+	const struct img_q2 *q;
+	uint64_t *rt;          /* refcount table, host-endian */
+	uint64_t rt_entries;
+	uint8_t *blk;          /* the cached refcount block */
+	uint64_t blk_off;      /* its host offset; 0 none */
+	bool dirty;
+};
+/* Loads the refcount table; -errno after an error sentence. */
+int img_q2_rc_begin(const struct img_q2 *q, struct img_q2_rc *rc);
+/* Adds delta to the refcount of the cluster at host offset off; *now is the new value.
+ * -EINVAL (after an error sentence) if no refcount block covers it or the value would leave
+ * the refcount's range, -errno on I/O errors. */
+int img_q2_rc_add(struct img_q2_rc *rc, uint64_t off, int delta, uint64_t *now);
+/* Writes the cached block back (when dirty) and frees; 0 or -errno. */
+int img_q2_rc_end(struct img_q2_rc *rc);
+
 #endif

@@ -90,6 +90,16 @@ int img_io(struct block_dev *bd, enum block_op op, uint64_t off, void *buf, uint
 	return w.result;
 }
 
+void img_progress(bool on, uint64_t done, uint64_t total, int *last)
+{
+	int pct100 = total ? (int)(done * 10000 / total) : 10000;
+	if (!on || pct100 / 100 == *last / 100)
+		return;
+	*last = pct100;
+	printf("    (%d.%02d/100%%)\r", pct100 / 100, pct100 % 100);
+	fflush(stdout);
+}
+
 bool img_all_zero(const uint8_t *p, size_t len)
 {
 	/* Word-at-a-time once aligned; the buffers here are malloc'ed and whole sectors. */
