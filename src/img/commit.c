@@ -7,7 +7,8 @@
  * emptied by zeroing its active L1 table in one write (each entry is either still the old one
  * or zero, both consistent) and flushing, and only then are the refcounts of the dropped L2
  * tables and data clusters lowered: a crash there leaves nothing worse than leaked clusters.
- * Clusters shared with internal snapshots keep the snapshots' references. */
+ * Clusters shared with internal snapshots keep the snapshots' references. Last, the clusters
+ * after the last one still in use are cut off the file (qemu-img leaves a small file too). */
 #include "img/img.h"
 
 #include <errno.h>
@@ -109,7 +110,21 @@ static int release_l2(struct img_q2_rc *rc, const struct img_q2 *q, uint64_t l2o
 	return r;
 }
 
-/* Lowers the refcounts of everything the old active L1 table referenced. */
+/* Cuts the clusters after the last one in use off the file: the freed data is mostly there,
+ * as clusters are appended. Safe once the lowered refcounts are on disk. */
+static int trim_file(const struct img_q2 *q, struct img_q2_rc *rc)
+{
+	uint64_t end;
+	int r = img_q2_rc_used_end(rc, &end);
+	if (r < 0 || end < q->cluster_size || end >= q->fsize)
+		return r;
+	if (ftruncate(q->fd, (off_t)end) < 0 || fdatasync(q->fd) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Lowers the refcounts of everything the old active L1 table referenced, flushes them, then
+ * trims the file. */
 static int release_tables(const struct img_q2 *q, const uint64_t *l1)
 {
 	struct img_q2_rc rc;
@@ -120,13 +135,13 @@ static int release_tables(const struct img_q2 *q, const uint64_t *l1)
 		if (off)
 			r = release_l2(&rc, q, off, l2);
 	}
+	if (r == 0 && (r = img_q2_rc_flush(&rc)) == 0 && fdatasync(q->fd) < 0)
+		r = -errno;
+	if (r == 0)
+		r = trim_file(q, &rc);
 	int r2 = l2 ? img_q2_rc_end(&rc) : 0;
 	free(l2);
-	if (r == 0)
-		r = r2;
-	if (r == 0 && fdatasync(q->fd) < 0)
-		r = -errno;
-	return r;
+	return r ? r : r2;
 }
 
 /* Points every active L1 entry nowhere, in one write, and flushes. */

@@ -313,7 +313,7 @@ int img_q2_rc_begin(const struct img_q2 *q, struct img_q2_rc *rc)
 	return 0;
 }
 
-static int rc_flush(struct img_q2_rc *rc)
+int img_q2_rc_flush(struct img_q2_rc *rc)
 {
 	if (!rc->dirty)
 		return 0;
@@ -337,7 +337,7 @@ static int rc_load(struct img_q2_rc *rc, uint64_t c, uint64_t *slot)
 	}
 	if (off == rc->blk_off)
 		return 0;
-	int r = rc_flush(rc);
+	int r = img_q2_rc_flush(rc);
 	if (r < 0)
 		return r;
 	rc->blk_off = 0;
@@ -367,9 +367,30 @@ int img_q2_rc_add(struct img_q2_rc *rc, uint64_t off, int delta, uint64_t *now)
 	return 0;
 }
 
+int img_q2_rc_used_end(struct img_q2_rc *rc, uint64_t *end)
+{
+	const struct img_q2 *q = rc->q;
+	uint64_t per = (q->cluster_size * 8) >> q->refcount_order;
+	*end = 0;
+	for (uint64_t idx = rc->rt_entries; idx-- > 0;) {
+		if (!(rc->rt[idx] & QCOW2_REFTABLE_MASK))
+			continue;
+		uint64_t slot;
+		int r = rc_load(rc, idx * per, &slot);
+		if (r < 0)
+			return r;
+		for (uint64_t i = per; i-- > 0;)
+			if (img_q2_rc_get(q, rc->blk, i)) {
+				*end = (idx * per + i + 1) << q->cluster_bits;
+				return 0;
+			}
+	}
+	return 0;
+}
+
 int img_q2_rc_end(struct img_q2_rc *rc)
 {
-	int r = rc->blk ? rc_flush(rc) : 0;
+	int r = rc->blk ? img_q2_rc_flush(rc) : 0;
 	free(rc->rt);
 	free(rc->blk);
 	rc->rt = NULL;

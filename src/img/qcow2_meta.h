@@ -78,6 +78,11 @@ int img_q2_rc_begin(const struct img_q2 *q, struct img_q2_rc *rc);
  * -EINVAL (after an error sentence) if no refcount block covers it or the value would leave
  * the refcount's range, -errno on I/O errors. */
 int img_q2_rc_add(struct img_q2_rc *rc, uint64_t off, int delta, uint64_t *now);
+/* Writes the cached block back when it changed; 0 or -errno. */
+int img_q2_rc_flush(struct img_q2_rc *rc);
+/* The byte offset just past the last cluster whose stored refcount is not zero (every cluster
+ * in use lies below it); 0 or -errno. */
+int img_q2_rc_used_end(struct img_q2_rc *rc, uint64_t *end);
 /* Writes the cached block back (when dirty) and frees; 0 or -errno. */
 int img_q2_rc_end(struct img_q2_rc *rc);
 

@@ -65,7 +65,8 @@ make_pair() { # backing-fmt overlay-cluster-size [backing-cluster-size]
 }
 
 commit_checks() { # backing-fmt label
-	local b=b.$1
+	local b=b.$1 before
+	before=$(stat -c %s o.qcow2)
 	check "commit $2" bash -c "'$img' commit o.qcow2 | grep -qx 'Image committed.'"
 	check "  backing file holds the guest view" same ref.raw "$b"
 	check "  overlay reads the same" same ref.raw o.qcow2
@@ -79,6 +80,8 @@ commit_checks() { # backing-fmt label
 	fi
 	qemu-img commit -q q-o.qcow2
 	check "  same content as qemu-img commit" bash -c "same $b q-$b && same o.qcow2 q-o.qcow2"
+	check "  overlay file shrank (freed clusters at its end cut off)" \
+		test "$(stat -c %s o.qcow2)" -lt "$before"
 }
 
 # --- commit ---
