@@ -4,6 +4,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,6 +277,7 @@ void img_q2_tx_end(struct img_q2_tx *t)
 		free(t->rb[i].buf);
 	free(t->rb);
 	free(t->l2);
+	free(t->freed);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -336,6 +338,50 @@ int img_q2_tx_rc(struct img_q2_tx *t, uint64_t cluster, uint64_t *v)
 	return 0;
 }
 
+/* Remembers a freed cluster for the holes punched after the commit; contiguous clusters,
+ * the common case, extend one range. */
+static int note_freed(struct img_q2_tx *t, uint64_t c)
+{
+	struct img_q2_range *last = t->freed_n ? &t->freed[t->freed_n - 1] : NULL;
+	if (last && last->first + last->n == c) {
+		last->n++;
+		return 0;
+	}
+	if (t->freed_n == t->freed_cap) {
+		uint64_t cap = t->freed_cap ? t->freed_cap * 2 : 64;
+		struct img_q2_range *r = realloc(t->freed, cap * sizeof(*r));
+		if (!r)
+			return fail(t->q, "out of memory");
+		t->freed = r;
+		t->freed_cap = cap;
+	}
+	t->freed[t->freed_n++] = (struct img_q2_range){ c, 1 };
+	return 0;
+}
+
+/* Punches holes where clusters freed by the commit are (still free: a refcount may have
+ * risen again after dropping to 0); best effort, the image is correct without it. */
+static void punch_freed(struct img_q2_tx *t)
+{
+	const struct img_q2 *q = t->q;
+	for (uint64_t i = 0; i < t->freed_n; i++) {
+		uint64_t end = t->freed[i].first + t->freed[i].n;
+		for (uint64_t c = t->freed[i].first, run = c; c <= end; c++) {
+			uint64_t v = 1;
+			if (c < end && img_q2_tx_rc(t, c, &v) < 0)
+				return;
+			if (v == 0)
+				continue;
+			/* [run, c) is still free. */
+			if (c > run && fallocate(q->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+						 (off_t)(run << q->cluster_bits),
+						 (off_t)((c - run) << q->cluster_bits)) < 0)
+				return; /* not supported here: nothing to gain from retrying */
+			run = c + 1;
+		}
+	}
+}
+
 static int rc_add1(struct img_q2_tx *t, uint64_t c, int delta)
 {
 	const struct img_q2 *q = t->q;
@@ -352,7 +398,7 @@ static int rc_add1(struct img_q2_tx *t, uint64_t c, int delta)
 		return fail(q, "a refcount would overflow the image's refcount width");
 	img_q2_rc_set(q, b->buf, c % per, delta < 0 ? v - 1 : v + 1);
 	b->dirty = true;
-	return 0;
+	return delta < 0 && v == 1 ? note_freed(t, c) : 0;
 }
 
 int img_q2_tx_rc_add(struct img_q2_tx *t, uint64_t off, uint64_t len, int delta)
@@ -628,5 +674,6 @@ int img_q2_tx_commit(struct img_q2_tx *t)
 		return fail(q, "cannot flush the header");
 	q->rt_offset = rt_at;
 	q->rt_clusters = (uint32_t)rt_len;
+	punch_freed(t);
 	return 0;
 }

@@ -57,6 +57,9 @@ void img_snap_print_json(const struct img_snap_table *t, int indent);
 
 /* A refcount transaction on an image opened read-write (see the top of this file). */
 struct img_q2_rb;
+struct img_q2_range {
+	uint64_t first, n;         /* clusters */
+};
 struct img_q2_tx {
 	struct img_q2 *q;
 	struct img_q2_rb *rb;      /* refcount blocks by refcount table index */
@@ -65,6 +68,8 @@ struct img_q2_tx {
 	uint64_t next;             /* next cluster to allocate: only ever past the old end */
 	uint8_t *l2;               /* one cluster of scratch space */
 	bool switching;            /* the header write was attempted: no way back */
+	struct img_q2_range *freed; /* clusters whose refcount dropped to 0, as ranges */
+	uint64_t freed_n, freed_cap;
 };
 
 int img_q2_tx_begin(struct img_q2 *q, struct img_q2_tx *t);
@@ -92,7 +97,8 @@ int img_q2_tx_write_l1(struct img_q2_tx *t, const uint64_t *l1, uint32_t n, uint
 int img_q2_tx_write_snaps(struct img_q2_tx *t, const struct img_snap_table *s, uint64_t *off);
 /* Writes the changed refcount blocks and a new refcount table to new clusters, flushes, then
  * switches the header to q's size, l1_size, l1_offset, nb_snapshots and snap_offset and the
- * new refcount table in one write, and flushes again. */
+ * new refcount table in one write, and flushes again. Then punches holes where the freed
+ * clusters were, as qemu discards a deleted snapshot's clusters. */
 int img_q2_tx_commit(struct img_q2_tx *t);
 
 #endif

@@ -115,6 +115,15 @@ check "apply restores the snapshot's disk size" bash -c "'$img' snapshot -a smal
 	qemu-img compare -q sz.qcow2 sz.raw"
 check "  and qemu-img's info agrees" bash -c "qemu-img info sz.qcow2 | grep -q '^virtual size: 16 MiB'"
 
+# --- deleting a snapshot gives its clusters back to the file system, as qemu-img does ---
+qemu-img create -q -f qcow2 du.qcow2 64M
+write du.qcow2 0x11 0 8M
+"$img" snapshot -c old du.qcow2
+write du.qcow2 0x22 0 8M
+du_before=$(du -k du.qcow2 | cut -f1)
+check "delete punches holes where the freed clusters were" bash -c "'$img' snapshot -d old du.qcow2 &&
+	qemu-img check du.qcow2 >/dev/null && [ \$(du -k du.qcow2 | cut -f1) -lt $((du_before - 6000)) ]"
+
 # --- snapshots in an overlay: only the overlay's clusters are referenced ---
 qemu-img create -q -f qcow2 base.qcow2 16M
 write base.qcow2 0x11 0 2M
