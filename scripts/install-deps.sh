@@ -7,8 +7,9 @@ packages=(
 	gcc libc6-dev meson ninja-build pkg-config
 	# unit tests and the ACPI table check
 	libcmocka-dev acpica-tools
-	# asynchronous disk I/O; compressed qcow2 clusters; qemu-img, the reference for qcow2 tests
-	liburing-dev zlib1g-dev qemu-utils
+	# asynchronous disk I/O; compressed qcow2 clusters (zlib, zstd); qemu-img, the reference
+	# for qcow2 tests
+	liburing-dev zlib1g-dev libzstd-dev qemu-utils
 	# user-mode networking (--net user): libslirp, whose pkg-config file needs glib's
 	libslirp-dev libglib2.0-dev
 	# tier A comparison and tier B nested host (QEMU TCG as L1), its images and tools

@@ -16,12 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#ifdef KVMKIT_HAVE_ZLIB
-#include <zlib.h>
-#endif
-
 #include "block/block_int.h"
 #include "block/qcow2.h"
+#include "block/qcow2_compress.h"
 #include "lib/log.h"
 
 /* ---- synchronous file I/O ---- */
@@ -344,32 +341,18 @@ static int q_inflate(struct qcow2 *s, uint64_t e)
 {
 	uint64_t start, len;
 	q_compressed_range(s, e, &start, &len);
-#ifdef KVMKIT_HAVE_ZLIB
 	int r = q_pread(s->fd, s->zbuf, len, start);
 	if (r < 0)
 		return r;
-	z_stream z;
-	memset(&z, 0, sizeof(z));
-	if (inflateInit2(&z, -12) != Z_OK)
-		return -ENOMEM;
-	z.next_in = s->zbuf;
-	z.avail_in = (uInt)len;
-	z.next_out = s->cbuf;
-	z.avail_out = (uInt)s->cluster_size;
-	int zr = inflate(&z, Z_FINISH);
-	bool ok = (zr == Z_STREAM_END || zr == Z_BUF_ERROR || zr == Z_OK) && z.avail_out == 0;
-	inflateEnd(&z);
-	if (!ok) {
+	r = qcow2_decompress(s->compression_type, s->cbuf, s->cluster_size, s->zbuf, len);
+	if (r == -ENOTSUP)
+		log_error("disk image '%s' has compressed clusters (%s), and this kvmkit was built "
+			  "without that library", s->path,
+			  s->compression_type == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib");
+	else if (r < 0)
 		log_error("disk image '%s': compressed cluster at 0x%llx does not inflate",
 			  s->path, (unsigned long long)start);
-		return -EIO;
-	}
-	return 0;
-#else
-	log_error("disk image '%s' has compressed clusters, and this kvmkit was built without "
-		  "zlib", s->path);
-	return -ENOTSUP;
-#endif
+	return r;
 }
 
 /* Guest bytes [g, g + n), within one cluster, into dst. */
@@ -733,9 +716,11 @@ static int qcow2_open(struct block_dev *bd)
 	if (incompat & QCOW2_INCOMPAT_EXTL2)
 		Q_FAIL(-ENOTSUP, "disk image '%s' uses extended L2 entries (subclusters), which "
 		       "kvmkit does not support", p);
-	if ((incompat & QCOW2_INCOMPAT_COMPRESSION) && compression != 0)
-		Q_FAIL(-ENOTSUP, "disk image '%s' uses compression type %u (zstd?); kvmkit reads "
-		       "zlib only", p, compression);
+	if ((incompat & QCOW2_INCOMPAT_COMPRESSION) && compression != QCOW2_COMPRESSION_ZLIB &&
+	    !qcow2_compression_supported(compression))
+		Q_FAIL(-ENOTSUP, "disk image '%s' uses compression type %u, which this kvmkit cannot "
+		       "read (zlib and, if built with libzstd, zstd)", p, compression);
+	s->compression_type = (incompat & QCOW2_INCOMPAT_COMPRESSION) ? compression : 0;
 	if ((incompat & QCOW2_INCOMPAT_CORRUPT) && !bd->readonly)
 		Q_FAIL(-EINVAL, "disk image '%s' is marked corrupt; open it read-only or repair it "
 		       "with 'qemu-img check -r all'", p);

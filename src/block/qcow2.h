@@ -73,6 +73,7 @@ struct qcow2 {
 	uint8_t *cbuf;      /* one cluster: an inflated compressed cluster */
 	uint8_t *zbuf;      /* two clusters: compressed input */
 	struct block_dev *backing;
+	uint8_t compression_type; /* header byte 104 (with incompatible bit 3): zlib 0, zstd 1 */
 };
 
 /* pwrite until all of buf is written (EINTR retried); 0 or -errno. Shared by the driver

@@ -13,6 +13,7 @@
 
 #include "block/block.h"
 #include "block/qcow2.h"
+#include "block/qcow2_compress.h"
 #include "lib/log.h"
 
 static void put_be32(uint8_t *p, uint32_t v)
@@ -74,8 +75,26 @@ static int probe_backing(const struct block_create_options *o, const char **fmt,
 	return 0;
 }
 
+void qcow2_fill_header(uint8_t *c, const struct qcow2_new_header *h)
+{
+	put_be32(c, QCOW2_MAGIC);
+	put_be32(c + 4, 3);
+	put_be32(c + 20, h->cluster_bits);
+	put_be64(c + 24, h->size);
+	put_be32(c + 36, h->l1_entries);
+	put_be64(c + 40, h->l1_offset);
+	put_be64(c + 48, h->rt_offset);
+	put_be32(c + 56, h->rt_clusters);
+	/* zlib is the default that needs no feature bit: older readers can open such images */
+	put_be64(c + 72, h->compression != QCOW2_COMPRESSION_ZLIB ? QCOW2_INCOMPAT_COMPRESSION : 0);
+	put_be64(c + 80, h->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
+	put_be32(c + 96, 4); /* refcount_order: 16-bit refcounts */
+	put_be32(c + 100, QCOW2_NEW_HEADER_LEN);
+	c[QCOW2_V3_HEADER_LEN] = h->compression;
+}
+
 static int create_qcow2(int fd, const struct block_create_options *o, uint64_t size,
-			const char *bfmt)
+			const char *bfmt, uint8_t compression)
 {
 	uint64_t cs = o->cluster_size ? o->cluster_size : 65536;
 	uint32_t cb = 0;
@@ -113,18 +132,13 @@ static int create_qcow2(int fd, const struct block_create_options *o, uint64_t s
 	uint8_t *c = calloc(1, cs);
 	if (!c)
 		return -ENOMEM;
-	put_be32(c, QCOW2_MAGIC);
-	put_be32(c + 4, 3);
-	put_be32(c + 20, cb);
-	put_be64(c + 24, size);
-	put_be32(c + 36, (uint32_t)l1_entries);
-	put_be64(c + 40, l1_off);
-	put_be64(c + 48, rt_off);
-	put_be32(c + 56, (uint32_t)rtc);
-	put_be64(c + 80, o->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
-	put_be32(c + 96, 4);
-	put_be32(c + 100, 112); /* 104 + the compression type byte, padded to 8 */
-	uint64_t at = 112;
+	struct qcow2_new_header nh = {
+		.cluster_bits = cb, .size = size, .l1_entries = (uint32_t)l1_entries,
+		.l1_offset = l1_off, .rt_offset = rt_off, .rt_clusters = (uint32_t)rtc,
+		.lazy_refcounts = o->lazy_refcounts, .compression = compression,
+	};
+	qcow2_fill_header(c, &nh);
+	uint64_t at = QCOW2_NEW_HEADER_LEN;
 	int r = 0;
 	if (o->backing_file) {
 		size_t flen = strlen(bfmt), blen = strlen(o->backing_file);
@@ -193,9 +207,10 @@ int block_create(const struct block_create_options *o)
 			  "%s", o->path, prealloc, fmt);
 		return -ENOTSUP;
 	}
-	if (o->compression_type && strcmp(o->compression_type, "zlib") != 0) {
+	uint8_t compression;
+	if (!qcow2_compression_parse(o->compression_type, &compression)) {
 		log_error("cannot create disk image '%s': compression type \"%s\" is not supported "
-			  "(zlib is)", o->path, o->compression_type);
+			  "(zlib and, if built with libzstd, zstd are)", o->path, o->compression_type);
 		return -ENOTSUP;
 	}
 	if (!qcow2 && (o->backing_file || o->lazy_refcounts)) {
@@ -236,7 +251,7 @@ int block_create(const struct block_create_options *o)
 		goto fail;
 	}
 	if (qcow2) {
-		r = create_qcow2(fd, o, size, bfmt);
+		r = create_qcow2(fd, o, size, bfmt, compression);
 	} else {
 		r = ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
 		if (r == 0 && strcmp(prealloc, "full") == 0)

@@ -1,75 +1,354 @@
-/* `kvmkit-img convert [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-p] SRC DST`: copies the guest
- * view of SRC into a new image, writing only blocks that are not all zeroes (raw output keeps
- * holes; qcow2 output leaves clusters unallocated). The new image is built under a temporary
- * name and renamed to DST at the end, so a failure leaves no partial DST. */
+/* `kvmkit-img convert [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-c] [-p] SRC DST`: copies the guest
+ * view of SRC into a new image, writing only blocks that are not all zeroes. The source is read
+ * through the block layer by a thread of its own, one chunk ahead (a raw source's holes are
+ * skipped, not read). Raw output keeps holes (4 KiB granules) and gets large pwrites; qcow2
+ * output is built in one sequential pass by the streaming writer (qcow2_writer.c), zero
+ * clusters left unallocated and, with -c, each data cluster compressed (zlib, or zstd with
+ * -o compression_type=zstd). The new image is built under a temporary name, fdatasync'ed, and
+ * renamed to DST at the end, so a failure leaves no partial DST. */
 #include "img/img.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#define CONVERT_CHUNK (2u << 20) /* bytes read at a time: a multiple of every granularity */
+#include "block/qcow2.h"
+#include "block/qcow2_compress.h"
+#include "img/qcow2_writer.h"
 
-static void progress(bool on, uint64_t done, uint64_t total, int *last)
+/* Bytes read at a time: a multiple of every cluster size, and large enough to keep two
+ * compressing threads busy and the writes large. */
+#define CONVERT_CHUNK (8u << 20)
+#define RAW_GRANULE 4096u /* raw output: the holes' granularity */
+
+/* Where convert's data goes: a raw image's file (written directly: plain large pwrites), or
+ * the qcow2 writer. */
+struct output {
+	const char *path;
+	int raw_fd;          /* -1: qcow2 */
+	struct qcow2_writer *qcow2;
+	uint64_t cluster_size;
+};
+
+/* Writes the runs of non-zero granules of buf (n bytes at off) to a raw image, one write per
+ * run. */
+static int put_raw(struct output *o, uint64_t off, uint8_t *buf, uint64_t n)
 {
-	int pct100 = total ? (int)(done * 10000 / total) : 10000;
-	if (!on || pct100 / 100 == *last / 100)
-		return;
-	*last = pct100;
-	printf("    (%d.%02d/100%%)\r", pct100 / 100, pct100 % 100);
-	fflush(stdout);
+	int r = 0;
+	for (uint64_t at = 0; at < n && r == 0;) {
+		uint64_t len = n - at < RAW_GRANULE ? n - at : RAW_GRANULE;
+		if (img_all_zero(buf + at, len)) {
+			at += len;
+			continue;
+		}
+		uint64_t end = at + len;
+		while (end < n) {
+			uint64_t l2 = n - end < RAW_GRANULE ? n - end : RAW_GRANULE;
+			if (img_all_zero(buf + end, l2))
+				break;
+			end += l2;
+		}
+		if ((r = q_pwrite(o->raw_fd, buf + at, end - at, off + at)) < 0)
+			img_error("error while writing '%s' at offset %llu: %s", o->path,
+				  (unsigned long long)(off + at), strerror(-r));
+		at = end;
+	}
+	return r;
 }
 
-/* Copies src into dst, skipping all-zero runs of gran bytes. */
-static int copy(struct block_dev *src, struct block_dev *dst, const char *spath,
-		const char *dpath, uint32_t gran, bool show)
+static int put(struct output *o, uint64_t off, uint8_t *buf, uint64_t n)
 {
-	uint64_t size = block_size(src);
-	uint8_t *buf = malloc(CONVERT_CHUNK);
-	if (!buf) {
-		img_error("out of memory");
-		return -ENOMEM;
+	if (o->raw_fd >= 0)
+		return put_raw(o, off, buf, n);
+	/* The image's last cluster may be partial: the writer takes whole clusters. */
+	uint64_t whole = (n + o->cluster_size - 1) & ~(o->cluster_size - 1);
+	memset(buf + n, 0, whole - n);
+	return qcow2_writer_put(o->qcow2, off, buf, whole);
+}
+
+static int finish(struct output *o)
+{
+	if (o->qcow2)
+		return qcow2_writer_finish(o->qcow2);
+	if (fdatasync(o->raw_fd) == 0)
+		return 0;
+	img_error("error while flushing '%s': %s", o->path, strerror(errno));
+	return -errno;
+}
+
+/* The source, read one chunk ahead by a thread of its own (double buffering) so that reading
+ * overlaps with compressing and writing. That thread alone uses src while it runs. */
+struct reader {
+	struct block_dev *src;
+	int holes_fd;          /* a raw source's file: its holes are not read; else -1 */
+	uint64_t size;
+	uint8_t *buf[2];
+	uint64_t len[2];
+	int result[2];
+	bool full[2];          /* buf[i] holds a chunk the writer has not taken yet */
+	bool stop;             /* the writer gave up */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+/* [*data, *hole): the first data extent of the raw file at or after pos, clipped to end;
+ * *data == end if there is none. Without SEEK_DATA support: everything is data. */
+static void next_extent(int fd, uint64_t pos, uint64_t end, uint64_t *data, uint64_t *hole)
+{
+	*data = pos;
+	*hole = end;
+	if (fd < 0)
+		return;
+	off_t d = lseek(fd, (off_t)pos, SEEK_DATA);
+	if (d < 0) {
+		*data = errno == ENXIO ? end : pos; /* ENXIO: only a hole after pos */
+		return;
 	}
+	*data = (uint64_t)d < end ? (uint64_t)d : end;
+	off_t h = *data < end ? lseek(fd, d, SEEK_HOLE) : -1;
+	if (h > d && (uint64_t)h < end)
+		*hole = (uint64_t)h;
+}
+
+/* Source bytes [off, off + n) into buf; holes of a raw source as zeroes, unread. */
+static int read_chunk(struct reader *rd, uint64_t off, uint8_t *buf, uint64_t n)
+{
+	for (uint64_t pos = off, end = off + n; pos < end;) {
+		uint64_t data, hole;
+		next_extent(rd->holes_fd, pos, end, &data, &hole);
+		memset(buf + (pos - off), 0, data - pos);
+		if (data < hole) {
+			int r = img_io(rd->src, BLOCK_OP_READ, data, buf + (data - off), hole - data);
+			if (r < 0)
+				return r;
+		}
+		pos = hole;
+	}
+	return 0;
+}
+
+static void *reader_main(void *arg)
+{
+	struct reader *rd = arg;
+	for (uint64_t off = 0, k = 0; off < rd->size; off += CONVERT_CHUNK, k++) {
+		int i = (int)(k & 1);
+		pthread_mutex_lock(&rd->lock);
+		while (rd->full[i] && !rd->stop)
+			pthread_cond_wait(&rd->cond, &rd->lock);
+		bool stop = rd->stop;
+		pthread_mutex_unlock(&rd->lock);
+		if (stop)
+			break;
+		uint64_t n = rd->size - off < CONVERT_CHUNK ? rd->size - off : CONVERT_CHUNK;
+		int r = read_chunk(rd, off, rd->buf[i], n);
+		pthread_mutex_lock(&rd->lock);
+		rd->len[i] = n;
+		rd->result[i] = r;
+		rd->full[i] = true;
+		pthread_cond_broadcast(&rd->cond);
+		pthread_mutex_unlock(&rd->lock);
+		if (r < 0)
+			break;
+	}
+	return NULL;
+}
+
+/* Waits for chunk k (or, with done, hands its buffer back to the reader). */
+static void reader_slot(struct reader *rd, uint64_t k, bool done)
+{
+	int i = (int)(k & 1);
+	pthread_mutex_lock(&rd->lock);
+	if (done) {
+		rd->full[i] = false;
+		pthread_cond_broadcast(&rd->cond);
+	}
+	while (!done && !rd->full[i])
+		pthread_cond_wait(&rd->cond, &rd->lock);
+	pthread_mutex_unlock(&rd->lock);
+}
+
+/* Copies the source into the output, chunk by chunk, as the reader delivers them. */
+static int pump(struct reader *rd, const char *spath, struct output *o, bool show)
+{
 	int last = -100, r = 0;
-	progress(show, 0, size, &last);
-	for (uint64_t off = 0; off < size && r == 0; off += CONVERT_CHUNK) {
-		uint64_t n = size - off < CONVERT_CHUNK ? size - off : CONVERT_CHUNK;
-		if ((r = img_io(src, BLOCK_OP_READ, off, buf, n)) < 0) {
+	img_progress(show, 0, rd->size, &last);
+	for (uint64_t off = 0, k = 0; off < rd->size && r == 0; off += CONVERT_CHUNK, k++) {
+		reader_slot(rd, k, false);
+		int i = (int)(k & 1);
+		if ((r = rd->result[i]) < 0)
 			img_error("error while reading '%s' at offset %llu: %s", spath,
 				  (unsigned long long)off, strerror(-r));
-			break;
-		}
-		/* Coalesce the runs of non-zero granules into single writes. */
-		for (uint64_t at = 0; at < n && r == 0;) {
-			uint64_t len = n - at < gran ? n - at : gran;
-			if (img_all_zero(buf + at, len)) {
-				at += len;
-				continue;
-			}
-			uint64_t end = at + len;
-			while (end < n) {
-				uint64_t l2 = n - end < gran ? n - end : gran;
-				if (img_all_zero(buf + end, l2))
-					break;
-				end += l2;
-			}
-			if ((r = img_io(dst, BLOCK_OP_WRITE, off + at, buf + at, end - at)) < 0)
-				img_error("error while writing '%s' at offset %llu: %s", dpath,
-					  (unsigned long long)(off + at), strerror(-r));
-			at = end;
-		}
-		progress(show, off + n, size, &last);
+		else
+			r = put(o, off, rd->buf[i], rd->len[i]);
+		img_progress(show, off + rd->len[i], rd->size, &last);
+		reader_slot(rd, k, true);
 	}
-	if (r == 0 && (r = img_io(dst, BLOCK_OP_FLUSH, 0, NULL, 0)) < 0)
-		img_error("error while flushing '%s': %s", dpath, strerror(-r));
+	return r;
+}
+
+/* Copies src into the output, then makes the output durable. */
+static int copy(struct block_dev *src, const char *spath, bool raw_src, struct output *o,
+		bool show)
+{
+	struct reader rd = { .src = src, .holes_fd = -1, .size = block_size(src) };
+	rd.buf[0] = malloc(CONVERT_CHUNK);
+	rd.buf[1] = malloc(CONVERT_CHUNK);
+	int r = 0;
+	if (!rd.buf[0] || !rd.buf[1]) {
+		img_error("out of memory");
+		r = -ENOMEM;
+	}
+	if (raw_src)
+		rd.holes_fd = open(spath, O_RDONLY | O_CLOEXEC); /* -1: read everything */
+	pthread_mutex_init(&rd.lock, NULL);
+	pthread_cond_init(&rd.cond, NULL);
+	pthread_t tid;
+	if (r == 0 && (r = -pthread_create(&tid, NULL, reader_main, &rd)) < 0)
+		img_error("cannot start a thread: %s", strerror(-r));
+	if (r == 0) {
+		r = pump(&rd, spath, o, show);
+		pthread_mutex_lock(&rd.lock);
+		rd.stop = true;
+		pthread_cond_broadcast(&rd.cond);
+		pthread_mutex_unlock(&rd.lock);
+		pthread_join(tid, NULL);
+	}
+	if (r == 0)
+		r = finish(o);
 	if (show)
 		printf("\n");
-	free(buf);
+	pthread_cond_destroy(&rd.cond);
+	pthread_mutex_destroy(&rd.lock);
+	if (rd.holes_fd >= 0)
+		close(rd.holes_fd);
+	free(rd.buf[0]);
+	free(rd.buf[1]);
 	return r;
+}
+
+/* The qcow2 output on fd (the temporary file). */
+static int convert_qcow2(struct block_dev *src, const char *spath, bool raw_src,
+			 const char *dpath, int fd, const struct block_create_options *co,
+			 bool compress, bool show)
+{
+	uint8_t type;
+	if (!qcow2_compression_parse(co->compression_type, &type)) {
+		img_error("compression type '%s' is not supported (zlib and, if built with libzstd, "
+			  "zstd are)", co->compression_type);
+		return -ENOTSUP;
+	}
+	if (compress && !qcow2_compression_supported(type)) {
+		img_error("-c: this kvmkit-img was built without %s",
+			  type == QCOW2_COMPRESSION_ZSTD ? "libzstd" : "zlib");
+		return -ENOTSUP;
+	}
+	if (co->preallocation && strcmp(co->preallocation, "off") != 0) {
+		img_error("preallocation '%s' is not supported for qcow2", co->preallocation);
+		return -ENOTSUP;
+	}
+	/* Whole 512-byte sectors, as qemu-img makes it: QEMU reads a qcow2 image's size in
+	 * sectors, rounded down. The added tail reads as zeroes. */
+	uint64_t size = (block_size(src) + 511) & ~(uint64_t)511;
+	struct qcow2_writer_options wo = {
+		.path = dpath, .fd = fd, .size = size, .cluster_size = co->cluster_size,
+		.compress = compress, .compression = type, .lazy_refcounts = co->lazy_refcounts,
+	};
+	struct output o = { .path = dpath, .raw_fd = -1,
+			    .cluster_size = co->cluster_size ? co->cluster_size : 65536u };
+	int r = qcow2_writer_new(&wo, &o.qcow2);
+	if (r == 0)
+		r = copy(src, spath, raw_src, &o, show);
+	qcow2_writer_free(o.qcow2);
+	return r;
+}
+
+/* The raw output at tmp (block_create replaces the reserved file). */
+static int convert_raw(struct block_dev *src, const char *spath, bool raw_src,
+		       const char *dpath, const char *tmp, struct block_create_options *co,
+		       bool show)
+{
+	co->path = tmp;
+	co->format = "raw";
+	co->size = block_size(src);
+	struct output o = { .path = dpath, .raw_fd = -1 };
+	int r = block_create(co);
+	if (r == 0 && (o.raw_fd = open(tmp, O_WRONLY | O_CLOEXEC)) < 0) {
+		r = -errno;
+		img_error("could not open '%s': %s", tmp, strerror(errno));
+	}
+	if (r == 0)
+		r = copy(src, spath, raw_src, &o, show);
+	if (o.raw_fd >= 0)
+		close(o.raw_fd);
+	return r;
+}
+
+/* Reserves DST.kvmkit-img-XXXXXX with the mode a new file gets (mkstemp's is 0600). */
+static int make_temp(const char *dpath, char *tmp, size_t len)
+{
+	if (snprintf(tmp, len, "%s.kvmkit-img-XXXXXX", dpath) >= (int)len) {
+		img_error("'%s': path too long", dpath);
+		return -1;
+	}
+	int fd = mkstemp(tmp);
+	if (fd < 0) {
+		img_error("could not create '%s': %s", dpath, strerror(errno));
+		return -1;
+	}
+	mode_t mask = umask(0);
+	umask(mask);
+	if (fchmod(fd, 0666 & ~mask) < 0) {
+		img_error("could not create '%s': %s", dpath, strerror(errno));
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	return fd;
+}
+
+/* Converts with the options parsed; the exit status. */
+static int run(const char *spath, const char *fmt, const char *dpath, const char *ofmt,
+	       struct block_create_options *co, bool compress, bool show)
+{
+	struct block_dev *src;
+	if (img_open(spath, fmt, true, &src) < 0)
+		return 1;
+	const char *sfmt = fmt ? fmt : img_probe(spath);
+	bool raw_src = sfmt && strcmp(sfmt, "raw") == 0;
+	char tmp[PATH_MAX];
+	int fd = make_temp(dpath, tmp, sizeof(tmp));
+	if (fd < 0) {
+		block_close(src);
+		return 1;
+	}
+	int r;
+	if (strcmp(ofmt, "qcow2") == 0) {
+		r = convert_qcow2(src, spath, raw_src, dpath, fd, co, compress, show);
+		if (close(fd) < 0 && r == 0) {
+			r = -errno;
+			img_error("error while writing '%s': %s", dpath, strerror(errno));
+		}
+	} else {
+		close(fd);
+		r = convert_raw(src, spath, raw_src, dpath, tmp, co, show);
+	}
+	block_close(src);
+	if (r == 0 && rename(tmp, dpath) < 0) {
+		r = -errno;
+		img_error("could not create '%s': %s", dpath, strerror(errno));
+	}
+	if (r < 0) {
+		unlink(tmp);
+		return 1;
+	}
+	return 0;
 }
 
 int img_convert(int argc, char **argv)
@@ -77,10 +356,10 @@ int img_convert(int argc, char **argv)
 	const char *fmt = NULL, *ofmt = "raw";
 	struct block_create_options o = { 0 };
 	uint64_t unused_size = 0;
-	bool show = false;
+	bool show = false, compress = false;
 	int c;
 	static const struct option longopts[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
-	while ((c = getopt_long(argc, argv, ":f:O:o:pqUh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":f:O:o:cpqUWm:t:T:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 'O': ofmt = optarg; break;
@@ -88,12 +367,15 @@ int img_convert(int argc, char **argv)
 			if (!img_parse_create_options(optarg, &o, &unused_size))
 				return 1;
 			break;
+		case 'c': compress = true; break;
 		case 'p': show = true; break;
 		case 'q': show = false; break;
-		case 'U': break;
+		/* qemu-img's force-share, out-of-order writes, coroutine count and cache modes:
+		 * kvmkit-img takes no locks and always writes in one sequential pass. */
+		case 'U': case 'W': case 'm': case 't': case 'T': break;
 		case 'h':
-			printf("Usage: kvmkit-img convert [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-p] "
-			       "SRC DST\n");
+			printf("Usage: kvmkit-img convert [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-c] "
+			       "[-p] SRC DST\n");
 			return 0;
 		case ':': img_error("option -%c needs an argument", optopt); return 1;
 		default: img_error("unknown option '%s'", argv[optind - 1]); return 1;
@@ -110,44 +392,9 @@ int img_convert(int argc, char **argv)
 		img_error("convert does not support a backing file for the output");
 		return 1;
 	}
-	struct block_dev *src;
-	if (img_open(spath, fmt, true, &src) < 0)
-		return 1;
-
-	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s.kvmkit-img-XXXXXX", dpath) >= (int)sizeof(tmp)) {
-		img_error("'%s': path too long", dpath);
-		block_close(src);
+	if (compress && strcmp(ofmt, "qcow2") != 0) {
+		img_error("compression (-c) needs the qcow2 output format");
 		return 1;
 	}
-	int fd = mkstemp(tmp); /* reserves the name; block_create replaces the file */
-	if (fd < 0) {
-		img_error("could not create '%s': %s", dpath, strerror(errno));
-		block_close(src);
-		return 1;
-	}
-	close(fd);
-	o.path = tmp;
-	o.format = ofmt;
-	o.size = block_size(src);
-	struct block_dev *dst = NULL;
-	int r = block_create(&o);
-	if (r == 0)
-		r = img_open(tmp, ofmt, false, &dst);
-	if (r == 0) {
-		bool qcow2 = strcmp(ofmt, "qcow2") == 0;
-		uint32_t gran = qcow2 ? (o.cluster_size ? o.cluster_size : 65536u) : 4096u;
-		r = copy(src, dst, spath, dpath, gran, show);
-	}
-	block_close(dst);
-	block_close(src);
-	if (r == 0 && rename(tmp, dpath) < 0) {
-		r = -errno;
-		img_error("could not create '%s': %s", dpath, strerror(errno));
-	}
-	if (r < 0) {
-		unlink(tmp);
-		return 1;
-	}
-	return 0;
+	return run(spath, fmt, dpath, ofmt, &o, compress, show);
 }

@@ -11,6 +11,11 @@
  *                                           LOG (PAT 0: write-zeroes, else the pattern), and every
  *                                           few writes, once a flush has completed, "F" (fsync'd):
  *                                           all writes logged before it are durable
+ *   qcow2-io randwrite IMAGE FORMAT SEED N  N writes of 4 KiB at random 4 KiB-aligned offsets
+ *                                           (queue depth 1), then a flush; prints the time. The
+ *                                           offsets: xorshift64 from SEED * 2654435761 + 1, each
+ *                                           next value modulo the number of 4 KiB blocks (bench/
+ *                                           img.sh replays them with qemu-io)
  * QCOW2_IO_CACHE=none|unsafe picks the cache mode (default writeback). */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "block/block.h"
@@ -57,6 +63,40 @@ static uint64_t rnd(uint64_t *s)
 	return *s;
 }
 
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* The randwrite subcommand: its exit status. */
+static int randwrite(struct block_dev *bd, uint64_t seed, long n)
+{
+	uint64_t blocks = block_size(bd) / 4096;
+	uint8_t *buf = malloc(4096);
+	if (!buf || blocks == 0)
+		return 1;
+	seed = seed * 2654435761u + 1;
+	double t0 = now();
+	int r = 0;
+	for (long i = 0; i < n && r >= 0; i++) {
+		uint64_t off = rnd(&seed) % blocks * 4096;
+		memset(buf, (int)(i % 255) + 1, 4096);
+		r = run(bd, BLOCK_OP_WRITE, off, buf, 4096);
+	}
+	if (r >= 0)
+		r = run(bd, BLOCK_OP_FLUSH, 0, NULL, 0);
+	double t = now() - t0;
+	free(buf);
+	if (r < 0) {
+		fprintf(stderr, "qcow2-io: randwrite: %s\n", strerror(-r));
+		return 1;
+	}
+	printf("randwrite n=%ld seconds=%.3f iops=%.0f\n", n, t, t > 0 ? (double)n / t : 0.0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
@@ -73,7 +113,8 @@ int main(int argc, char **argv)
 		};
 		return block_create(&o) < 0;
 	}
-	bool writing = strcmp(cmd, "write") == 0 || strcmp(cmd, "crashwrite") == 0;
+	bool writing = strcmp(cmd, "write") == 0 || strcmp(cmd, "crashwrite") == 0 ||
+		       strcmp(cmd, "randwrite") == 0;
 	const char *cache = getenv("QCOW2_IO_CACHE");
 	struct block_options opts = {
 		.path = image, .format = fmt, .readonly = !writing,
@@ -168,6 +209,8 @@ int main(int argc, char **argv)
 		free(buf);
 		if (!log)
 			rc = 1;
+	} else if (strcmp(cmd, "randwrite") == 0 && argc == 6) {
+		rc = randwrite(bd, strtoull(argv[4], NULL, 0), strtol(argv[5], NULL, 0));
 	} else {
 		fprintf(stderr, "usage: see the top of qcow2-io.c\n");
 		rc = 2;
