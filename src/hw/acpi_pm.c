@@ -1,5 +1,6 @@
 /* ACPI fixed hardware: the PM1a event and control blocks (SLP_EN with the \_S5 type powers the
  * VM off) and the FADT's RESET_REG. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "hw/devices.h"
 #include "lib/le.h"
 #include "lib/log.h"
+#include "migration/stream.h"
 #include "vmm/vm.h"
 
 struct acpi_pm {
@@ -67,6 +69,31 @@ static void acpi_pm_access(void *opaque, uint64_t offset, uint8_t *data, uint32_
 		}
 	}
 	pthread_mutex_unlock(&pm->lock);
+}
+
+void acpi_pm_save(struct acpi_pm *pm, struct stream *st)
+{
+	pthread_mutex_lock(&pm->lock);
+	stream_put_u16(st, pm->pm1_sts);
+	stream_put_u16(st, pm->pm1_en);
+	stream_put_u16(st, pm->pm1_cnt);
+	pthread_mutex_unlock(&pm->lock);
+}
+
+int acpi_pm_load(struct acpi_pm *pm, struct stream *st, uint32_t version)
+{
+	if (version != ACPI_PM_STATE_VERSION)
+		return -EBADMSG;
+	uint16_t sts = stream_get_u16(st), en = stream_get_u16(st), cnt = stream_get_u16(st);
+	/* SLP_EN is a write-only trigger and SCI_EN always reads 1 (acpi_pm_cnt_write). */
+	if (stream_error(st) || (cnt & ACPI_PM1_CNT_SLP_EN) || !(cnt & ACPI_PM1_CNT_SCI_EN))
+		return -EBADMSG;
+	pthread_mutex_lock(&pm->lock);
+	pm->pm1_sts = sts;
+	pm->pm1_en = en;
+	pm->pm1_cnt = cnt;
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
 }
 
 struct acpi_pm *acpi_pm_create(struct vm *vm)

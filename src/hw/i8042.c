@@ -1,5 +1,6 @@
 /* i8042 keyboard controller at 0x60/0x64: the CPU reset line (command 0xfe, or the output port
  * through 0xd1) and enough of the command set for probing; no keyboard is attached. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 
 #include "arch/x86/layout.h"
 #include "hw/devices.h"
+#include "migration/stream.h"
 #include "vmm/vm.h"
 
 #define STATUS_OBF    0x01 /* output buffer full */
@@ -107,6 +109,33 @@ static void i8042_cmd_access(void *opaque, uint64_t offset, uint8_t *data, uint3
 {
 	(void)offset;
 	i8042_access(opaque, true, data, len, is_write);
+}
+
+void i8042_save(struct i8042 *k, struct stream *st)
+{
+	pthread_mutex_lock(&k->lock);
+	const uint8_t regs[] = { k->status, k->ctr, k->out_port, k->pending_cmd, k->obuf };
+	stream_put_bytes(st, regs, sizeof(regs));
+	pthread_mutex_unlock(&k->lock);
+}
+
+int i8042_load(struct i8042 *k, struct stream *st, uint32_t version)
+{
+	uint8_t r[5];
+	if (version != I8042_STATE_VERSION)
+		return -EBADMSG;
+	stream_get_bytes(st, r, sizeof(r));
+	/* Only the two commands that take a data byte can be pending. */
+	if (stream_error(st) || (r[3] && r[3] != CMD_WRITE_CTR && r[3] != CMD_WRITE_OUT))
+		return -EBADMSG;
+	pthread_mutex_lock(&k->lock);
+	k->status = r[0];
+	k->ctr = r[1];
+	k->out_port = r[2];
+	k->pending_cmd = r[3];
+	k->obuf = r[4];
+	pthread_mutex_unlock(&k->lock);
+	return 0;
 }
 
 struct i8042 *i8042_create(struct vm *vm)

@@ -1,5 +1,6 @@
 /* MC146818 CMOS real-time clock at 0x70/0x71: the guest reads the host's UTC time, and a time
  * the guest sets (hwclock -w) is kept as an offset from it. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "arch/x86/layout.h"
 #include "hw/devices.h"
+#include "migration/stream.h"
 #include "vmm/vm.h"
 
 #define RTC_SECONDS 0x00
@@ -137,6 +139,36 @@ static void rtc_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t le
 		}
 	}
 	pthread_mutex_unlock(&r->lock);
+}
+
+/* The CMOS bytes, the index register, and the guest's time as an offset to UTC: a restore on
+ * another day still shows the guest the time it set, moved on by the real time since. */
+void rtc_mc146818_save(struct rtc_mc146818 *r, struct stream *st)
+{
+	pthread_mutex_lock(&r->lock);
+	stream_put_u8(st, r->index);
+	stream_put_bytes(st, r->cmos, sizeof(r->cmos));
+	stream_put_u64(st, (uint64_t)(int64_t)r->offset);
+	pthread_mutex_unlock(&r->lock);
+}
+
+int rtc_mc146818_load(struct rtc_mc146818 *r, struct stream *st, uint32_t version)
+{
+	uint8_t cmos[sizeof(r->cmos)];
+	if (version != RTC_MC146818_STATE_VERSION)
+		return -EBADMSG;
+	uint8_t index = stream_get_u8(st);
+	stream_get_bytes(st, cmos, sizeof(cmos));
+	int64_t offset = (int64_t)stream_get_u64(st);
+	/* An offset beyond +-10000 years cannot come from a guest setting a real date. */
+	if (stream_error(st) || index > 0x7f || offset > 316000000000LL || offset < -316000000000LL)
+		return -EBADMSG;
+	pthread_mutex_lock(&r->lock);
+	r->index = index;
+	memcpy(r->cmos, cmos, sizeof(cmos));
+	r->offset = (time_t)offset;
+	pthread_mutex_unlock(&r->lock);
+	return 0;
 }
 
 struct rtc_mc146818 *rtc_mc146818_create(struct vm *vm)

@@ -1,4 +1,5 @@
 /* 16550A UART (COM1): registers, receive FIFO and interrupt logic, output to the console. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -6,6 +7,7 @@
 
 #include "hw/devices.h"
 #include "lib/log.h"
+#include "migration/stream.h"
 #include "vmm/console.h"
 #include "vmm/vm.h"
 
@@ -261,6 +263,48 @@ void serial_8250_break(struct serial_8250 *s)
 	s->lsr |= LSR_BI;
 	serial_update_irq(s);
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* Registers, the receive FIFO (oldest byte first) and the interrupt line's level. */
+void serial_8250_save(struct serial_8250 *s, struct stream *st)
+{
+	pthread_mutex_lock(&s->lock);
+	const uint8_t regs[] = { s->ier, s->iir, s->fcr, s->lcr, s->mcr, s->lsr, s->msr, s->scr,
+				 s->dll, s->dlm, s->thr_ipending, s->transmitted,
+				 (uint8_t)s->irq_level };
+	stream_put_bytes(st, regs, sizeof(regs));
+	stream_put_u8(st, (uint8_t)s->rx_count);
+	for (unsigned i = 0; i < s->rx_count; i++)
+		stream_put_u8(st, s->rx[(s->rx_head + i) % RX_FIFO_SIZE]);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int serial_8250_load(struct serial_8250 *s, struct stream *st, uint32_t version)
+{
+	uint8_t r[13], rx[RX_FIFO_SIZE];
+	if (version != SERIAL_8250_STATE_VERSION)
+		return -EBADMSG;
+	stream_get_bytes(st, r, sizeof(r));
+	unsigned count = stream_get_u8(st);
+	if (count > RX_FIFO_SIZE)
+		return -EBADMSG;
+	stream_get_bytes(st, rx, count);
+	/* IER and MCR hold only their writable bits; flags are 0 or 1. */
+	if (stream_error(st) || (r[0] & ~0x0f) || (r[4] & ~0x1f) || r[10] > 1 || r[11] > 1 ||
+	    r[12] > 1)
+		return -EBADMSG;
+	pthread_mutex_lock(&s->lock);
+	s->ier = r[0]; s->iir = r[1]; s->fcr = r[2]; s->lcr = r[3]; s->mcr = r[4];
+	s->lsr = r[5]; s->msr = r[6]; s->scr = r[7]; s->dll = r[8]; s->dlm = r[9];
+	s->thr_ipending = r[10];
+	s->transmitted = r[11];
+	/* The in-kernel irqchip's saved state already holds this line's effect. */
+	s->irq_level = r[12];
+	memcpy(s->rx, rx, count);
+	s->rx_head = 0;
+	s->rx_count = count;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
 struct serial_8250 *serial_8250_create(struct vm *vm, uint16_t base, uint32_t irq,

@@ -11,6 +11,7 @@
 
 #include "lib/log.h"
 #include "lib/size.h"
+#include "migration/snapshot.h"
 #include "vmm/console.h"
 
 #define DEFAULT_RAM (512ULL << 20)
@@ -47,6 +48,11 @@ static const char usage_text[] =
 	"  --vconsole PATH[,name=NAME]\n"
 	"                     a virtio-console port (default name org.kvmkit.port.0) carried over\n"
 	"                     the unix socket PATH, which kvmkit listens on\n"
+	"  --restore DIR      resume the VM saved in DIR (its configuration comes from there:\n"
+	"                     machine options such as --memory cannot be given with it)\n"
+	"  --snapshot-at-exit DIR\n"
+	"                     when the run ends by the debug-exit port, Ctrl-A x or a signal, save\n"
+	"                     the VM to DIR (DIR/state, DIR/memory) for --restore (testing aid)\n"
 	"  --transport pci|mmio\n"
 	"                     how virtio devices are attached (default pci; mmio: virtio-mmio\n"
 	"                     windows announced in ACPI and on the kernel command line)\n"
@@ -60,7 +66,7 @@ static const char usage_text[] =
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_SERIAL,
        OPT_NO_REBOOT, OPT_TESTDEV, OPT_STATS, OPT_DISK, OPT_RNG, OPT_NET,
-       OPT_VCONSOLE, OPT_TRANSPORT };
+       OPT_VCONSOLE, OPT_TRANSPORT, OPT_RESTORE, OPT_SNAPSHOT_AT_EXIT };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -77,6 +83,8 @@ static const struct option run_options[] = {
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "vconsole", required_argument, NULL, OPT_VCONSOLE },
 	{ "transport", required_argument, NULL, OPT_TRANSPORT },
+	{ "restore", required_argument, NULL, OPT_RESTORE },
+	{ "snapshot-at-exit", required_argument, NULL, OPT_SNAPSHOT_AT_EXIT },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -276,6 +284,36 @@ static int parse_vconsole(char *spec, struct vm_vconsole *c)
 	return 0;
 }
 
+/* The options that describe the machine (and so come from the snapshot with --restore). */
+static bool is_machine_option(int opt)
+{
+	switch (opt) {
+	case OPT_KERNEL: case OPT_INITRD: case OPT_APPEND: case OPT_MEMORY: case OPT_CPUS:
+	case OPT_NO_REBOOT: case OPT_TESTDEV: case OPT_DISK: case OPT_RNG: case OPT_NET:
+	case OPT_VCONSOLE: case OPT_TRANSPORT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* --restore DIR: the configuration is the snapshot's; a machine option beside it would be
+ * either redundant or a different machine than the saved guest expects, so it is refused. */
+static int restore_config(struct cli_options *o, const char *dir, int machine_opt)
+{
+	for (const struct option *opt = run_options; machine_opt && opt->name; opt++) {
+		if (opt->val == machine_opt) {
+			log_error("--restore rebuilds the machine from the snapshot's configuration: "
+				  "leave out --%s", opt->name);
+			return -1;
+		}
+	}
+	if (snapshot_read_config(dir, &o->vm) < 0)
+		return -1;
+	o->vm.restore_dir = dir;
+	return 0;
+}
+
 static int check_readable(const char *path, const char *what)
 {
 	if (access(path, R_OK) < 0) {
@@ -312,10 +350,14 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 		return CLI_EXIT_ERROR;
 	}
 
+	const char *restore_dir = NULL;
+	int machine_opt = 0; /* the last machine option given (for --restore's refusal) */
 	optind = 1;
 	opterr = 0;
 	int c;
 	while ((c = getopt_long(argc - 1, argv + 1, ":hV", run_options, NULL)) != -1) {
+		if (is_machine_option(c))
+			machine_opt = c;
 		switch (c) {
 		case OPT_KERNEL: o->vm.kernel = optarg; break;
 		case OPT_INITRD: o->vm.initrd = optarg; break;
@@ -372,6 +414,8 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 				return CLI_EXIT_ERROR;
 			}
 			break;
+		case OPT_RESTORE: restore_dir = optarg; break;
+		case OPT_SNAPSHOT_AT_EXIT: o->vm.snapshot_at_exit = optarg; break;
 		case 'h': fputs(usage_text, stdout); return CLI_EXIT_OK;
 		case 'V': printf("kvmkit %s\n", KVMKIT_VERSION); return CLI_EXIT_OK;
 		case ':':
@@ -386,6 +430,8 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 		log_error("unexpected argument '%s' (see 'kvmkit --help')", argv[optind + 1]);
 		return CLI_EXIT_ERROR;
 	}
+	if (restore_dir)
+		return restore_config(o, restore_dir, machine_opt) < 0 ? CLI_EXIT_ERROR : CLI_RUN;
 	if (!o->vm.kernel) {
 		log_error("no kernel given: use --kernel FILE");
 		return CLI_EXIT_ERROR;

@@ -32,6 +32,9 @@ struct guest_mem {
 /* Maps ram_size bytes of anonymous memory laid out around the PCI hole. Returns 0 or -errno. */
 int guest_mem_init(struct guest_mem *mem, uint64_t ram_size);
 void guest_mem_destroy(struct guest_mem *mem);
+/* Replaces all RAM with a private mapping of fd (a snapshot's memory file holding at least the
+ * RAM's size in bytes: the image of regions back to back). Returns 0 or -errno. */
+int guest_mem_map_file(struct guest_mem *mem, int fd);
 
 /* The host pointer for [gpa, gpa+len) if that whole range is RAM inside one region, else NULL.
  * Catches overflow of gpa+len. Every access to guest memory goes through this. */

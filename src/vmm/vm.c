@@ -24,6 +24,7 @@
 #include "hw/devices.h"
 #include "hw/pci.h"
 #include "lib/log.h"
+#include "migration/snapshot.h"
 #include "virtio/devices.h"
 #include "virtio/virtio_mmio.h"
 #include "vmm/console.h"
@@ -410,8 +411,8 @@ enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status)
 		r = vm_create_devices(vm);
 	if (r == 0)
 		r = vm_create_vcpus(vm);
-	if (r == 0)
-		r = vm_load_guest(vm);
+	if (r == 0) /* a restored VM resumes where it was saved instead of booting */
+		r = snapshot_pending(cfg) ? snapshot_restore(vm, cfg->restore_dir) : vm_load_guest(vm);
 	if (r == 0)
 		log_debug("VM built (%u vCPUs, guest loaded); starting the vCPUs", vm->ncpus);
 	for (uint32_t i = 0; r == 0 && i < vm->ncpus; i++)
@@ -420,6 +421,8 @@ enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status)
 		vm_stop(vm, VM_STOP_ERROR, VM_EXIT_STATUS_ERROR);
 	else
 		vm_main_loop(vm);
+	if (r == 0 && cfg->snapshot_at_exit)
+		snapshot_at_exit(vm);
 
 	enum vm_stop_reason reason = vm->stop_reason;
 	*exit_status = vm->exit_status;

@@ -74,6 +74,8 @@ struct vm_config {
 	enum virtio_transport_kind transport;
 	struct console *console; /* the serial console backend; outlives VM resets */
 	int signal_fd;          /* signalfd for SIGINT/SIGTERM/SIGHUP, or -1 */
+	const char *restore_dir; /* --restore: build the VM, then load this snapshot (migration/) */
+	const char *snapshot_at_exit; /* save a snapshot here when the run ends in VM_STOP_EXIT */
 };
 
 /* How a run ended, in the order of precedence when several threads stop it at once. */

@@ -202,7 +202,14 @@ test_virtio() {
     ((n == 8)) || why+=("$n of 8 hostile cases handled")
 }
 
-for name in serial pio_mmio timer smp e820 poweroff reset probe virtio; do
+# The snapshot guest run straight through (2 vCPUs, no save): proves the guest's own checks;
+# tests/migration/snapshot.sh saves and restores it.
+test_migrate_pattern() {
+    run_guest migrate_pattern 2
+    expect 33 "migrate_pattern: 2 vCPUs" "migrate_pattern: all 60 passes consistent" "migrate_pattern: PASS"
+}
+
+for name in serial pio_mmio timer smp e820 poweroff reset probe virtio migrate_pattern; do
     # shellcheck disable=SC2053  # the filter is a glob on purpose
     [[ $name == $filter ]] || continue
     ran=$((ran + 1))

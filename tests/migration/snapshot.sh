@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Snapshot tests on the host's /dev/kvm (tier A): the migrate_pattern guest saved and restored
+# three times in a row in new processes (2 vCPUs, then 1), a snapshot replaced in place while the
+# VM runs from it, how fast a 256 MiB guest restores, and clean refusals of conflicting options
+# and damaged snapshots.
+#
+# usage: snapshot.sh KVMKIT_BINARY GUESTS_DIR [NAME_GLOB]
+#   Prints "PASS name" or "FAIL name (why)" + the captured output per test, then "N passed, N
+#   failed". Exit status 0 all passed, 1 some failed, 2 usage error, 77 without /dev/kvm.
+#   Environment: SNAPSHOT_RESTORE_MAX_MS (default 5): the most the restore work may take.
+set -u
+
+if [[ $# -lt 2 ]]; then
+    echo "usage: $0 KVMKIT_BINARY GUESTS_DIR [NAME_GLOB]" >&2
+    exit 2
+fi
+bin=$1 dir=$2 filter=${3:-*}
+guest=$dir/migrate_pattern.elf
+max_restore_ms=${SNAPSHOT_RESTORE_MAX_MS:-5}
+if [[ ! -x $bin || ! -f $guest ]]; then
+    echo "snapshot.sh: $bin or $guest missing" >&2
+    exit 2
+fi
+if [[ ! -w /dev/kvm ]]; then
+    echo "SKIP: /dev/kvm is missing or not writable"
+    echo "0 passed, 0 failed, 1 skipped"
+    exit 77
+fi
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/snapshot.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0 why=()
+
+# Runs kvmkit with the given arguments in the background, output in $tmp/out (\r stripped
+# later) and $tmp/err; until_pass N: sends SIGTERM once the guest printed pass N or more.
+# Sets rc; last_pass is the last complete pass line seen, first_pass the first.
+run_vm() { # until_pass kvmkit-args...
+    local until=$1 pid i n
+    shift
+    : >"$tmp/raw"
+    timeout -k 5 120 "$bin" run --serial stdio "$@" </dev/null >"$tmp/raw" 2>"$tmp/err" &
+    pid=$!
+    if ((until > 0)); then
+        for ((i = 0; i < 1200; i++)); do
+            n=$(tr -d '\r' <"$tmp/raw" | sed -n 's/^migrate_pattern: pass \([0-9]*\) .*/\1/p' | tail -1)
+            [[ -n $n ]] && ((n >= until)) && break
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -TERM "$pid" 2>/dev/null
+    fi
+    wait "$pid"
+    rc=$?
+    tr -d '\r' <"$tmp/raw" >"$tmp/out"
+    first_pass=$(sed -n 's/^migrate_pattern: pass \([0-9]*\) .*/\1/p' "$tmp/out" | head -1)
+    last_pass=$(sed -n 's/^migrate_pattern: pass \([0-9]*\) .*/\1/p' "$tmp/out" | tail -1)
+}
+
+report() { # name
+    if [[ ${#why[@]} -eq 0 ]]; then
+        echo "PASS $1"
+        passed=$((passed + 1))
+    else
+        local joined
+        printf -v joined '%s; ' "${why[@]}"
+        echo "FAIL $1 (${joined%; })"
+        failed=$((failed + 1))
+        tail -20 "$tmp/out" | sed 's/^/    | /'
+        [[ -s $tmp/err ]] && grep -v "unhandled" "$tmp/err" | tail -20 | sed 's/^/    stderr| /'
+    fi
+    why=()
+}
+
+expect_saved() { # what
+    [[ $rc -eq 0 ]] || why+=("$1: exit status $rc, want 0 after the save")
+    grep -q "snapshot saved to" "$tmp/err" || why+=("$1: no 'snapshot saved' line")
+}
+
+# Saves and restores three times in a row, each restore continuing from the previous one and
+# saving again a few passes later; the last restore runs the guest to its end. The guest checks
+# every page's byte in every pass; the runner checks the passes continue without a gap.
+save_restore_chain() { # cpus
+    local cpus=$1 prev=0 k
+    run_vm 4 --kernel "$guest" --memory 128M --cpus "$cpus" --snapshot-at-exit "$tmp/s1"
+    expect_saved "first run"
+    ((cpus == 1)) || grep -q "migrate_pattern: 2 vCPUs" "$tmp/out" || why+=("the AP did not start")
+    prev=$last_pass
+    for k in 1 2 3; do
+        if ((k < 3)); then
+            run_vm $((prev + 4)) --restore "$tmp/s$k" --snapshot-at-exit "$tmp/s$((k + 1))"
+            expect_saved "restore $k"
+        else
+            run_vm 0 --restore "$tmp/s$k"
+            [[ $rc -eq 33 ]] || why+=("restore $k: exit status $rc, want 33")
+            grep -q "all 60 passes consistent" "$tmp/out" || why+=("restore $k: no final check")
+        fi
+        grep -q "FAIL" "$tmp/out" && why+=("restore $k: $(grep -m1 FAIL "$tmp/out")")
+        [[ ${first_pass:-x} == $((prev + 1)) ]] ||
+            why+=("restore $k: first pass ${first_pass:-none}, want $((prev + 1))")
+        prev=${last_pass:-0}
+    done
+    return 0
+}
+
+test_chain_2cpus() { save_restore_chain 2; }
+test_chain_1cpu() { save_restore_chain 1; }
+
+# A VM restored from s1 saves back into s1 while its RAM is mapped from s1/memory: the new
+# files must not change the running VM's memory, and s1 must then restore to the end.
+test_save_in_place() {
+    run_vm 3 --kernel "$guest" --memory 128M --cpus 1 --snapshot-at-exit "$tmp/s1"
+    expect_saved "first run"
+    run_vm $((last_pass + 3)) --restore "$tmp/s1" --snapshot-at-exit "$tmp/s1"
+    expect_saved "restore saving in place"
+    grep -q FAIL "$tmp/out" && why+=("$(grep -m1 FAIL "$tmp/out")")
+    run_vm 0 --restore "$tmp/s1"
+    [[ $rc -eq 33 ]] || why+=("second restore: exit status $rc, want 33")
+}
+
+# From process start to the vCPUs' first KVM_RUN, read off the KVMKIT_DEBUG time stamps.
+test_restore_time() {
+    run_vm 2 --kernel "$guest" --memory 256M --cpus 1 --snapshot-at-exit "$tmp/s1"
+    expect_saved "first run"
+    local i best_load=999 best_start=999 load start
+    for i in 1 2 3 4 5; do
+        KVMKIT_DEBUG=1 timeout 20 "$bin" run --restore "$tmp/s1" --serial none </dev/null \
+            >/dev/null 2>"$tmp/err" &
+        local pid=$!
+        sleep 0.5
+        kill -TERM "$pid" 2>/dev/null
+        wait "$pid"
+        load=$(sed -n 's/.*snapshot state loaded in \([0-9.]*\) ms.*/\1/p' "$tmp/err")
+        start=$(sed -n 's/.*debug: +\([0-9.]*\) s: VM built.*starting the vCPUs.*/\1/p' "$tmp/err")
+        [[ -n $load && -n $start ]] || { why+=("no restore time stamps in the debug output"); return; }
+        start=$(awk -v s="$start" 'BEGIN { printf "%.1f", s * 1000 }')
+        best_load=$(awk -v a="$best_load" -v b="$load" 'BEGIN { print (b < a) ? b : a }')
+        best_start=$(awk -v a="$best_start" -v b="$start" 'BEGIN { print (b < a) ? b : a }')
+    done
+    echo "    restore of a 256 MiB guest (best of 5): snapshot loading ${best_load} ms, process" \
+         "start to the first KVM_RUN ${best_start} ms"
+    awk -v a="$best_load" -v m="$max_restore_ms" 'BEGIN { exit !(a <= m) }' ||
+        why+=("restore work ${best_load} ms, want <= ${max_restore_ms} ms")
+}
+
+# Refusals: each must be one clear line and exit status 1, never a crash.
+expect_refusal() { # what pattern kvmkit-args...
+    local what=$1 pattern=$2
+    shift 2
+    timeout 20 "$bin" run "$@" </dev/null >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    [[ $rc -eq 1 ]] || why+=("$what: exit status $rc, want 1")
+    grep -q -- "$pattern" "$tmp/err" || why+=("$what: no message with '$pattern'")
+}
+
+test_refusals() {
+    run_vm 2 --kernel "$guest" --memory 128M --cpus 1 --snapshot-at-exit "$tmp/s1"
+    expect_saved "first run"
+    run_vm 2 --kernel "$guest" --memory 128M --cpus 1 --snapshot-at-exit "$tmp/s2"
+    expect_saved "second run"
+    expect_refusal "conflicting option" "leave out --memory" --restore "$tmp/s1" --memory 256M
+    expect_refusal "missing snapshot" "cannot open the snapshot state" --restore "$tmp/none"
+    cp -r "$tmp/s1" "$tmp/bad"
+    cp "$tmp/s2/memory" "$tmp/bad/memory"
+    expect_refusal "another snapshot's memory" "does not belong to" --restore "$tmp/bad"
+    cp "$tmp/s1/memory" "$tmp/bad/memory"
+    truncate -s 5000 "$tmp/bad/state"
+    expect_refusal "truncated state" "ends early" --restore "$tmp/bad"
+    cp "$tmp/s1/state" "$tmp/bad/state"
+    printf '\xff' | dd of="$tmp/bad/state" bs=1 seek=3000 conv=notrunc status=none
+    expect_refusal "flipped byte" "CRC check" --restore "$tmp/bad"
+    printf 'nonsense' | dd of="$tmp/bad/state" bs=1 seek=0 conv=notrunc status=none
+    expect_refusal "not a snapshot" "not a kvmkit snapshot" --restore "$tmp/bad"
+}
+
+for name in chain_2cpus chain_1cpu save_in_place restore_time refusals; do
+    # shellcheck disable=SC2053  # the filter is a glob on purpose
+    [[ $name == $filter ]] || continue
+    rm -rf "$tmp"/s* "$tmp/bad"
+    : >"$tmp/out"
+    : >"$tmp/err"
+    "test_$name"
+    report "$name"
+done
+echo "$passed passed, $failed failed"
+((failed == 0))
