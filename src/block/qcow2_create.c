@@ -93,6 +93,64 @@ void qcow2_fill_header(uint8_t *c, const struct qcow2_new_header *h)
 	c[QCOW2_V3_HEADER_LEN] = h->compression;
 }
 
+/* -o preallocation=: qemu-img's modes. metadata allocates the L2 tables and a data cluster
+ * for every guest cluster (the file stays sparse, so they read as zeroes); falloc also
+ * reserves the data area with fallocate; full writes zeroes over it. */
+enum prealloc { PREALLOC_OFF, PREALLOC_METADATA, PREALLOC_FALLOC, PREALLOC_FULL };
+
+static int prealloc_mode(const char *s)
+{
+	static const char *const names[] = { "off", "metadata", "falloc", "full" };
+	for (int i = 0; i < 4; i++)
+		if (strcmp(s ? s : "off", names[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* Reserves (falloc) or zero-writes (full) [off, off + len) of the file. */
+static int prealloc_fill(int fd, uint64_t off, uint64_t len, int mode)
+{
+	if (mode == PREALLOC_FALLOC)
+		return -posix_fallocate(fd, (off_t)off, (off_t)len);
+	if (mode != PREALLOC_FULL)
+		return 0;
+	const size_t chunk = 1u << 20;
+	uint8_t *z = calloc(1, chunk);
+	if (!z)
+		return -ENOMEM;
+	int r = 0;
+	for (uint64_t done = 0; done < len && r == 0; done += chunk)
+		r = q_pwrite(fd, z, len - done < chunk ? (size_t)(len - done) : chunk, off + done);
+	free(z);
+	return r;
+}
+
+/* Preallocated qcow2 metadata: the L1 table pointing at l1_entries L2 tables from l2_off on,
+ * and those pointing at ndata data clusters right after them, all with refcount 1. */
+static int prealloc_tables(int fd, uint8_t *c, uint64_t cs, uint64_t l1_off,
+			   uint64_t l1_entries, uint64_t l2_off, uint64_t ndata)
+{
+	uint64_t per = cs / 8, data_off = l2_off + l1_entries * cs;
+	for (uint64_t t = 0; t < l1_entries; t++) { /* an L1 table cluster at a time */
+		if (t % per == 0)
+			memset(c, 0, cs);
+		put_be64(c + (t % per) * 8, (l2_off + t * cs) | QCOW2_COPIED);
+		int r = t % per == per - 1 || t == l1_entries - 1 ?
+				q_pwrite(fd, c, cs, l1_off + (t / per) * cs) : 0;
+		if (r < 0)
+			return r;
+	}
+	for (uint64_t t = 0; t < l1_entries; t++) {
+		memset(c, 0, cs);
+		for (uint64_t j = 0; j < per && t * per + j < ndata; j++)
+			put_be64(c + j * 8, (data_off + (t * per + j) * cs) | QCOW2_COPIED);
+		int r = q_pwrite(fd, c, cs, l2_off + t * cs);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int create_qcow2(int fd, const struct block_create_options *o, uint64_t size,
 			const char *bfmt, uint8_t compression)
 {
@@ -122,12 +180,15 @@ static int create_qcow2(int fd, const struct block_create_options *o, uint64_t s
 			  (unsigned long long)cs);
 		return -EFBIG;
 	}
-	/* Layout: header, refcount table, L1 table, the refcount blocks for these. */
+	/* Layout: header, refcount table, L1 table, the refcount blocks for these and, with
+	 * preallocation, for the L2 tables and data clusters that follow them. */
+	int mode = prealloc_mode(o->preallocation);
 	uint64_t rt_off = cs, l1_off = rt_off + rtc * cs, rb_off = l1_off + l1c * cs;
+	uint64_t pre = mode == PREALLOC_OFF ? 0 : l1_entries + div_up(size, cs);
 	uint64_t nrb = 1;
-	while (div_up(1 + rtc + l1c + nrb, rb_entries) > nrb)
+	while (div_up(1 + rtc + l1c + nrb + pre, rb_entries) > nrb)
 		nrb++;
-	uint64_t meta = 1 + rtc + l1c + nrb;
+	uint64_t used = 1 + rtc + l1c + nrb + pre, l2_off = rb_off + nrb * cs;
 
 	uint8_t *c = calloc(1, cs);
 	if (!c)
@@ -159,27 +220,35 @@ static int create_qcow2(int fd, const struct block_create_options *o, uint64_t s
 	}
 	if ((r = q_pwrite(fd, c, cs, 0)) < 0)
 		goto out;
-	/* refcount table: the refcount blocks; refcount blocks: 1 for each metadata cluster */
-	memset(c, 0, cs);
-	for (uint64_t i = 0; i < nrb; i++)
-		put_be64(c + (i * 8) % cs, rb_off + i * cs);
-	if (nrb * 8 > cs) {
+	/* refcount table: the refcount blocks (preallocated images may need more than one
+	 * table cluster); refcount blocks: 1 for each cluster used */
+	if (nrb * 8 > rtc * cs) {
 		log_error("cannot create disk image '%s': too much metadata", o->path);
 		r = -EFBIG;
 		goto out;
 	}
-	if ((r = q_pwrite(fd, c, cs, rt_off)) < 0)
-		goto out;
+	for (uint64_t t = 0; t < rtc; t++) {
+		memset(c, 0, cs);
+		for (uint64_t i = t * (cs / 8); i < nrb && i < (t + 1) * (cs / 8); i++)
+			put_be64(c + (i * 8) % cs, rb_off + i * cs);
+		if ((r = q_pwrite(fd, c, cs, rt_off + t * cs)) < 0)
+			goto out;
+	}
 	for (uint64_t b = 0; b < nrb; b++) {
 		memset(c, 0, cs);
-		for (uint64_t k = 0; k < rb_entries && b * rb_entries + k < meta; k++)
+		for (uint64_t k = 0; k < rb_entries && b * rb_entries + k < used; k++)
 			c[k * 2 + 1] = 1;
 		if ((r = q_pwrite(fd, c, cs, rb_off + b * cs)) < 0)
 			goto out;
 	}
-	/* L1 table: zeroes, as the file extension gives them */
-	if (ftruncate(fd, (off_t)(meta * cs)) < 0)
+	/* L1 table: zeroes, as the file extension gives them, unless preallocated */
+	if (pre && (r = prealloc_tables(fd, c, cs, l1_off, l1_entries, l2_off,
+					pre - l1_entries)) < 0)
+		goto out;
+	if (ftruncate(fd, (off_t)(used * cs)) < 0)
 		r = -errno;
+	else if (pre)
+		r = prealloc_fill(fd, l2_off + l1_entries * cs, (pre - l1_entries) * cs, mode);
 out:
 	if (r < 0 && r != -EFBIG)
 		log_error("cannot write disk image '%s': %s", o->path, strerror(-r));
@@ -202,9 +271,17 @@ int block_create(const struct block_create_options *o)
 		log_error("cannot create disk image '%s': unknown format \"%s\"", o->path, fmt);
 		return -EINVAL;
 	}
-	if (strcmp(prealloc, "off") != 0 && (qcow2 || strcmp(prealloc, "full") != 0)) {
+	int mode = prealloc_mode(prealloc);
+	if (mode < 0 || (!qcow2 && mode == PREALLOC_METADATA)) {
 		log_error("cannot create disk image '%s': preallocation \"%s\" is not supported for "
-			  "%s", o->path, prealloc, fmt);
+			  "%s (off, %sfalloc and full are)", o->path, prealloc, fmt,
+			  qcow2 ? "metadata, " : "");
+		return -ENOTSUP;
+	}
+	if (mode != PREALLOC_OFF && o->backing_file) {
+		/* qemu-img allows it only with extended L2 entries, which kvmkit does not have */
+		log_error("cannot create disk image '%s': a backing file and preallocation cannot "
+			  "be used together", o->path);
 		return -ENOTSUP;
 	}
 	uint8_t compression;
@@ -254,8 +331,8 @@ int block_create(const struct block_create_options *o)
 		r = create_qcow2(fd, o, size, bfmt, compression);
 	} else {
 		r = ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
-		if (r == 0 && strcmp(prealloc, "full") == 0)
-			r = -posix_fallocate(fd, 0, (off_t)size);
+		if (r == 0)
+			r = prealloc_fill(fd, 0, size, mode);
 		if (r < 0)
 			log_error("cannot create disk image '%s': %s", o->path, strerror(-r));
 	}

@@ -1,15 +1,21 @@
-/* `kvmkit-img check [-f qcow2] [--output=human|json] [-r leaks] FILE`: walks a qcow2 image's
+/* `kvmkit-img check [-f qcow2] [--output=human|json] [-r leaks|all] FILE`: walks a qcow2 image's
  * metadata (header, L1 and L2 tables, refcount table and blocks, snapshot table and the
  * snapshots' L1 tables) with every offset checked, counts the references each cluster should
  * have, and compares them with the stored refcounts, reporting corruptions (stored refcount
  * too low, misplaced metadata) and leaks (stored refcount too high) in qemu-img's words and
  * exit codes: 0 clean, 1 the check could not run, 2 corruptions, 3 leaks only.
  *
- * -r leaks lowers the stored refcounts of leaked clusters to the counted references. Only ever
- * lowering a refcount to a value that is still at least the true number of references means a
- * crash half-way (even a torn refcount block write) leaves nothing worse than leaks. */
+ * -r leaks lowers the stored refcounts of leaked clusters to the counted references; -r all also
+ * raises refcounts that are too low, fixes the COPIED flags of L1 and L2 entries and then
+ * clears the dirty and corrupt header bits. Every repair is an in-place write that only moves a
+ * value toward the correct one (refcounts first, then the flags computed from them, then the
+ * header), so a crash half-way, even a torn write, leaves nothing worse than before. Damage
+ * that would need guessing (a table outside the file, a referenced cluster that no refcount
+ * block covers) is reported and nothing is changed: qemu-img instead drops the unreachable
+ * L2 table and frees its data clusters. */
 #include <endian.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +28,8 @@
 /* The counted references are kept per cluster of the file: bound that array. */
 #define MAX_CLUSTERS (64ull << 20)
 
+enum fix { FIX_NONE, FIX_LEAKS, FIX_ALL };
+
 struct ck {
 	struct img_q2 *q;
 	uint64_t nclusters;       /* clusters in the file */
@@ -32,16 +40,34 @@ struct ck {
 	uint8_t *rb;              /* one cluster: the cached refcount block */
 	uint64_t rb_index;        /* refcount table index of the cached block; UINT64_MAX none */
 	bool rb_dirty;
-	uint64_t corruptions, leaks, check_errors, leaks_fixed;
+	bool quiet;               /* a trial pass: count, print nothing */
+	enum fix fix;
+	uint64_t corruptions, leaks, check_errors, leaks_fixed, corruptions_fixed;
+	uint64_t unrepairable;    /* corruptions that no in-place repair can fix */
 	uint64_t allocated, fragmented, compressed, next_contig;
 	uint64_t highest;         /* highest cluster with a reference or refcount, + 1 */
 };
 
+/* One finding or repair on stderr, the way qemu-img prints them (silent in a trial pass). */
+__attribute__((format(printf, 2, 3))) static void msg(const struct ck *k, const char *fmt, ...)
+{
+	if (k->quiet)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+}
+
+/* Misplaced metadata: what it pointed to is unknown, so no repair is attempted. */
 static void corrupt(struct ck *k, const char *fmt, unsigned long long v)
 {
-	fprintf(stderr, fmt, v);
-	fputc('\n', stderr);
+	if (!k->quiet) {
+		fprintf(stderr, fmt, v);
+		fputc('\n', stderr);
+	}
 	k->corruptions++;
+	k->unrepairable++;
 }
 
 static bool in_file(const struct ck *k, uint64_t off, uint64_t len)
@@ -70,8 +96,8 @@ static void walk_l2(struct ck *k, uint64_t l2off, bool active)
 {
 	const struct img_q2 *q = k->q;
 	if (img_q2_read(q, k->l2, q->cluster_size, l2off) < 0) {
-		fprintf(stderr, "ERROR: I/O error reading the L2 table at offset %llu\n",
-			(unsigned long long)l2off);
+		msg(k, "ERROR: I/O error reading the L2 table at offset %llu\n",
+		    (unsigned long long)l2off);
 		k->check_errors++;
 		return;
 	}
@@ -167,7 +193,7 @@ static void walk_snapshots(struct ck *k)
 	const struct img_q2 *q = k->q;
 	if (!q->nb_snapshots)
 		return;
-	uint64_t at = q->snap_offset;
+	uint64_t at = q->snap_offset, end = at;
 	if (at & (q->cluster_size - 1)) {
 		corrupt(k, "ERROR: snapshot table offset %llx is not cluster aligned",
 			(unsigned long long)at);
@@ -184,6 +210,7 @@ static void walk_snapshots(struct ck *k)
 		uint32_t l1size = img_q2_be32(h + 8);
 		uint64_t len = 40 + (uint64_t)img_q2_be32(h + 36) + img_q2_be16(h + 12) +
 			       img_q2_be16(h + 14);
+		end = at + len;
 		at += (len + 7) & ~7ull;
 		if ((uint64_t)l1size * 8 > QCOW2_MAX_TABLE_BYTES) {
 			corrupt(k, "ERROR: snapshot L1 table of %llu entries is too large",
@@ -192,12 +219,14 @@ static void walk_snapshots(struct ck *k)
 		}
 		walk_l1(k, l1off, l1size, false);
 	}
-	if (!in_file(k, q->snap_offset, at - q->snap_offset)) {
+	/* The padding after the last entry may lie past the end of the file (qemu-img does
+	 * not write it). */
+	if (!in_file(k, q->snap_offset, end - q->snap_offset)) {
 		corrupt(k, "ERROR: snapshot table at offset %llx is outside the image file",
 			(unsigned long long)q->snap_offset);
 		return;
 	}
-	ref_range(k, q->snap_offset, at - q->snap_offset);
+	ref_range(k, q->snap_offset, (at < q->fsize ? at : q->fsize) - q->snap_offset);
 }
 
 /* A refcount table entry that may be followed: aligned and inside the file. */
@@ -267,15 +296,24 @@ static void walk_reftable(struct ck *k)
 	}
 }
 
-/* Compares stored and counted refcounts; with fix, lowers leaked ones. */
-static void compare(struct ck *k, bool fix)
+/* The largest refcount the image's refcount width can hold. */
+static uint64_t rc_max(const struct ck *k)
+{
+	unsigned bits = 1u << k->q->refcount_order;
+	return bits == 64 ? UINT64_MAX : (1ull << bits) - 1;
+}
+
+/* Compares stored and counted refcounts and reports every difference, as qemu-img does before
+ * it repairs anything. A count too low where no refcount block covers the cluster, or too high
+ * for the refcount width, cannot be repaired in place. */
+static void compare(struct ck *k)
 {
 	for (uint64_t c = 0; c < k->nclusters; c++) {
 		uint64_t stored, slot;
 		int r = stored_rc(k, c, &stored, &slot);
 		if (r < 0) {
-			fprintf(stderr, "ERROR: cannot read or write the refcount of cluster %llu\n",
-				(unsigned long long)c);
+			msg(k, "ERROR: cannot read the refcount of cluster %llu\n",
+			    (unsigned long long)c);
 			k->check_errors++;
 			continue;
 		}
@@ -284,29 +322,99 @@ static void compare(struct ck *k, bool fix)
 			k->highest = c + 1;
 		if (stored == counted)
 			continue;
-		bool repair = fix && r == 1 && stored > counted;
-		fprintf(stderr, "%s cluster %llu refcount=%llu reference=%llu\n",
-			repair ? "Repairing" : stored < counted ? "ERROR" : "Leaked",
-			(unsigned long long)c, (unsigned long long)stored,
-			(unsigned long long)counted);
-		if (repair) {
-			img_q2_rc_set(k->q, k->rb, slot, counted);
-			k->rb_dirty = true;
-			k->leaks_fixed++;
-		} else if (stored < counted) {
-			k->corruptions++;
-		} else {
+		msg(k, "%s cluster %llu refcount=%llu reference=%llu\n",
+		    stored < counted ? "ERROR" : "Leaked", (unsigned long long)c,
+		    (unsigned long long)stored, (unsigned long long)counted);
+		if (stored > counted) {
 			k->leaks++;
+			continue;
+		}
+		k->corruptions++;
+		if (r == 0 || counted > rc_max(k))
+			k->unrepairable++;
+	}
+}
+
+/* Sets each stored refcount that k->fix covers to the counted references: leaks are lowered
+ * (the count is never below the true references), and with FIX_ALL too-low ones raised. */
+static void fix_refcounts(struct ck *k)
+{
+	for (uint64_t c = 0; c < k->nclusters && k->fix != FIX_NONE; c++) {
+		uint64_t stored, slot, counted = k->ref[c];
+		if (stored_rc(k, c, &stored, &slot) <= 0 || stored == counted)
+			continue;
+		bool low = stored < counted;
+		if (low && (k->fix != FIX_ALL || counted > rc_max(k)))
+			continue;
+		msg(k, "Repairing cluster %llu refcount=%llu reference=%llu\n",
+		    (unsigned long long)c, (unsigned long long)stored,
+		    (unsigned long long)counted);
+		img_q2_rc_set(k->q, k->rb, slot, counted);
+		k->rb_dirty = true;
+		if (low)
+			k->corruptions_fixed++;
+		else
+			k->leaks_fixed++;
+	}
+	if (rb_flush(k) < 0 ||
+	    ((k->leaks_fixed || k->corruptions_fixed) && fdatasync(k->q->fd) < 0)) {
+		msg(k, "ERROR: cannot write a refcount block\n");
+		k->check_errors++;
+	}
+}
+
+/* A wrong COPIED flag: reported, or with FIX_ALL flipped (the caller writes the table). */
+static bool copied_wrong(struct ck *k, const char *what, uint64_t *entry, uint64_t rc,
+			 uint32_t l1_index)
+{
+	if ((rc == 1) == !!(*entry & QCOW2_COPIED))
+		return false;
+	bool fix = k->fix == FIX_ALL;
+	if (l1_index != UINT32_MAX)
+		msg(k, "%s OFLAG_COPIED %s: l1_index=%u l1_entry=%llx refcount=%llu\n",
+		    fix ? "Repairing" : "ERROR", what, l1_index, (unsigned long long)*entry,
+		    (unsigned long long)rc);
+	else
+		msg(k, "%s OFLAG_COPIED %s: l2_entry=%llx refcount=%llu\n",
+		    fix ? "Repairing" : "ERROR", what, (unsigned long long)*entry,
+		    (unsigned long long)rc);
+	if (!fix) {
+		k->corruptions++;
+		return false;
+	}
+	*entry ^= QCOW2_COPIED;
+	k->corruptions_fixed++;
+	return true;
+}
+
+/* Checks (and with FIX_ALL repairs) the COPIED flags of one active L2 table. */
+static void copied_l2(struct ck *k, uint64_t l2off)
+{
+	const struct img_q2 *q = k->q;
+	bool changed = false;
+	for (uint64_t j = 0; j < img_q2_l2_entries(q); j++) {
+		uint64_t e = img_q2_be64(k->l2 + j * 8), d = e & QCOW2_OFFSET_MASK, rc, slot;
+		if ((e & QCOW2_COMPRESSED) || !d || (d & (q->cluster_size - 1)) ||
+		    !in_file(k, d, q->cluster_size))
+			continue;
+		if (stored_rc(k, d >> q->cluster_bits, &rc, &slot) < 0) {
+			k->check_errors++;
+			continue;
+		}
+		if (copied_wrong(k, "data cluster", &e, rc, UINT32_MAX)) {
+			img_q2_put_be64(k->l2 + j * 8, e);
+			changed = true;
 		}
 	}
-	if (rb_flush(k) < 0) {
-		fprintf(stderr, "ERROR: cannot write a refcount block\n");
+	if (changed && img_q2_write(q, k->l2, q->cluster_size, l2off) < 0) {
+		msg(k, "ERROR: cannot write the L2 table at offset %llu\n",
+		    (unsigned long long)l2off);
 		k->check_errors++;
 	}
 }
 
 /* The COPIED flag of active L1 and L2 entries must be set exactly when the stored refcount of
- * what they point to is 1. */
+ * what they point to is 1. Runs after the refcounts are repaired, so flags follow them. */
 static void check_copied(struct ck *k)
 {
 	const struct img_q2 *q = k->q;
@@ -327,37 +435,27 @@ static void check_copied(struct ck *k)
 			k->check_errors++;
 			continue;
 		}
-		if ((rc == 1) != !!(l1[i] & QCOW2_COPIED)) {
-			fprintf(stderr, "ERROR OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%llx "
-				"refcount=%llu\n", i, (unsigned long long)l1[i],
-				(unsigned long long)rc);
-			k->corruptions++;
-		}
-		for (uint64_t j = 0; j < img_q2_l2_entries(q); j++) {
-			uint64_t e = img_q2_be64(k->l2 + j * 8), d = e & QCOW2_OFFSET_MASK;
-			if ((e & QCOW2_COMPRESSED) || !d || (d & (q->cluster_size - 1)) ||
-			    !in_file(k, d, q->cluster_size))
-				continue;
-			if (stored_rc(k, d >> q->cluster_bits, &rc, &slot) < 0) {
+		if (copied_wrong(k, "L2 cluster", &l1[i], rc, i)) {
+			uint8_t be[8];
+			img_q2_put_be64(be, l1[i]);
+			if (img_q2_write(q, be, 8, q->l1_offset + (uint64_t)i * 8) < 0) {
+				msg(k, "ERROR: cannot write L1 entry %u\n", i);
 				k->check_errors++;
-				continue;
-			}
-			if ((rc == 1) != !!(e & QCOW2_COPIED)) {
-				fprintf(stderr, "ERROR OFLAG_COPIED data cluster: l2_entry=%llx "
-					"refcount=%llu\n", (unsigned long long)e,
-					(unsigned long long)rc);
-				k->corruptions++;
 			}
 		}
+		copied_l2(k, off);
 	}
 	free(l1);
 }
 
-/* One full check pass; returns -1 if it could not run (after an error sentence). */
-static int run_check(struct img_q2 *q, bool fix, struct ck *k)
+/* One full check pass (repairing what fix covers); returns -1 if it could not run (after an
+ * error sentence). */
+static int run_check(struct img_q2 *q, enum fix fix, bool quiet, struct ck *k)
 {
 	memset(k, 0, sizeof(*k));
 	k->q = q;
+	k->fix = fix;
+	k->quiet = quiet;
 	k->rb_index = UINT64_MAX;
 	k->nclusters = (q->fsize + q->cluster_size - 1) >> q->cluster_bits;
 	if (k->nclusters > MAX_CLUSTERS) {
@@ -386,10 +484,11 @@ static int run_check(struct img_q2 *q, bool fix, struct ck *k)
 	walk_l1(k, q->l1_offset, q->l1_size, true);
 	walk_snapshots(k);
 	walk_reftable(k);
-	compare(k, fix);
+	compare(k);
+	fix_refcounts(k);
 	check_copied(k);
-	if (fix && k->leaks_fixed && fdatasync(q->fd) < 0) {
-		img_error("'%s': cannot flush the repaired refcounts", q->path);
+	if (k->corruptions_fixed && fdatasync(q->fd) < 0) {
+		img_error("'%s': cannot flush the repaired metadata", q->path);
 		return -1;
 	}
 	return 0;
@@ -403,21 +502,47 @@ static void ck_free(struct ck *k)
 	free(k->rt);
 }
 
-static void report(const struct ck *k, const struct img_q2 *q, const char *path, bool json,
-		   uint64_t leaks_fixed)
+/* What a repair pass fixed, for the summary and the JSON keys. */
+struct fixed {
+	uint64_t leaks, corruptions;
+};
+
+/* After a successful repair the image is consistent again: clear the dirty bit (refcounts
+ * are now right, so lazy refcounts have nothing left to recover) and the corrupt bit. */
+static int clear_header_bits(const struct img_q2 *q)
 {
-	unsigned long long total = (q->size + q->cluster_size - 1) >> q->cluster_bits;
+	uint64_t bits = QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT;
+	if (q->version < 3 || !(q->incompat & bits))
+		return 0;
+	uint8_t be[8];
+	img_q2_put_be64(be, q->incompat & ~bits);
+	if (img_q2_write(q, be, 8, 72) < 0 || fdatasync(q->fd) < 0) {
+		img_error("'%s': cannot clear the dirty and corrupt bits of the header", q->path);
+		return -1;
+	}
+	return 0;
+}
+
+static void report(const struct ck *k, const struct img_q2 *q, const char *path, bool json,
+		   const struct fixed *fixed)
+{
+	/* qemu-img counts whole 512-byte sectors of the virtual size */
+	unsigned long long total = ((q->size & ~511ull) + q->cluster_size - 1) >> q->cluster_bits;
 	unsigned long long end = k->highest << q->cluster_bits;
 	if (json) {
-		printf("{\n    \"image-end-offset\": %llu,\n    \"total-clusters\": %llu,\n"
-		       "    \"check-errors\": %llu,\n", end, total,
-		       (unsigned long long)k->check_errors);
-		if (k->leaks)
-			printf("    \"leaks\": %llu,\n", (unsigned long long)k->leaks);
+		/* qemu-img's key order */
+		printf("{\n    \"image-end-offset\": %llu,\n    \"total-clusters\": %llu,\n",
+		       end, total);
 		if (k->corruptions)
 			printf("    \"corruptions\": %llu,\n", (unsigned long long)k->corruptions);
-		if (leaks_fixed)
-			printf("    \"leaks-fixed\": %llu,\n", (unsigned long long)leaks_fixed);
+		if (fixed->corruptions)
+			printf("    \"corruptions-fixed\": %llu,\n",
+			       (unsigned long long)fixed->corruptions);
+		printf("    \"check-errors\": %llu,\n", (unsigned long long)k->check_errors);
+		if (k->leaks)
+			printf("    \"leaks\": %llu,\n", (unsigned long long)k->leaks);
+		if (fixed->leaks)
+			printf("    \"leaks-fixed\": %llu,\n", (unsigned long long)fixed->leaks);
 		if (k->allocated)
 			printf("    \"allocated-clusters\": %llu,\n",
 			       (unsigned long long)k->allocated);
@@ -477,7 +602,7 @@ int img_check(int argc, char **argv)
 		case 'U': case 'q': break;
 		case 'h':
 			printf("Usage: kvmkit-img check [-f qcow2] [--output=human|json] "
-			       "[-r leaks] FILE\n");
+			       "[-r leaks|all] FILE\n");
 			return 0;
 		case ':': img_error("option '%s' needs an argument", argv[optind - 1]); return 1;
 		default: img_error("unknown option '%s'", argv[optind - 1]); return 1;
@@ -488,11 +613,8 @@ int img_check(int argc, char **argv)
 		img_error("--output must be 'human' or 'json', not '%s'", output);
 		return 1;
 	}
-	if (repair && strcmp(repair, "leaks") != 0) {
-		if (strcmp(repair, "all") == 0)
-			img_error("-r all is not supported (only -r leaks)");
-		else
-			img_error("invalid -r option '%s' (only 'leaks' is supported)", repair);
+	if (repair && strcmp(repair, "leaks") != 0 && strcmp(repair, "all") != 0) {
+		img_error("Unknown option value for -r (expecting 'leaks' or 'all'): %s", repair);
 		return 1;
 	}
 	if (optind != argc - 1) {
@@ -518,26 +640,45 @@ int img_check(int argc, char **argv)
 		return 1;
 	}
 	struct ck k;
+	struct fixed fixed = { 0, 0 };
 	int rc = 1;
-	if (run_check(&q, false, &k) < 0)
+	enum fix fix = !repair ? FIX_NONE : strcmp(repair, "all") == 0 ? FIX_ALL : FIX_LEAKS;
+	/* A repair starts with a silent trial pass: nothing is written unless every finding can
+	 * be repaired in place. */
+	if (run_check(&q, FIX_NONE, fix != FIX_NONE, &k) < 0)
 		goto out;
-	if (repair && k.leaks) {
-		/* As qemu-img: a plain pass reports, a second one repairs. */
+	bool flagged = q.incompat & (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT);
+	bool repairable = !k.unrepairable && !k.check_errors;
+	bool work = fix != FIX_NONE && repairable &&
+		    (k.leaks || (fix == FIX_ALL && k.corruptions) || flagged);
+	if (fix != FIX_NONE && !work && (k.corruptions || k.leaks || k.check_errors)) {
+		/* Nothing to repair, but the trial pass kept its findings to itself. */
 		ck_free(&k);
-		if (run_check(&q, true, &k) < 0)
+		if (run_check(&q, FIX_NONE, false, &k) < 0)
 			goto out;
 	}
-	uint64_t fixed = k.leaks_fixed;
-	if (fixed) {
-		if (!json)
-			printf("The following inconsistencies were found and repaired:\n\n"
-			       "    %llu leaked clusters\n    0 corruptions\n\n"
-			       "Double checking the fixed image now...\n", (unsigned long long)fixed);
+	if (work) {
 		ck_free(&k);
-		if (run_check(&q, false, &k) < 0)
+		if (run_check(&q, fix, false, &k) < 0)
+			goto out;
+		fixed = (struct fixed){ k.leaks_fixed, k.corruptions_fixed };
+		if (fixed.leaks || fixed.corruptions) {
+			if (!json)
+				printf("The following inconsistencies were found and repaired:\n\n"
+				       "    %llu leaked clusters\n    %llu corruptions\n\n"
+				       "Double checking the fixed image now...\n",
+				       (unsigned long long)fixed.leaks,
+				       (unsigned long long)fixed.corruptions);
+			ck_free(&k);
+			if (run_check(&q, FIX_NONE, false, &k) < 0)
+				goto out;
+		}
+		if (!k.corruptions && !k.check_errors && clear_header_bits(&q) < 0)
 			goto out;
 	}
-	report(&k, &q, path, json, fixed);
+	report(&k, &q, path, json, &fixed);
+	if (fix != FIX_NONE && !repairable)
+		img_error("'%s' has damage that check cannot repair; nothing was changed", path);
 	if (k.check_errors) {
 		img_error("Check failed");
 		rc = 1;

@@ -3,8 +3,14 @@
  * writing a larger L1 table elsewhere when the new size needs one. The order keeps a crash at
  * any point harmless: new L1 written and flushed, then its clusters' refcounts raised, then
  * the header switched to it (one sector write), then the old L1's refcounts dropped; a crash
- * between steps leaves at most leaked clusters, which `check -r leaks` reclaims. qcow2 shrink
- * is refused. */
+ * between steps leaves at most leaked clusters, which `check -r leaks` reclaims.
+ *
+ * qcow2 shrink (--shrink) discards the guest clusters from the new end on, as qemu-img does:
+ * the L2 entries and L1 entries beyond are zeroed and flushed first, then the header's size,
+ * then the refcounts of the data clusters and L2 tables no longer referenced are dropped, and
+ * finally a tail of the file that no refcount covers any more is cut off. The L1 table keeps
+ * its size (entries beyond are zero). Images with internal snapshots are refused: their
+ * tables would need the same surgery. */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -32,10 +38,10 @@ static int rc_add(const struct img_q2 *q, const uint64_t *rt, uint64_t first, ui
 {
 	uint64_t per = (q->cluster_size * 8) >> q->refcount_order;
 	for (uint64_t c = first; c < first + n;) {
-		uint64_t off = rt[c / per] & QCOW2_REFTABLE_MASK;
+		uint64_t block = c / per, off = rt[block] & QCOW2_REFTABLE_MASK;
 		if (img_q2_read(q, blk, q->cluster_size, off) < 0)
 			return -EIO;
-		for (; c < first + n && (c == first || c % per); c++) {
+		for (; c < first + n && c / per == block; c++) {
 			uint64_t v = img_q2_rc_get(q, blk, c % per);
 			if (delta < 0 && v == 0)
 				return -EINVAL;
@@ -48,22 +54,291 @@ static int rc_add(const struct img_q2 *q, const uint64_t *rt, uint64_t first, ui
 	return 0;
 }
 
+/* The refcount table, host-endian, or NULL after an error sentence. */
+static uint64_t *read_reftable(const struct img_q2 *q, uint64_t *entries)
+{
+	*entries = (uint64_t)q->rt_clusters * q->cluster_size / 8;
+	uint64_t *rt = calloc(*entries ? *entries : 1, 8);
+	if (!rt) {
+		img_error("out of memory");
+		return NULL;
+	}
+	if (img_q2_read(q, rt, *entries * 8, q->rt_offset) < 0) {
+		img_error("'%s': the refcount table cannot be read", q->path);
+		free(rt);
+		return NULL;
+	}
+	for (uint64_t i = 0; i < *entries; i++)
+		rt[i] = be64toh(rt[i]);
+	return rt;
+}
+
+/* Opens a qcow2 image for resizing: refused when its refcounts may be wrong (dirty or
+ * corrupt) or when it has persistent bitmaps. Returns -1 after an error sentence. */
+static int open_for_resize(const char *path, struct img_q2 *q)
+{
+	if (img_q2_open(path, true, q) < 0)
+		return -1;
+	if (q->incompat & (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT)) {
+		img_error("'%s' is marked dirty or corrupt: run 'kvmkit-img check -r all' first",
+			  path);
+	} else if (q->has_bitmaps) {
+		img_error("'%s' has persistent bitmaps, which resize does not support", path);
+	} else {
+		return 0;
+	}
+	img_q2_close(q);
+	return -1;
+}
+
+/* Host clusters whose refcount a shrink drops by one each (a cluster may appear twice:
+ * compressed clusters share host clusters). */
+struct freelist {
+	uint64_t *c;
+	size_t n, cap;
+};
+
+static int fl_add(struct freelist *f, uint64_t cluster)
+{
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 256;
+		uint64_t *c = realloc(f->c, cap * sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		f->c = c;
+		f->cap = cap;
+	}
+	f->c[f->n++] = cluster;
+	return 0;
+}
+
+/* Queues the host clusters an L2 entry holds a reference on. */
+static int fl_add_entry(struct freelist *f, const struct img_q2 *q, uint64_t e)
+{
+	if (e & QCOW2_COMPRESSED) {
+		uint64_t start, len;
+		img_q2_compressed_range(q, e, &start, &len);
+		for (uint64_t c = start >> q->cluster_bits; c <= (start + len - 1) >> q->cluster_bits;
+		     c++)
+			if (fl_add(f, c) < 0)
+				return -ENOMEM;
+		return 0;
+	}
+	uint64_t off = e & QCOW2_OFFSET_MASK;
+	return off ? fl_add(f, off >> q->cluster_bits) : 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Drops the queued references, one rc_add per run of consecutive clusters. */
+static int fl_release(struct freelist *f, const struct img_q2 *q, const uint64_t *rt,
+		      uint64_t rt_entries, uint8_t *blk)
+{
+	uint64_t per = (q->cluster_size * 8) >> q->refcount_order;
+	qsort(f->c, f->n, sizeof(*f->c), cmp_u64);
+	for (size_t i = 0, j; i < f->n; i = j) {
+		for (j = i + 1; j < f->n && f->c[j] == f->c[j - 1] + 1; j++)
+			;
+		for (size_t k = i; k < j; k++)
+			if (f->c[k] / per >= rt_entries || !(rt[f->c[k] / per] & QCOW2_REFTABLE_MASK))
+				return -EINVAL;
+		int r = rc_add(q, rt, f->c[i], j - i, -1, blk);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* A table pointer a shrink may follow: cluster aligned and inside the file. */
+static bool table_ok(const struct img_q2 *q, uint64_t off)
+{
+	return !(off & (q->cluster_size - 1)) && off < q->fsize &&
+	       q->cluster_size <= q->fsize - off;
+}
+
+/* Zeroes the L2 entries of guest clusters from first_gone on in the L2 table at l2off (whose
+ * first guest cluster is base), queueing their clusters; *empty tells whether nothing is
+ * left in the table. */
+static int shrink_l2(const struct img_q2 *q, uint64_t l2off, uint64_t base, uint64_t first_gone,
+		     uint8_t *l2, struct freelist *f, bool *empty)
+{
+	if (img_q2_read(q, l2, q->cluster_size, l2off) < 0)
+		return -EIO;
+	bool changed = false;
+	*empty = true;
+	for (uint64_t j = 0; j < img_q2_l2_entries(q); j++) {
+		uint64_t e = img_q2_be64(l2 + j * 8);
+		if (base + j < first_gone) {
+			*empty &= e == 0;
+			continue;
+		}
+		if (!e)
+			continue;
+		if (fl_add_entry(f, q, e) < 0)
+			return -ENOMEM;
+		img_q2_put_be64(l2 + j * 8, 0);
+		changed = true;
+	}
+	return changed && !*empty ? img_q2_write(q, l2, q->cluster_size, l2off) : 0;
+}
+
+/* Whether refcount block idx (at off, loaded in blk) counts nothing but perhaps itself. */
+static bool block_idle(const struct img_q2 *q, uint64_t idx, uint64_t off, const uint8_t *blk)
+{
+	uint64_t per = (q->cluster_size * 8) >> q->refcount_order, self = off >> q->cluster_bits;
+	for (uint64_t j = 0; j < per; j++) {
+		uint64_t v = img_q2_rc_get(q, blk, j);
+		if (v && !(idx * per + j == self && v == 1))
+			return false;
+	}
+	return true;
+}
+
+/* Drops the refcount blocks that count nothing but themselves, as qemu-img does, so they do not
+ * pin the end of the file: the table entry is cleared and flushed first (a crash then leaves
+ * the block leaked), then the block's own refcount is dropped where another block holds it. */
+static int drop_idle_blocks(const struct img_q2 *q, uint64_t *rt, uint64_t rt_entries,
+			    uint8_t *blk)
+{
+	uint64_t per = (q->cluster_size * 8) >> q->refcount_order;
+	for (uint64_t i = 0; i < rt_entries; i++) {
+		uint64_t off = rt[i] & QCOW2_REFTABLE_MASK, self = off >> q->cluster_bits;
+		if (!off)
+			continue;
+		int r = img_q2_read(q, blk, q->cluster_size, off);
+		if (r < 0 || !block_idle(q, i, off, blk))
+			continue;
+		uint8_t zero[8] = { 0 };
+		if ((r = img_q2_write(q, zero, 8, q->rt_offset + i * 8)) < 0 || (r = flush(q)) < 0)
+			return r;
+		rt[i] = 0;
+		if (self / per != i && (r = rc_add(q, rt, self, 1, -1, blk)) < 0)
+			return r;
+	}
+	return flush(q);
+}
+
+/* Cuts off the tail of the file that no refcount covers any more (qemu-img does the same). */
+static int truncate_free_tail(const struct img_q2 *q, const uint64_t *rt, uint64_t rt_entries,
+			      uint8_t *blk)
+{
+	uint64_t per = (q->cluster_size * 8) >> q->refcount_order, end = 0;
+	uint64_t nclusters = (q->fsize + q->cluster_size - 1) >> q->cluster_bits;
+	for (uint64_t i = 0; i < rt_entries && i * per < nclusters; i++) {
+		uint64_t off = rt[i] & QCOW2_REFTABLE_MASK;
+		if (!off)
+			continue;
+		if (img_q2_read(q, blk, q->cluster_size, off) < 0)
+			return -EIO;
+		for (uint64_t j = 0; j < per && i * per + j < nclusters; j++)
+			if (img_q2_rc_get(q, blk, j))
+				end = i * per + j + 1;
+	}
+	if (end && end < nclusters && ftruncate(q->fd, (off_t)(end << q->cluster_bits)) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Drops the guest clusters from the new end on (see the top of the file for the order). */
+static int shrink_tables(struct img_q2 *q, uint64_t new_size, uint64_t *l1, struct freelist *f,
+			 uint8_t *l2)
+{
+	uint64_t per_l2 = img_q2_l2_entries(q);
+	uint64_t first_gone = (new_size + q->cluster_size - 1) >> q->cluster_bits;
+	bool l1_changed = false;
+	for (uint32_t i = 0; i < q->l1_size; i++) {
+		uint64_t l2off = l1[i] & QCOW2_OFFSET_MASK, base = (uint64_t)i * per_l2;
+		if (!l2off || base + per_l2 <= first_gone)
+			continue;
+		if (!table_ok(q, l2off)) {
+			img_error("'%s': L1 entry %u points outside the file: run 'kvmkit-img "
+				  "check'", q->path, i);
+			return -EINVAL;
+		}
+		bool empty;
+		int r = shrink_l2(q, l2off, base, first_gone, l2, f, &empty);
+		if (r < 0)
+			return r;
+		if (empty) { /* the whole table goes: the L1 entry first, then its cluster */
+			l1[i] = 0;
+			l1_changed = true;
+			if (fl_add(f, l2off >> q->cluster_bits) < 0)
+				return -ENOMEM;
+		}
+	}
+	if (!l1_changed)
+		return 0;
+	uint8_t *be = malloc((uint64_t)q->l1_size * 8);
+	if (!be)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < q->l1_size; i++)
+		img_q2_put_be64(be + (uint64_t)i * 8, l1[i]);
+	int r = img_q2_write(q, be, (uint64_t)q->l1_size * 8, q->l1_offset);
+	free(be);
+	return r;
+}
+
+static int shrink_qcow2(const char *path, uint64_t new_size)
+{
+	struct img_q2 q;
+	if (open_for_resize(path, &q) < 0)
+		return 1;
+	int rc = 1, r;
+	uint64_t *rt = NULL, *l1 = NULL, rt_entries;
+	uint8_t *blk = NULL;
+	struct freelist f = { 0 };
+	if (q.nb_snapshots) {
+		img_error("'%s' has internal snapshots: shrinking it is not supported (delete them "
+			  "first)", path);
+		goto out;
+	}
+	if (!(rt = read_reftable(&q, &rt_entries)) ||
+	    !(l1 = img_q2_read_l1(&q, q.l1_offset, q.l1_size)))
+		goto out;
+	if (!(blk = malloc(q.cluster_size))) {
+		img_error("out of memory");
+		goto out;
+	}
+	uint8_t be[8];
+	img_q2_put_be64(be, new_size);
+	if ((r = shrink_tables(&q, new_size, l1, &f, blk)) < 0 || (r = flush(&q)) < 0 ||
+	    (r = img_q2_write(&q, be, 8, 24)) < 0 || (r = flush(&q)) < 0) {
+		if (r != -EINVAL)
+			img_error("'%s': cannot shrink the tables: %s", path, strerror(-r));
+		goto out;
+	}
+	if ((r = fl_release(&f, &q, rt, rt_entries, blk)) < 0 || (r = flush(&q)) < 0) {
+		/* The tables no longer point at the clusters: they are only leaked. */
+		img_error("'%s': resized, but the discarded clusters could not all be freed (%s): "
+			  "'kvmkit-img check -r leaks' reclaims them", path, strerror(-r));
+		goto out;
+	}
+	if ((r = drop_idle_blocks(&q, rt, rt_entries, blk)) < 0 ||
+	    (r = truncate_free_tail(&q, rt, rt_entries, blk)) < 0)
+		img_error("'%s': resized, but the free end of the file could not be cut off: %s",
+			  path, strerror(-r));
+	rc = r < 0;
+out:
+	free(f.c);
+	free(rt);
+	free(l1);
+	free(blk);
+	img_q2_close(&q);
+	return rc;
+}
+
 static int grow_qcow2(const char *path, uint64_t new_size)
 {
 	struct img_q2 q;
-	if (img_q2_open(path, true, &q) < 0)
+	if (open_for_resize(path, &q) < 0)
 		return 1;
 	int rc = 1;
 	uint64_t *rt = NULL, *l1 = NULL;
 	uint8_t *blk = NULL, *newl1 = NULL;
-	if (q.incompat & (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT)) {
-		img_error("'%s' is marked dirty or corrupt: run 'kvmkit-img check' first", path);
-		goto out;
-	}
-	if (q.has_bitmaps) {
-		img_error("'%s' has persistent bitmaps, which resize does not support", path);
-		goto out;
-	}
 	uint64_t need = img_q2_l1_needed(&q, new_size);
 	uint8_t be[8];
 	if (need > q.l1_size) {
@@ -72,23 +347,18 @@ static int grow_qcow2(const char *path, uint64_t new_size)
 				  QCOW2_MAX_TABLE_BYTES >> 20);
 			goto out;
 		}
-		uint64_t cs = q.cluster_size, rt_entries = (uint64_t)q.rt_clusters * cs / 8;
+		uint64_t cs = q.cluster_size, rt_entries;
 		uint64_t per = (cs * 8) >> q.refcount_order;
-		rt = calloc(rt_entries ? rt_entries : 1, 8);
+		if (!(rt = read_reftable(&q, &rt_entries)))
+			goto out;
 		blk = malloc(cs);
 		l1 = img_q2_read_l1(&q, q.l1_offset, q.l1_size);
 		uint64_t nclust = (need * 8 + cs - 1) / cs;
 		newl1 = calloc(nclust, cs);
-		if (!rt || !blk || !l1 || !newl1) {
+		if (!blk || !l1 || !newl1) {
 			img_error("out of memory");
 			goto out;
 		}
-		if (img_q2_read(&q, rt, rt_entries * 8, q.rt_offset) < 0) {
-			img_error("'%s': the refcount table cannot be read", path);
-			goto out;
-		}
-		for (uint64_t i = 0; i < rt_entries; i++)
-			rt[i] = be64toh(rt[i]);
 		/* The new table goes at the end of the file, where every cluster must have a
 		 * refcount block (growing the refcount table is not supported) and be free. */
 		uint64_t first = (q.fsize + cs - 1) / cs;
@@ -231,13 +501,11 @@ int img_resize(int argc, char **argv)
 	}
 	if (qcow2) {
 		if (want % 512) {
-			img_error("the new size of a qcow2 image must be a multiple of 512");
+			img_error("The new size must be a multiple of 512");
 			return 1;
 		}
-		if (want < cur) {
-			img_error("shrinking a qcow2 image is not supported");
+		if (want < cur && shrink_qcow2(path, want) != 0)
 			return 1;
-		}
 		if (want > cur && grow_qcow2(path, want) != 0)
 			return 1;
 	} else {
