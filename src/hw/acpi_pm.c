@@ -1,5 +1,5 @@
 /* ACPI fixed hardware: the PM1a event and control blocks (SLP_EN with the \_S5 type powers the
- * VM off) and the FADT's RESET_REG. */
+ * VM off, the fixed-feature power button raises an SCI) and the FADT's RESET_REG. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -21,7 +21,24 @@ struct acpi_pm {
 	uint16_t pm1_cnt;
 };
 
+#define ACPI_PM1_PWRBTN 0x0100  /* PWRBTN_STS in PM1_STS, PWRBTN_EN in PM1_EN */
 
+/* The SCI (level-triggered, IRQ 9) is asserted while an enabled event's status bit is set, as
+ * PIIX4/ICH9 PM do; the guest's handler clears the status (write one) and so lowers it. */
+static void acpi_pm_update_sci(struct acpi_pm *pm)
+{
+	bool level = (pm->pm1_sts & pm->pm1_en & ACPI_PM1_PWRBTN) &&
+		     (pm->pm1_cnt & ACPI_PM1_CNT_SCI_EN);
+	vm_set_irq_line(pm->vm, IRQ_ACPI_SCI, level);
+}
+
+void acpi_pm_power_button(struct acpi_pm *pm)
+{
+	pthread_mutex_lock(&pm->lock);
+	pm->pm1_sts |= ACPI_PM1_PWRBTN;
+	acpi_pm_update_sci(pm);
+	pthread_mutex_unlock(&pm->lock);
+}
 
 static void acpi_pm_cnt_write(struct acpi_pm *pm, uint16_t v)
 {
@@ -62,6 +79,9 @@ static void acpi_pm_access(void *opaque, uint64_t offset, uint8_t *data, uint32_
 				pm->pm1_en = (uint16_t)(v >> 16);
 		} else if (port == PORT_ACPI_PM1A_EVT + 2) {
 			pm->pm1_en = (uint16_t)v;
+		}
+		if (port == PORT_ACPI_PM1A_EVT || port == PORT_ACPI_PM1A_EVT + 2) {
+			acpi_pm_update_sci(pm);
 		} else if (port == PORT_ACPI_PM1A_CNT) {
 			acpi_pm_cnt_write(pm, (uint16_t)v);
 		} else if (port == PORT_ACPI_RESET && (v & 0xff) == ACPI_RESET_VALUE) {

@@ -44,6 +44,8 @@ int i8042_load(struct i8042 *kbc, struct stream *st, uint32_t version);
 /* ACPI fixed hardware: PM1a event/control blocks (power-off through SLP_EN) and RESET_REG. */
 struct acpi_pm *acpi_pm_create(struct vm *vm);
 void acpi_pm_destroy(struct acpi_pm *pm);
+/* Presses the power button (PWRBTN_STS and an SCI): QMP system_powerdown. Any thread. */
+void acpi_pm_power_button(struct acpi_pm *pm);
 void acpi_pm_save(struct acpi_pm *pm, struct stream *st);
 int acpi_pm_load(struct acpi_pm *pm, struct stream *st, uint32_t version);
 

@@ -48,6 +48,13 @@ static const char usage_text[] =
 	"  --vconsole PATH[,name=NAME]\n"
 	"                     a virtio-console port (default name org.kvmkit.port.0) carried over\n"
 	"                     the unix socket PATH, which kvmkit listens on\n"
+	"  --control unix:PATH\n"
+	"                     a QMP server (QEMU's machine protocol) on the unix socket PATH\n"
+	"                     (mode 0600, removed at exit); QEMU's -qmp unix:PATH,server,nowait\n"
+	"                     is accepted too\n"
+	"  --monitor stdio    the human monitor, QEMU's '(qemu)' prompt, on stdin/stdout; the\n"
+	"                     serial console then defaults to none\n"
+	"  -S, --paused       start with the vCPUs paused until the monitor's cont\n"
 	"  --restore DIR      resume the VM saved in DIR (its configuration comes from there:\n"
 	"                     machine options such as --memory cannot be given with it)\n"
 	"  --snapshot-at-exit DIR\n"
@@ -66,7 +73,8 @@ static const char usage_text[] =
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_SERIAL,
        OPT_NO_REBOOT, OPT_TESTDEV, OPT_STATS, OPT_DISK, OPT_RNG, OPT_NET,
-       OPT_VCONSOLE, OPT_TRANSPORT, OPT_RESTORE, OPT_SNAPSHOT_AT_EXIT };
+       OPT_VCONSOLE, OPT_TRANSPORT, OPT_RESTORE, OPT_SNAPSHOT_AT_EXIT, OPT_CONTROL, OPT_QMP,
+       OPT_MONITOR };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -85,6 +93,10 @@ static const struct option run_options[] = {
 	{ "transport", required_argument, NULL, OPT_TRANSPORT },
 	{ "restore", required_argument, NULL, OPT_RESTORE },
 	{ "snapshot-at-exit", required_argument, NULL, OPT_SNAPSHOT_AT_EXIT },
+	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ "qmp", required_argument, NULL, OPT_QMP },
+	{ "monitor", required_argument, NULL, OPT_MONITOR },
+	{ "paused", no_argument, NULL, 'S' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -284,6 +296,29 @@ static int parse_vconsole(char *spec, struct vm_vconsole *c)
 	return 0;
 }
 
+/* --control unix:PATH, or QEMU's -qmp unix:PATH[,server[=on]][,nowait|,wait=off] (kvmkit never
+ * waits for a client before starting the guest). PATH points into spec, which is modified. */
+static int parse_control(char *spec, bool qemu_spelling, const char **path)
+{
+	const char *opt = qemu_spelling ? "-qmp" : "--control";
+	if (strncmp(spec, "unix:", 5) != 0 || !spec[5]) {
+		log_error("%s wants unix:PATH, not '%s'", opt, spec);
+		return -1;
+	}
+	char *save = NULL;
+	*path = strtok_r(spec + 5, ",", &save);
+	for (char *o = strtok_r(NULL, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+		bool known = qemu_spelling && (strcmp(o, "server") == 0 || strcmp(o, "server=on") == 0 ||
+					       strcmp(o, "nowait") == 0 || strcmp(o, "wait=off") == 0);
+		if (!known) {
+			log_error("%s: option '%s' is not supported (kvmkit always listens and never "
+				  "waits: unix:PATH%s)", opt, o, qemu_spelling ? ",server,nowait" : "");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* The options that describe the machine (and so come from the snapshot with --restore). */
 static bool is_machine_option(int opt)
 {
@@ -330,7 +365,7 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 	o->vm.ram_size = DEFAULT_RAM;
 	o->vm.ncpus = 1;
 	o->vm.signal_fd = -1;
-	o->serial = "stdio";
+	o->serial = NULL; /* stdio unless --monitor stdio takes stdio */
 
 	if (argc < 2) {
 		fputs(usage_text, stderr);
@@ -350,12 +385,17 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 		return CLI_EXIT_ERROR;
 	}
 
+	/* QEMU's single-dash -qmp, as the long option --qmp. */
+	for (int i = 2; i < argc; i++)
+		if (strcmp(argv[i], "-qmp") == 0)
+			argv[i] = (char *)"--qmp";
+
 	const char *restore_dir = NULL;
 	int machine_opt = 0; /* the last machine option given (for --restore's refusal) */
 	optind = 1;
 	opterr = 0;
 	int c;
-	while ((c = getopt_long(argc - 1, argv + 1, ":hV", run_options, NULL)) != -1) {
+	while ((c = getopt_long(argc - 1, argv + 1, ":hVS", run_options, NULL)) != -1) {
 		if (is_machine_option(c))
 			machine_opt = c;
 		switch (c) {
@@ -414,6 +454,19 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 				return CLI_EXIT_ERROR;
 			}
 			break;
+		case OPT_CONTROL:
+		case OPT_QMP:
+			if (parse_control(optarg, c == OPT_QMP, &o->control.qmp_path) < 0)
+				return CLI_EXIT_ERROR;
+			break;
+		case OPT_MONITOR:
+			if (strcmp(optarg, "stdio") != 0) {
+				log_error("--monitor wants stdio, not '%s'", optarg);
+				return CLI_EXIT_ERROR;
+			}
+			o->control.monitor_stdio = true;
+			break;
+		case 'S': o->control.start_paused = true; break;
 		case OPT_RESTORE: restore_dir = optarg; break;
 		case OPT_SNAPSHOT_AT_EXIT: o->vm.snapshot_at_exit = optarg; break;
 		case 'h': fputs(usage_text, stdout); return CLI_EXIT_OK;
@@ -428,6 +481,17 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 	}
 	if (optind < argc - 1) {
 		log_error("unexpected argument '%s' (see 'kvmkit --help')", argv[optind + 1]);
+		return CLI_EXIT_ERROR;
+	}
+	if (o->control.monitor_stdio && o->serial && strcmp(o->serial, "stdio") == 0) {
+		log_error("--monitor stdio and --serial stdio cannot share the terminal: give the "
+			  "serial console file:PATH, unix:PATH or none");
+		return CLI_EXIT_ERROR;
+	}
+	if (!o->serial)
+		o->serial = o->control.monitor_stdio ? "none" : "stdio";
+	if (o->control.start_paused && !o->control.qmp_path && !o->control.monitor_stdio) {
+		log_error("-S starts the guest paused: it needs --control or --monitor to resume it");
 		return CLI_EXIT_ERROR;
 	}
 	if (restore_dir)

@@ -2,11 +2,13 @@
 #ifndef KVMKIT_VMM_CLI_H
 #define KVMKIT_VMM_CLI_H
 
+#include "control/control.h"
 #include "vmm/vm.h"
 
 struct cli_options {
 	struct vm_config vm;
 	const char *serial; /* console spec */
+	struct control_options control; /* --control, --monitor, -S */
 };
 
 enum cli_result { CLI_RUN, CLI_EXIT_OK, CLI_EXIT_ERROR };

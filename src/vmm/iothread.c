@@ -30,6 +30,8 @@ struct iothread {
 	 * handler runs, so iothread_remove from another thread waits for it to finish. */
 	pthread_mutex_t lock;
 	struct iothread_watch *watches;
+	bool paused;            /* under lock: handlers wait on `resumed` */
+	pthread_cond_t resumed;
 };
 
 static void *iothread_main(void *arg)
@@ -48,6 +50,8 @@ static void *iothread_main(void *arg)
 			if (ev[i].data.ptr == NULL)
 				return NULL; /* stop_fd */
 			pthread_mutex_lock(&t->lock);
+			while (t->paused)
+				pthread_cond_wait(&t->resumed, &t->lock);
 			/* The watch may have been removed since epoll_wait returned: look it up. (A new
 			 * watch at a recycled address may then see one spurious call: handlers read
 			 * their fds non-blocking and tolerate that.) */
@@ -72,6 +76,7 @@ struct iothread *iothread_create(void)
 	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&t->lock, &attr);
 	pthread_mutexattr_destroy(&attr);
+	pthread_cond_init(&t->resumed, NULL);
 	t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	t->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
@@ -96,6 +101,7 @@ void iothread_destroy(struct iothread *t)
 	if (!t)
 		return;
 	if (t->started) {
+		iothread_resume(t);
 		uint64_t one = 1;
 		if (write(t->stop_fd, &one, sizeof(one)) != sizeof(one))
 			log_warn("cannot stop the I/O thread: %s", strerror(errno));
@@ -111,6 +117,7 @@ void iothread_destroy(struct iothread *t)
 	if (t->stop_fd >= 0)
 		close(t->stop_fd);
 	pthread_mutex_destroy(&t->lock);
+	pthread_cond_destroy(&t->resumed);
 	free(t);
 }
 
@@ -154,5 +161,21 @@ int iothread_remove(struct iothread *t, int fd)
 void iothread_sync(struct iothread *t)
 {
 	pthread_mutex_lock(&t->lock);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void iothread_pause(struct iothread *t)
+{
+	/* Holding the lock means no handler is running; the flag keeps the next one waiting. */
+	pthread_mutex_lock(&t->lock);
+	t->paused = true;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void iothread_resume(struct iothread *t)
+{
+	pthread_mutex_lock(&t->lock);
+	t->paused = false;
+	pthread_cond_broadcast(&t->resumed);
 	pthread_mutex_unlock(&t->lock);
 }

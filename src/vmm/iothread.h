@@ -25,4 +25,10 @@ int iothread_remove(struct iothread *t, int fd);
  * before calling this). Not from a handler. */
 void iothread_sync(struct iothread *t);
 
+/* Pause: no handler runs until iothread_resume (events that arrive meanwhile stay pending in
+ * epoll, so nothing is lost; in-flight disk requests complete in the kernel and are picked up
+ * after the resume). Returns once no handler is running. Any thread but the I/O thread. */
+void iothread_pause(struct iothread *t);
+void iothread_resume(struct iothread *t);
+
 #endif

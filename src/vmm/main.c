@@ -1,10 +1,12 @@
-/* kvmkit's entry point: parse the command line, open the console, run the VM (again after
- * each guest reset), and exit with the status the guest's way of stopping calls for. */
+/* kvmkit's entry point: parse the command line, open the console and the control socket, run
+ * the VM (again after each guest reset), and exit with the status the guest's way of stopping
+ * calls for. */
 #include <signal.h>
 #include <stdio.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "control/control.h"
 #include "lib/log.h"
 #include "vmm/cli.h"
 #include "vmm/console.h"
@@ -36,12 +38,25 @@ int main(int argc, char **argv)
 	opts.vm.console = console_open(opts.serial);
 	if (!opts.vm.console)
 		return VM_EXIT_STATUS_ERROR;
+	/* The control socket and monitor outlive guest resets, as the console does. */
+	if (opts.control.qmp_path || opts.control.monitor_stdio) {
+		opts.vm.control = control_open(&opts.control);
+		if (!opts.vm.control) {
+			console_close(opts.vm.console);
+			return VM_EXIT_STATUS_ERROR;
+		}
+	}
+	opts.vm.start_paused = opts.control.start_paused;
 
 	int status;
 	enum vm_stop_reason reason;
-	while ((reason = vm_run(&opts.vm, &status)) == VM_STOP_RESET && !opts.vm.no_reboot)
-		; /* a guest reset: build a fresh VM with the same configuration */
+	while ((reason = vm_run(&opts.vm, &status)) == VM_STOP_RESET && !opts.vm.no_reboot) {
+		/* a guest reset: build a fresh VM with the same configuration, still paused if a
+		 * monitor's stop was in force */
+		opts.vm.start_paused = opts.vm.control && control_wants_paused(opts.vm.control);
+	}
 
+	control_close(opts.vm.control);
 	console_close(opts.vm.console);
 	if (opts.vm.signal_fd >= 0)
 		close(opts.vm.signal_fd);

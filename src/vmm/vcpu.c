@@ -177,10 +177,20 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
+	__atomic_store_n(&v->tid, (int)gettid(), __ATOMIC_RELEASE);
+
 	while (!atomic_load(&v->vm->stopping)) {
+		/* A pause parks the vCPU only after a KVM_RUN that returned EINTR: with immediate_exit
+		 * KVM first completes a pending port or MMIO access (KVM API, "KVM_RUN"), so whoever
+		 * reads the parked vCPU's state sees a consistent one. */
+		if (atomic_load(&v->vm->pause_requested))
+			__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
-				v->run->immediate_exit = 0;
+				/* Cleared before the pause flag is read (both seq_cst), so a kick that
+				 * raced with the clear still finds the flag set. */
+				__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+				vm_park_vcpu(v);
 				continue;
 			}
 			char why[128];

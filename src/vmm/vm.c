@@ -21,6 +21,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
+#include "control/control.h"
 #include "hw/devices.h"
 #include "hw/pci.h"
 #include "lib/log.h"
@@ -36,21 +37,32 @@
 #define KVM_TSS_ADDR         0xfffbd000ULL
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
 
-void vm_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status)
+void vm_stop_because(struct vm *vm, enum vm_stop_reason reason, int exit_status,
+		     const char *cause)
 {
 	pthread_mutex_lock(&vm->stop_lock);
 	/* The first reason wins, except that an error always overrides. */
 	if (vm->stop_reason == VM_STOP_NONE || reason == VM_STOP_ERROR) {
 		vm->stop_reason = reason;
 		vm->exit_status = exit_status;
+		vm->stop_cause = cause;
 	}
 	bool first = !atomic_exchange(&vm->stopping, true);
 	pthread_mutex_unlock(&vm->stop_lock);
+	/* Parked vCPUs and a waiting vm_pause see `stopping` and go. */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	if (first) {
 		uint64_t one = 1;
 		if (write(vm->stop_fd, &one, sizeof(one)) < 0)
 			log_debug("cannot signal the main loop: %s", strerror(errno));
 	}
+}
+
+void vm_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status)
+{
+	vm_stop_because(vm, reason, exit_status, NULL);
 }
 
 void vm_set_irq_line(struct vm *vm, uint32_t irq, int level)
@@ -316,28 +328,34 @@ static void vm_console_break(void *opaque)
 	serial_8250_break(vm->com1);
 }
 
-/* The main thread's loop: console input, signals, and the stop request. */
+/* The main thread's loop: console input, the control socket and monitor, signals, and the
+ * stop request. */
 static void vm_main_loop(struct vm *vm)
 {
 	const struct console_sink sink = { vm_console_receive, vm_console_break, vm };
+	struct control *ctl = vm->cfg->control;
 	while (!atomic_load(&vm->stopping)) {
-		struct pollfd pfds[CONSOLE_MAX_FDS + 2];
+		struct pollfd pfds[CONSOLE_MAX_FDS + CONTROL_MAX_FDS + 2];
 		int timeout = -1;
 		int n = console_poll_fds(vm->cfg->console, pfds, &timeout);
 		int ncon = n;
+		int nctl = ctl ? control_poll_fds(ctl, pfds + n, CONTROL_MAX_FDS) : 0;
+		n += nctl;
 		pfds[n++] = (struct pollfd){ .fd = vm->stop_fd, .events = POLLIN };
 		if (vm->cfg->signal_fd >= 0)
 			pfds[n++] = (struct pollfd){ .fd = vm->cfg->signal_fd, .events = POLLIN };
 		if (poll(pfds, (nfds_t)n, timeout) < 0 && errno != EINTR)
 			break;
 		if (console_handle(vm->cfg->console, pfds, ncon, &sink))
-			vm_stop(vm, VM_STOP_EXIT, 0);
+			vm_stop_because(vm, VM_STOP_EXIT, 0, "host-ui");
+		if (ctl)
+			control_handle(ctl, vm, pfds + ncon, nctl);
 		if (vm->cfg->signal_fd >= 0 && pfds[n - 1].revents) {
 			struct signalfd_siginfo si;
 			if (read(vm->cfg->signal_fd, &si, sizeof(si)) == sizeof(si)) {
 				fprintf(stderr, "\r\nkvmkit: terminating on signal %u\r\n", si.ssi_signo);
 				vm->dump_vcpus = getenv("KVMKIT_DEBUG") != NULL;
-				vm_stop(vm, VM_STOP_EXIT, 0);
+				vm_stop_because(vm, VM_STOP_EXIT, 0, "host-signal");
 			}
 		}
 	}
@@ -361,7 +379,10 @@ static void vm_destroy(struct vm *vm)
 	for (uint32_t i = 0; vm->vcpus && i < vm->ncpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
-	/* virtio devices drain their I/O through the I/O thread, which goes after them */
+	/* virtio devices drain their I/O through the I/O thread, which goes after them (and
+	 * must run again if a pause held it) */
+	if (vm->io)
+		iothread_resume(vm->io);
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		virtio_blk_destroy(vm->disks[i]);
 	virtio_rng_destroy(vm->rng);
@@ -386,6 +407,9 @@ static void vm_destroy(struct vm *vm)
 	if (vm->stop_fd >= 0)
 		close(vm->stop_fd);
 	pthread_mutex_destroy(&vm->stop_lock);
+	pthread_mutex_destroy(&vm->pause_op_lock);
+	pthread_mutex_destroy(&vm->pause_lock);
+	pthread_cond_destroy(&vm->pause_cond);
 	free(vm);
 }
 
@@ -400,6 +424,9 @@ enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status)
 	vm->ncpus = cfg->ncpus;
 	vm->kvm_fd = vm->vm_fd = -1;
 	pthread_mutex_init(&vm->stop_lock, NULL);
+	pthread_mutex_init(&vm->pause_op_lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 
 	int r = vm->stop_fd < 0 ? -errno : 0;
@@ -415,6 +442,8 @@ enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status)
 		r = snapshot_pending(cfg) ? snapshot_restore(vm, cfg->restore_dir) : vm_load_guest(vm);
 	if (r == 0)
 		log_debug("VM built (%u vCPUs, guest loaded); starting the vCPUs", vm->ncpus);
+	if (r == 0 && cfg->start_paused)
+		r = vm_pause(vm); /* before the threads start: they park before their first entry */
 	for (uint32_t i = 0; r == 0 && i < vm->ncpus; i++)
 		r = vcpu_start(&vm->vcpus[i]);
 	if (r < 0)
@@ -423,6 +452,8 @@ enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status)
 		vm_main_loop(vm);
 	if (r == 0 && cfg->snapshot_at_exit)
 		snapshot_at_exit(vm);
+	if (cfg->control)
+		control_vm_stopped(cfg->control, vm);
 
 	enum vm_stop_reason reason = vm->stop_reason;
 	*exit_status = vm->exit_status;

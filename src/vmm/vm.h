@@ -26,6 +26,7 @@ struct virtio_net;
 struct virtio_console;
 struct irq_routing;
 struct iothread;
+struct control;
 
 #define VM_MAX_DISKS 16
 
@@ -76,6 +77,8 @@ struct vm_config {
 	int signal_fd;          /* signalfd for SIGINT/SIGTERM/SIGHUP, or -1 */
 	const char *restore_dir; /* --restore: build the VM, then load this snapshot (migration/) */
 	const char *snapshot_at_exit; /* save a snapshot here when the run ends in VM_STOP_EXIT */
+	struct control *control; /* QMP socket and human monitor (control/), or NULL; outlives resets */
+	bool start_paused;      /* the run starts with its vCPUs parked (-S, or paused before a reset) */
 };
 
 /* How a run ended, in the order of precedence when several threads stop it at once. */
@@ -102,6 +105,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
+	int tid;                /* the thread's kernel ID once it runs (QMP query-cpus-fast) */
 	uint64_t exits[VCPU_STAT_REASONS];
 };
 
@@ -123,6 +127,17 @@ struct vm {
 	int exit_status;
 	int stop_fd; /* eventfd, readable once the VM is stopping */
 	bool dump_vcpus; /* print every vCPU's registers on the way out (KVMKIT_DEBUG + signal) */
+	const char *stop_cause; /* QEMU's ShutdownCause name given by the winning stopper, or NULL */
+
+	/* Pause protocol (vmm/pause.c): while pause_requested, vCPUs park on pause_cond. */
+	pthread_mutex_t pause_op_lock;  /* one vm_pause/vm_resume/vm_with_vcpus_parked at a time */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;      /* parked vCPUs wait for resume; pausers wait for parking */
+	atomic_bool pause_requested;
+	uint32_t vcpus_parked;          /* under pause_lock */
+	atomic_bool paused;             /* vm_pause completed: vCPUs parked, devices held */
+	bool clock_saved;
+	uint64_t paused_clock;          /* KVM_GET_CLOCK at the pause, restored at the resume */
 
 	/* Devices */
 	struct serial_8250 *com1;
@@ -147,6 +162,23 @@ enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status);
 /* Asks every thread to stop the VM. Safe from any thread; the first reason wins (an error
  * overrides everything). */
 void vm_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status);
+/* The same, naming the cause as QEMU's SHUTDOWN/RESET events do ("host-signal", ...). */
+void vm_stop_because(struct vm *vm, enum vm_stop_reason reason, int exit_status,
+		     const char *cause);
+
+/* Pause and resume (vmm/pause.c), from any thread but a vCPU's. vm_pause returns once every
+ * vCPU has left KVM_RUN (pending port/MMIO accesses completed) and parked, the I/O thread
+ * runs no device handler and the KVM clock is saved; vm_resume restores the clock, so the
+ * guest's kvmclock time does not jump by the paused time, and lets everything go on. Both
+ * return 0 (also when there was nothing to do) or -ESHUTDOWN when the VM is stopping. */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+bool vm_is_paused(struct vm *vm);
+/* Runs fn with every vCPU parked (briefly pausing the vCPUs of a running VM, without the clock
+ * and device handling of vm_pause), e.g. to read vCPU registers from another thread. */
+int vm_with_vcpus_parked(struct vm *vm, void (*fn)(struct vm *vm, void *opaque), void *opaque);
+/* Called by a vCPU thread after KVM_RUN returned EINTR: waits there while a pause lasts. */
+void vm_park_vcpu(struct vcpu *v);
 
 /* Drives a legacy interrupt line (ISA IRQ / IOAPIC pin) of the in-kernel irqchip. */
 void vm_set_irq_line(struct vm *vm, uint32_t irq, int level);

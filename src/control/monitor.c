@@ -1,0 +1,200 @@
+/* The human monitor: QEMU's HMP commands (info status/cpus/registers/..., stop, cont, quit,
+ * system_reset, system_powerdown), run for QMP's human-monitor-command and for the `(qemu) `
+ * prompt on stdin/stdout (--monitor stdio). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "control/control_int.h"
+#include "vmm/vm.h"
+
+#define MONITOR_LINE_MAX 4096
+
+struct monitor {
+	char line[MONITOR_LINE_MAX];
+	size_t len;
+	bool overlong;        /* the current line outgrew the buffer: refused at its end */
+	bool eof;             /* stdin closed: the monitor stops reading, the VM goes on */
+};
+
+struct hmp_registers_request {
+	struct outbuf *out;
+	int cpu;              /* -1: all */
+};
+
+static void hmp_registers_parked(struct vm *vm, void *opaque)
+{
+	struct hmp_registers_request *req = opaque;
+	for (uint32_t i = 0; i < vm->ncpus; i++)
+		if (req->cpu < 0 || (uint32_t)req->cpu == i)
+			hmp_format_registers(&vm->vcpus[i], req->out);
+}
+
+static void hmp_info(struct control *ctl, const char *what, const char *arg, int cpu,
+		     struct outbuf *o)
+{
+	struct vm *vm = ctl->vm;
+	if (strcmp(what, "status") == 0) {
+		/* QEMU: "paused" plus the reason when it is not a plain stop. */
+		bool running = ctl->state == RUNSTATE_RUNNING;
+		outbuf_printf(o, "VM status: %s", running ? "running" : "paused");
+		if (!running && ctl->state != RUNSTATE_PAUSED)
+			outbuf_printf(o, " (%s)", control_runstate_name(ctl->state));
+		outbuf_printf(o, "\n");
+	} else if (strcmp(what, "cpus") == 0) {
+		for (uint32_t i = 0; i < vm->ncpus; i++)
+			outbuf_printf(o, "%c CPU #%u: thread_id=%d\n", (int)i == cpu ? '*' : ' ', i,
+				      __atomic_load_n(&vm->vcpus[i].tid, __ATOMIC_ACQUIRE));
+	} else if (strcmp(what, "registers") == 0) {
+		struct hmp_registers_request req = { o, arg && strcmp(arg, "-a") == 0 ? -1 : cpu };
+		if (vm_with_vcpus_parked(vm, hmp_registers_parked, &req) < 0)
+			outbuf_printf(o, "the VM is shutting down\n");
+	} else if (strcmp(what, "version") == 0) {
+		outbuf_printf(o, "%d.%d.%d (kvmkit %s)\n", CONTROL_QEMU_MAJOR, CONTROL_QEMU_MINOR,
+			      CONTROL_QEMU_MICRO, KVMKIT_VERSION);
+	} else if (strcmp(what, "kvm") == 0) {
+		outbuf_printf(o, "kvm support: enabled\n");
+	} else if (strcmp(what, "block") == 0) {
+		for (unsigned i = 0; i < vm->cfg->ndisks; i++) {
+			const struct block_options *b = &vm->cfg->disks[i].block;
+			outbuf_printf(o, "virtio%u: %s (%s%s)\n", i, b->path,
+				      b->format ? b->format : "raw", b->readonly ? ", read-only" : "");
+		}
+	} else {
+		outbuf_printf(o, "info: unknown subcommand '%s' (try 'help info')\n", what);
+	}
+}
+
+static const char hmp_help[] =
+	"cont|c -- resume emulation\n"
+	"help|? [info] -- show the commands\n"
+	"info status|cpus|registers [-a]|version|kvm|block -- show the state of the VM\n"
+	"loadvm tag -- restore a VM snapshot (not supported yet)\n"
+	"quit|q -- quit kvmkit\n"
+	"savevm [tag] -- save a VM snapshot (not supported yet)\n"
+	"stop -- stop emulation\n"
+	"system_powerdown -- send the ACPI power button event\n"
+	"system_reset -- reset the system\n";
+
+char *hmp_run(struct control *ctl, const char *line, int cpu)
+{
+	struct outbuf o = { 0 };
+	char *copy = strdup(line ? line : "");
+	char *save = NULL;
+	const char *cmd = copy ? strtok_r(copy, " \t\r\n", &save) : NULL;
+	const char *arg = cmd ? strtok_r(NULL, " \t\r\n", &save) : NULL;
+	const char *arg2 = arg ? strtok_r(NULL, " \t\r\n", &save) : NULL;
+	struct qmp_error err = { 0 };
+	int r = 0;
+	if (!cmd) {
+		/* an empty line does nothing */
+	} else if (strcmp(cmd, "help") == 0 || strcmp(cmd, "?") == 0) {
+		outbuf_printf(&o, "%s", hmp_help);
+	} else if (strcmp(cmd, "info") == 0) {
+		if (arg)
+			hmp_info(ctl, arg, arg2, cpu, &o);
+		else
+			outbuf_printf(&o, "info status|cpus|registers|version|kvm|block\n");
+	} else if (strcmp(cmd, "stop") == 0) {
+		r = control_stop(ctl, &err);
+	} else if (strcmp(cmd, "cont") == 0 || strcmp(cmd, "c") == 0) {
+		r = control_cont(ctl, &err);
+	} else if (strcmp(cmd, "quit") == 0 || strcmp(cmd, "q") == 0) {
+		r = control_quit(ctl, &err);
+	} else if (strcmp(cmd, "system_reset") == 0) {
+		r = control_system_reset(ctl, &err);
+	} else if (strcmp(cmd, "system_powerdown") == 0) {
+		r = control_system_powerdown(ctl, &err);
+	} else if (strcmp(cmd, "savevm") == 0 || strcmp(cmd, "loadvm") == 0) {
+		outbuf_printf(&o, "Error: %s is not supported yet\n", cmd);
+	} else {
+		outbuf_printf(&o, "unknown command: '%s'\n", cmd);
+	}
+	if (r < 0)
+		outbuf_printf(&o, "Error: %s\n", err.desc);
+	free(copy);
+	if (outbuf_append(&o, "", 1) < 0 || !o.data) /* the terminating NUL */
+		return strdup("");
+	return o.data;
+}
+
+static void monitor_write(const char *s)
+{
+	size_t len = strlen(s);
+	while (len > 0) {
+		ssize_t w = write(STDOUT_FILENO, s, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return; /* stdout gone: the monitor goes on without output */
+		s += w;
+		len -= (size_t)w;
+	}
+}
+
+struct monitor *monitor_open(void)
+{
+	struct monitor *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	char banner[128];
+	snprintf(banner, sizeof(banner), "kvmkit %s monitor - type 'help' for more information\n"
+		 "(qemu) ", KVMKIT_VERSION);
+	monitor_write(banner);
+	return m;
+}
+
+void monitor_close(struct monitor *m)
+{
+	free(m);
+}
+
+int monitor_poll_fds(struct monitor *m, struct pollfd *pfds, int max)
+{
+	if (m->eof || max < 1)
+		return 0;
+	pfds[0] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
+	return 1;
+}
+
+static void monitor_run_line(struct monitor *m, struct control *ctl)
+{
+	if (m->overlong) {
+		monitor_write("Error: the command line is too long\n");
+	} else {
+		m->line[m->len] = '\0';
+		char *out = hmp_run(ctl, m->line, 0);
+		monitor_write(out);
+		free(out);
+	}
+	m->len = 0;
+	m->overlong = false;
+	monitor_write("(qemu) ");
+}
+
+void monitor_handle(struct monitor *m, struct control *ctl, const struct pollfd *pfds, int n)
+{
+	bool ready = false;
+	for (int i = 0; i < n; i++)
+		ready |= pfds[i].fd == STDIN_FILENO && pfds[i].revents;
+	if (!ready || m->eof)
+		return;
+	char buf[1024];
+	ssize_t r = read(STDIN_FILENO, buf, sizeof(buf));
+	if (r <= 0) {
+		if (r == 0 || (errno != EAGAIN && errno != EINTR))
+			m->eof = true;
+		return;
+	}
+	for (ssize_t i = 0; i < r; i++) {
+		if (buf[i] == '\n') {
+			monitor_run_line(m, ctl);
+		} else if (m->len + 1 < sizeof(m->line)) {
+			m->line[m->len++] = buf[i];
+		} else {
+			m->overlong = true;
+		}
+	}
+}
