@@ -171,7 +171,8 @@ static void monitor_run_line(struct monitor *m, struct control *ctl)
 	}
 	m->len = 0;
 	m->overlong = false;
-	monitor_write("(qemu) ");
+	if (ctl->state != RUNSTATE_SHUTDOWN) /* no prompt after quit */
+		monitor_write("(qemu) ");
 }
 
 void monitor_handle(struct monitor *m, struct control *ctl, const struct pollfd *pfds, int n)
