@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,31 @@ static uint64_t be64_at(const uint8_t *p)
 }
 
 /* ---- refcounts (refcount_order 3..6 writable: whole big-endian bytes) ---- */
+
+/* Metadata that cannot be right: the request fails, and a writable image gets the corrupt bit
+ * (as QEMU does) so that nothing writes to it again before a repair; reads go on. */
+static int q_corrupt(struct qcow2 *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int q_corrupt(struct qcow2 *s, const char *fmt, ...)
+{
+	char what[160];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (!s->writable || s->broken || s->version < 3) {
+		log_error("disk image '%s' is corrupt: %s", s->path, what);
+		return -EIO;
+	}
+	s->broken = true;
+	uint8_t raw[8];
+	int r = q_pread(s->fd, raw, 8, 72);
+	uint64_t be = htobe64(be64_at(raw) | QCOW2_INCOMPAT_CORRUPT);
+	if (r == 0 && (r = q_pwrite(s->fd, &be, 8, 72)) == 0)
+		r = q_sync(s);
+	log_error("disk image '%s' is corrupt: %s; %s (repair it with 'qemu-img check -r all')",
+		  s->path, what, r == 0 ? "it is now marked corrupt" : "marking it corrupt failed");
+	return -EIO;
+}
 
 static uint64_t q_file_end(const struct qcow2 *s, const struct block_dev *bd)
 {
@@ -243,10 +269,8 @@ static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned
 			return r;
 		s->rt[idx] = block;
 	} else if ((block & (s->cluster_size - 1)) || block >= s->next_free) {
-		log_error("disk image '%s': refcount block offset 0x%llx is misaligned or outside "
-			  "the file",
-			  s->path, (unsigned long long)block);
-		return -EIO;
+		return q_corrupt(s, "refcount block offset 0x%llx is misaligned or outside the file",
+				 (unsigned long long)block);
 	}
 	uint8_t raw[8] = { 0 };
 	uint64_t at = block + k * width;
@@ -258,9 +282,13 @@ static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned
 	if (delta < 0 && v == 0 && s->dirty)
 		return 0; /* a stale count in a dirty image: left for the repair */
 	if ((delta > 0 && v == max) || (delta < 0 && v == 0)) {
-		log_error("disk image '%s': refcount of cluster 0x%llx would %s", s->path,
-			  (unsigned long long)host, delta > 0 ? "overflow" : "drop below zero");
-		return -EIO;
+		if (delta > 0) {
+			log_error("disk image '%s': refcount of cluster 0x%llx would overflow",
+				  s->path, (unsigned long long)host);
+			return -EIO;
+		}
+		return q_corrupt(s, "refcount of cluster 0x%llx would drop below zero",
+				 (unsigned long long)host);
 	}
 	v = delta > 0 ? v + 1 : v - 1;
 	uint64_t be = htobe64(v);
@@ -270,7 +298,13 @@ static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned
 
 /* ---- L2 tables ---- */
 
-/* The L2 table for guest L1 index l1i, or NULL (*t) when unallocated and !alloc. */
+static int q_cow_l2(struct qcow2 *s, struct block_dev *bd, uint64_t l1i,
+		    struct qcow2_l2_slot **out);
+static int q_writeback(struct qcow2 *s);
+static int q_release_later(struct qcow2 *s, uint64_t e);
+
+/* The L2 table for guest L1 index l1i, or NULL (*t) when unallocated and !alloc. With alloc,
+ * the table returned is the active image's own (refcount 1), so its entries may change. */
 static int q_get_l2(struct qcow2 *s, struct block_dev *bd, uint64_t l1i, bool alloc,
 		    struct qcow2_l2_slot **out)
 {
@@ -294,13 +328,10 @@ static int q_get_l2(struct qcow2 *s, struct block_dev *bd, uint64_t l1i, bool al
 		s->l1[l1i] = e;
 	} else if ((off & (s->cluster_size - 1)) || off > q_file_end(s, bd) - s->cluster_size ||
 		   q_file_end(s, bd) < s->cluster_size) {
-		log_error("disk image '%s': L2 table offset 0x%llx is misaligned or outside the "
-			  "file", s->path, (unsigned long long)off);
-		return -EIO;
+		return q_corrupt(s, "L2 table offset 0x%llx is misaligned or outside the file",
+				 (unsigned long long)off);
 	} else if (alloc && !(e & QCOW2_COPIED)) {
-		log_error("disk image '%s': writing to a shared L2 table (internal snapshots) is "
-			  "not supported", s->path);
-		return -EIO;
+		return q_cow_l2(s, bd, l1i, out);
 	}
 	struct qcow2_l2_slot *victim = &s->l2c[0];
 	for (unsigned i = 0; i < QCOW2_L2_CACHE; i++) {
@@ -313,6 +344,8 @@ static int q_get_l2(struct qcow2 *s, struct block_dev *bd, uint64_t l1i, bool al
 		if (c->last_use < victim->last_use)
 			victim = c;
 	}
+	if (victim->dirty && (r = q_writeback(s)) < 0)
+		return r;
 	victim->offset = 0;
 	if ((r = q_pread(s->fd, victim->table, s->cluster_size, off)) < 0)
 		return r;
@@ -322,10 +355,36 @@ static int q_get_l2(struct qcow2 *s, struct block_dev *bd, uint64_t l1i, bool al
 	return 0;
 }
 
-static int q_set_l2(struct qcow2 *s, struct qcow2_l2_slot *c, uint64_t l2i, uint64_t entry)
+/* An L2 table shared with internal snapshots (no COPIED flag in its L1 entry) is copied
+ * before the active image changes it. Its entries keep their flags: the data clusters stay
+ * shared, so writes to them allocate (see q_write_part). Order: the copy on disk, then the L1
+ * entry, then the old table's refcount down; a crash in between only leaks a cluster. */
+static int q_cow_l2(struct qcow2 *s, struct block_dev *bd, uint64_t l1i,
+		    struct qcow2_l2_slot **out)
+{
+	uint64_t old = s->l1[l1i] & QCOW2_OFFSET_MASK, h;
+	struct qcow2_l2_slot *c;
+	int r = q_get_l2(s, bd, l1i, false, &c);
+	if (r < 0)
+		return r;
+	if ((r = q_alloc_cluster(s, &h, 0)) < 0 ||
+	    (r = q_pwrite(s->fd, c->table, s->cluster_size, h)) < 0 || (r = q_sync(s)) < 0)
+		return r;
+	uint64_t be = htobe64(h | QCOW2_COPIED);
+	if ((r = q_pwrite(s->fd, &be, 8, s->l1_offset + l1i * 8)) < 0)
+		return r;
+	s->l1[l1i] = h | QCOW2_COPIED;
+	c->offset = h; /* the cached copy is now the active table's */
+	*out = c;
+	return q_release_later(s, old);
+}
+
+/* L2 entries change in the cache only; q_writeback puts them on disk (see there). */
+static void q_set_l2(struct qcow2 *s, struct qcow2_l2_slot *c, uint64_t l2i, uint64_t entry)
 {
 	c->table[l2i] = htobe64(entry);
-	return q_pwrite(s->fd, &c->table[l2i], 8, c->offset + l2i * 8);
+	c->dirty = true;
+	s->meta_dirty = true;
 }
 
 /* Host range [*start, *start + *len) of a compressed cluster's data. */
@@ -379,11 +438,9 @@ static int q_read_part(struct qcow2 *s, struct block_dev *bd, uint64_t g, uint8_
 		return 0;
 	}
 	if (off) {
-		if (off & (s->cluster_size - 1)) {
-			log_error("disk image '%s': data cluster offset 0x%llx is not "
-				  "cluster-aligned", s->path, (unsigned long long)off);
-			return -EIO;
-		}
+		if (off & (s->cluster_size - 1))
+			return q_corrupt(s, "data cluster offset 0x%llx is not cluster-aligned",
+					 (unsigned long long)off);
 		return q_pread(s->fd, dst, n, off + in);
 	}
 	/* Unallocated: the backing file where it reaches, zeroes beyond. */
@@ -400,7 +457,7 @@ static int q_read_part(struct qcow2 *s, struct block_dev *bd, uint64_t g, uint8_
 	return 0;
 }
 
-/* Releases what an L2 entry pointed at (after the entry stopped pointing there). */
+/* Releases what an L2 entry pointed at (after the entry stopped pointing there on disk). */
 static int q_release(struct qcow2 *s, uint64_t e)
 {
 	if (e & QCOW2_COMPRESSED) {
@@ -416,6 +473,73 @@ static int q_release(struct qcow2 *s, uint64_t e)
 	}
 	uint64_t off = e & QCOW2_OFFSET_MASK;
 	return off ? q_update_refcount(s, off, -1, 0) : 0;
+}
+
+/* What an L2 entry that no longer points there pointed at is released once the change is on
+ * disk (q_writeback): released earlier, a crash could leave a table pointing at a cluster
+ * whose refcount is 0, which is corruption; released later, it is only a leak. */
+static int q_release_later(struct qcow2 *s, uint64_t e)
+{
+	if (!(e & QCOW2_COMPRESSED) && !(e & QCOW2_OFFSET_MASK))
+		return 0;
+	if (s->nreleases == s->releases_cap) {
+		size_t cap = s->releases_cap ? s->releases_cap * 2 : 64;
+		uint64_t *p = cap <= QCOW2_MAX_PENDING_RELEASES ? realloc(s->releases, cap * 8) : NULL;
+		if (!p) {
+			int r = q_writeback(s); /* empties the list */
+			if (r < 0)
+				return r;
+			return q_release(s, e);
+		}
+		s->releases = p;
+		s->releases_cap = cap;
+	}
+	s->releases[s->nreleases++] = e;
+	s->meta_dirty = true;
+	return 0;
+}
+
+/* Puts the cached L2 changes on disk, in the order that keeps every moment consistent (what
+ * QEMU's qcow2 metadata cache does with its flush dependencies): the data and refcount
+ * increments they depend on first (sync), then the tables (sync), then the releases of what
+ * they no longer point at. A guest flush, an eviction and close call it, so allocating
+ * writes cost no sync of their own. */
+static int q_writeback(struct qcow2 *s)
+{
+	if (!s->meta_dirty)
+		return 0;
+	int r = q_sync(s);
+	for (unsigned i = 0; i < QCOW2_L2_CACHE && r == 0; i++) {
+		struct qcow2_l2_slot *c = &s->l2c[i];
+		if (c->offset && c->dirty && (r = q_pwrite(s->fd, c->table, s->cluster_size,
+							     c->offset)) == 0)
+			c->dirty = false;
+	}
+	if (r == 0)
+		r = q_sync(s);
+	for (size_t i = 0; i < s->nreleases && r == 0; i++)
+		r = q_release(s, s->releases[i]);
+	if (r < 0) {
+		log_error("disk image '%s': writing its metadata failed (%s); further writes are "
+			  "refused", s->path, strerror(-r));
+		s->broken = true;
+		return r;
+	}
+	s->nreleases = 0;
+	s->meta_dirty = false;
+	return 0;
+}
+
+/* Whether the guest range of cluster g reads as zeroes before a write to it: then a new
+ * cluster, fresh space past the end of the file that reads as zeroes, needs only the new
+ * bytes written, not a whole cluster. */
+static bool q_reads_zero(const struct qcow2 *s, uint64_t e, uint64_t g)
+{
+	if (s->version >= 3 && !(e & QCOW2_COMPRESSED) && (e & QCOW2_ZERO))
+		return true;
+	if (e & (QCOW2_COMPRESSED | QCOW2_OFFSET_MASK))
+		return false;
+	return !s->backing || g >= block_size(s->backing);
 }
 
 /* Guest bytes [g, g + n) within one cluster from src (NULL: zeroes). */
@@ -434,29 +558,44 @@ static int q_write_part(struct qcow2 *s, struct block_dev *bd, uint64_t g, const
 	bool zero = s->version >= 3 && (e & QCOW2_ZERO);
 	if (!(e & QCOW2_COMPRESSED) && !zero && off && (e & QCOW2_COPIED)) {
 		if (off & (s->cluster_size - 1))
-			return -EIO;
+			return q_corrupt(s, "data cluster offset 0x%llx is not cluster-aligned",
+					 (unsigned long long)off);
 		if (src)
 			return q_pwrite(s->fd, src, n, off + in);
 		memset(s->buf, 0, n);
 		return q_pwrite(s->fd, s->buf, n, off + in);
 	}
-	/* A new cluster: old contents around the write, then the data, on disk before the L2
-	 * entry points there; a crash in between only leaks the cluster. */
-	if (n < s->cluster_size && (r = q_read_part(s, bd, g - in, s->buf, s->cluster_size)) < 0)
-		return r;
-	if (src)
-		memcpy(s->buf + in, src, n);
-	else
-		memset(s->buf + in, 0, n);
+	/* A new cluster: old contents around the write, then the data, written before the L2
+	 * entry points there (q_writeback orders them on disk). */
 	uint64_t h;
-	if ((r = q_alloc_cluster(s, &h, 0)) < 0)
-		return r;
-	if ((r = q_pwrite(s->fd, s->buf, s->cluster_size, h)) < 0 || (r = q_sync(s)) < 0)
-		return r;
+	if (q_reads_zero(s, e, g - in)) {
+		if ((r = q_alloc_cluster(s, &h, 0)) < 0)
+			return r;
+		if (src && (r = q_pwrite(s->fd, src, n, h + in)) < 0)
+			return r;
+		/* The file reaches the cluster's end, as checkers expect (a zero byte where
+		 * zeroes are due anyway, so it never needs to know whether it is the last). */
+		static const uint8_t zero_byte;
+		if (in + n < s->cluster_size &&
+		    (r = q_pwrite(s->fd, &zero_byte, 1, h + s->cluster_size - 1)) < 0)
+			return r;
+	} else {
+		if (n < s->cluster_size &&
+		    (r = q_read_part(s, bd, g - in, s->buf, s->cluster_size)) < 0)
+			return r;
+		if (src)
+			memcpy(s->buf + in, src, n);
+		else
+			memset(s->buf + in, 0, n);
+		if ((r = q_alloc_cluster(s, &h, 0)) < 0 ||
+		    (r = q_pwrite(s->fd, s->buf, s->cluster_size, h)) < 0)
+			return r;
+	}
 	/* The L2 table may have been evicted by the reads above: look it up again. */
-	if ((r = q_get_l2(s, bd, l1i, true, &c)) < 0 || (r = q_set_l2(s, c, l2i, h | QCOW2_COPIED)) < 0)
+	if ((r = q_get_l2(s, bd, l1i, true, &c)) < 0)
 		return r;
-	return q_release(s, e);
+	q_set_l2(s, c, l2i, h | QCOW2_COPIED);
+	return q_release_later(s, e);
 }
 
 /* Whole cluster at g made to read as zeroes (write_zeroes) or deallocated (discard). */
@@ -480,13 +619,10 @@ static int q_clear_cluster(struct qcow2 *s, struct block_dev *bd, uint64_t g, bo
 		return q_write_part(s, bd, g, NULL, s->cluster_size);
 	if (e == want || (!c && want == 0))
 		return 0;
-	if (!c && (r = q_get_l2(s, bd, l1i, true, &c)) < 0)
+	if ((r = q_get_l2(s, bd, l1i, true, &c)) < 0)
 		return r;
-	if (c && !(s->l1[l1i] & QCOW2_COPIED))
-		return -EIO;
-	if ((r = q_set_l2(s, c, l2i, want)) < 0)
-		return r;
-	return q_release(s, e);
+	q_set_l2(s, c, l2i, want);
+	return q_release_later(s, e);
 }
 
 /* ---- requests ---- */
@@ -516,8 +652,11 @@ static int q_run(struct block_dev *bd, struct block_request *req, uint64_t len)
 	struct qcow2 *s = bd->driver_state;
 	if (s->broken && req->op != BLOCK_OP_READ)
 		return -EIO;
-	if (req->op == BLOCK_OP_FLUSH)
+	if (req->op == BLOCK_OP_FLUSH) {
+		if (s->meta_dirty)
+			return q_writeback(s); /* ends with a sync */
 		return s->sync && fdatasync(s->fd) < 0 ? -errno : 0;
+	}
 	uint64_t pos = 0;
 	while (pos < len) {
 		uint64_t g = req->offset + pos;
@@ -577,12 +716,16 @@ static void q_free(struct qcow2 *s)
 	free(s->dbuf);
 	free(s->cbuf);
 	free(s->zbuf);
+	free(s->releases);
 	free(s);
 }
 
 static void qcow2_close(struct block_dev *bd)
 {
-	q_free(bd->driver_state);
+	struct qcow2 *s = bd->driver_state;
+	if (s && !s->broken)
+		q_writeback(s);
+	q_free(s);
 	bd->driver_state = NULL;
 }
 
@@ -666,6 +809,7 @@ static int qcow2_open(struct block_dev *bd)
 		s->own_fd = true;
 	}
 	s->sync = bd->file.sync_on_flush;
+	s->writable = !bd->readonly;
 
 	uint8_t h[QCOW2_V3_HEADER_LEN + 8] = { 0 };
 	if (fsize < QCOW2_V2_HEADER_LEN)
@@ -687,7 +831,6 @@ static int qcow2_open(struct block_dev *bd)
 	s->l1_offset = be64_at(h + 40);
 	s->rt_offset = be64_at(h + 48);
 	uint32_t rt_clusters = be32_at(h + 56);
-	uint32_t nb_snapshots = be32_at(h + 60);
 	uint64_t incompat = 0, autoclear = 0;
 	uint32_t hlen = QCOW2_V2_HEADER_LEN;
 	s->refcount_order = 4;
@@ -736,9 +879,6 @@ static int qcow2_open(struct block_dev *bd)
 	if (!bd->readonly && s->refcount_order < 3)
 		Q_FAIL(-ENOTSUP, "disk image '%s' has %u-bit refcounts, which kvmkit can only open "
 		       "read-only", p, 1u << s->refcount_order);
-	if (!bd->readonly && nb_snapshots)
-		Q_FAIL(-ENOTSUP, "disk image '%s' has internal snapshots, which kvmkit can only "
-		       "open read-only", p);
 	if (s->size > (1ull << 61) || s->size == 0)
 		Q_FAIL(-EINVAL, "disk image '%s': virtual size %llu is invalid", p,
 		       (unsigned long long)s->size);

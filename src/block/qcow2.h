@@ -39,11 +39,13 @@ struct block_dev;
 #define QCOW2_MAX_BACKING_NAME 1023u
 #define QCOW2_MAX_CHAIN 64u
 #define QCOW2_L2_CACHE 16u
+#define QCOW2_MAX_PENDING_RELEASES 65536u /* then the metadata is written back early */
 
 struct qcow2_l2_slot {
 	uint64_t offset;   /* host offset of the cached L2 table; 0 = slot empty */
 	uint64_t *table;   /* big-endian entries, as on disk */
 	uint64_t last_use; /* for LRU eviction */
+	bool dirty;        /* changed in memory, not yet written (see q_writeback) */
 };
 
 struct qcow2 {
@@ -53,6 +55,7 @@ struct qcow2 {
 	bool sync;          /* flushes and ordering points fdatasync (not cache=unsafe) */
 	bool dirty;         /* incompatible bit 0: refcounts may be stale */
 	bool broken;        /* a metadata update failed half-way: writes are refused */
+	bool writable;      /* opened read-write: corruption found sets the header's corrupt bit */
 	uint32_t version;
 	uint32_t cluster_bits;
 	uint32_t l2_bits;   /* log2 of entries per L2 table */
@@ -68,6 +71,9 @@ struct qcow2 {
 	uint64_t next_free; /* new clusters are appended here (never reused: simple and safe) */
 	struct qcow2_l2_slot l2c[QCOW2_L2_CACHE];
 	uint64_t tick;
+	bool meta_dirty;    /* some L2 slot is dirty or a release is pending */
+	uint64_t *releases; /* L2 entries whose clusters are released at the next writeback */
+	size_t nreleases, releases_cap;
 	uint8_t *buf;       /* one cluster: copy-on-write assembly */
 	uint8_t *dbuf;      /* one cluster: guest data of one chunk */
 	uint8_t *cbuf;      /* one cluster: an inflated compressed cluster */

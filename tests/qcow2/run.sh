@@ -1,7 +1,7 @@
 #!/bin/bash
 # Cross-validates kvmkit's qcow2 driver against qemu-img, the reference implementation: images
 # qemu-img makes read correctly through kvmkit (cluster sizes 512..2M, backing files, compressed,
-# v2), and images kvmkit writes pass `qemu-img check` and compare equal to a raw reference.
+# v2, internal snapshots), and images kvmkit writes pass `qemu-img check` and compare equal to a raw reference.
 # Usage: tests/qcow2/run.sh [path/to/qcow2-io]  (default: build/tests/qcow2/qcow2-io)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -77,6 +77,37 @@ check "create: kvmkit overlay, qemu-img reads it" bash -c \
 	 qemu-img check -q kov.qcow2 && qemu-img compare -q kov.qcow2 base.raw &&
 	 cp base.raw refk.raw && $(printf %q "$io") write kov.qcow2 qcow2 refk.raw 9 60 &&
 	 qemu-img check -q kov.qcow2 && qemu-img compare -q kov.qcow2 refk.raw"
+
+# Internal snapshots (made by qemu-img): writes copy shared L2 tables and data clusters, so
+# the snapshot keeps its contents and the refcounts stay exact.
+qemu-img convert -q -f raw -O qcow2 base.raw snap.qcow2 && qemu-img snapshot -c s1 snap.qcow2
+cp base.raw refs.raw
+writes "image with an internal snapshot" snap.qcow2 refs.raw 6
+check "  the snapshot still holds the old contents" bash -c \
+	"qemu-img snapshot -a s1 snap.qcow2 && qemu-img check -q snap.qcow2 &&
+	 qemu-img compare -q snap.qcow2 base.raw"
+check "  a second round after applying it" bash -c \
+	"cp base.raw refs2.raw && $(printf %q "$io") write snap.qcow2 qcow2 refs2.raw 7 40 &&
+	 qemu-img check -q snap.qcow2 && qemu-img compare -q snap.qcow2 refs2.raw &&
+	 qemu-img snapshot -d s1 snap.qcow2 && qemu-img check -q snap.qcow2 &&
+	 qemu-img compare -q snap.qcow2 refs2.raw"
+
+# Corrupt metadata found while writing: the write fails and the image gets the corrupt bit,
+# as QEMU does; it then opens read-only only.
+qemu-img convert -q -f raw -O qcow2 base.raw bad.qcow2
+python3 - bad.qcow2 <<'PY'
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(40); l1 = struct.unpack(">Q", f.read(8))[0]
+    f.seek(l1); e = struct.unpack(">Q", f.read(8))[0]
+    f.seek(l1); f.write(struct.pack(">Q", e | 0x200))  # L2 table offset no longer aligned
+PY
+truncate -s 6M refbad.raw
+check "corrupt L2 offset: the write fails, the image is marked corrupt" bash -c \
+	"! $(printf %q "$io") write bad.qcow2 qcow2 refbad.raw 8 5 2>err.txt &&
+	 grep -q 'is corrupt: L2 table offset' err.txt &&
+	 qemu-img info --output=json bad.qcow2 | grep -q '\"corrupt\": true' &&
+	 ! $(printf %q "$io") write bad.qcow2 qcow2 refbad.raw 8 1 2>/dev/null"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
