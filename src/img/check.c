@@ -6,13 +6,12 @@
  * exit codes: 0 clean, 1 the check could not run, 2 corruptions, 3 leaks only.
  *
  * -r leaks lowers the stored refcounts of leaked clusters to the counted references; -r all also
- * raises refcounts that are too low, fixes the COPIED flags of L1 and L2 entries and then
- * clears the dirty and corrupt header bits. Every repair is an in-place write that only moves a
- * value toward the correct one (refcounts first, then the flags computed from them, then the
- * header), so a crash half-way, even a torn write, leaves nothing worse than before. Damage
- * that would need guessing (a table outside the file, a referenced cluster that no refcount
- * block covers) is reported and nothing is changed: qemu-img instead drops the unreachable
- * L2 table and frees its data clusters. */
+ * raises refcounts that are too low (adding refcount blocks where none cover a referenced
+ * cluster), fixes the COPIED flags of L1 and L2 entries and then clears the dirty and corrupt
+ * header bits; check_repair.c does the writing, refcounts first, then the flags computed from
+ * them, then the header. A repair starts with a silent trial pass: damage that would need
+ * guessing (a table outside the file or misaligned) is reported and nothing is changed, where
+ * qemu-img drops the unreachable L2 table and frees its data clusters. */
 #include <endian.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -22,34 +21,14 @@
 #include <unistd.h>
 
 #include "block/qcow2.h"
+#include "img/check_int.h"
 #include "img/img.h"
-#include "img/qcow2_meta.h"
 
 /* The counted references are kept per cluster of the file: bound that array. */
 #define MAX_CLUSTERS (64ull << 20)
 
-enum fix { FIX_NONE, FIX_LEAKS, FIX_ALL };
-
-struct ck {
-	struct img_q2 *q;
-	uint64_t nclusters;       /* clusters in the file */
-	uint32_t *ref;            /* counted references per cluster (saturating) */
-	uint64_t *rt;             /* refcount table, host-endian */
-	uint64_t rt_entries;
-	uint8_t *l2;              /* one cluster: an L2 table */
-	uint8_t *rb;              /* one cluster: the cached refcount block */
-	uint64_t rb_index;        /* refcount table index of the cached block; UINT64_MAX none */
-	bool rb_dirty;
-	bool quiet;               /* a trial pass: count, print nothing */
-	enum fix fix;
-	uint64_t corruptions, leaks, check_errors, leaks_fixed, corruptions_fixed;
-	uint64_t unrepairable;    /* corruptions that no in-place repair can fix */
-	uint64_t allocated, fragmented, compressed, next_contig;
-	uint64_t highest;         /* highest cluster with a reference or refcount, + 1 */
-};
-
 /* One finding or repair on stderr, the way qemu-img prints them (silent in a trial pass). */
-__attribute__((format(printf, 2, 3))) static void msg(const struct ck *k, const char *fmt, ...)
+void ck_msg(const struct ck *k, const char *fmt, ...)
 {
 	if (k->quiet)
 		return;
@@ -70,7 +49,7 @@ static void corrupt(struct ck *k, const char *fmt, unsigned long long v)
 	k->unrepairable++;
 }
 
-static bool in_file(const struct ck *k, uint64_t off, uint64_t len)
+bool ck_in_file(const struct ck *k, uint64_t off, uint64_t len)
 {
 	return off <= k->q->fsize && len <= k->q->fsize - off;
 }
@@ -96,8 +75,8 @@ static void walk_l2(struct ck *k, uint64_t l2off, bool active)
 {
 	const struct img_q2 *q = k->q;
 	if (img_q2_read(q, k->l2, q->cluster_size, l2off) < 0) {
-		msg(k, "ERROR: I/O error reading the L2 table at offset %llu\n",
-		    (unsigned long long)l2off);
+		ck_msg(k, "ERROR: I/O error reading the L2 table at offset %llu\n",
+		       (unsigned long long)l2off);
 		k->check_errors++;
 		return;
 	}
@@ -131,7 +110,7 @@ static void walk_l2(struct ck *k, uint64_t l2off, bool active)
 				   "corrupted.", (unsigned long long)off);
 			continue;
 		}
-		if (!in_file(k, off, q->cluster_size)) {
+		if (!ck_in_file(k, off, q->cluster_size)) {
 			corrupt(k, "ERROR offset=%llx: Cluster lies beyond the end of the file; L2 "
 				   "entry corrupted.", (unsigned long long)off);
 			continue;
@@ -157,7 +136,7 @@ static void walk_l1(struct ck *k, uint64_t l1off, uint32_t l1size, bool active)
 			(unsigned long long)l1off);
 		return;
 	}
-	if (!in_file(k, l1off, bytes)) {
+	if (!ck_in_file(k, l1off, bytes)) {
 		corrupt(k, "ERROR: L1 table at offset %llx is outside the image file",
 			(unsigned long long)l1off);
 		return;
@@ -177,7 +156,7 @@ static void walk_l1(struct ck *k, uint64_t l1off, uint32_t l1size, bool active)
 				   "corrupted", (unsigned long long)off);
 			continue;
 		}
-		if (!in_file(k, off, q->cluster_size)) {
+		if (!ck_in_file(k, off, q->cluster_size)) {
 			corrupt(k, "ERROR l2_offset=%llx: L2 table is outside the image file; L1 "
 				   "entry corrupted", (unsigned long long)off);
 			continue;
@@ -201,7 +180,7 @@ static void walk_snapshots(struct ck *k)
 	}
 	for (uint32_t i = 0; i < q->nb_snapshots; i++) {
 		uint8_t h[40];
-		if (!in_file(k, at, sizeof(h)) || img_q2_read(q, h, sizeof(h), at) < 0) {
+		if (!ck_in_file(k, at, sizeof(h)) || img_q2_read(q, h, sizeof(h), at) < 0) {
 			corrupt(k, "ERROR: snapshot table entry at offset %llx is outside the "
 				   "image file", (unsigned long long)at);
 			return;
@@ -221,7 +200,7 @@ static void walk_snapshots(struct ck *k)
 	}
 	/* The padding after the last entry may lie past the end of the file (qemu-img does
 	 * not write it). */
-	if (!in_file(k, q->snap_offset, end - q->snap_offset)) {
+	if (!ck_in_file(k, q->snap_offset, end - q->snap_offset)) {
 		corrupt(k, "ERROR: snapshot table at offset %llx is outside the image file",
 			(unsigned long long)q->snap_offset);
 		return;
@@ -230,36 +209,36 @@ static void walk_snapshots(struct ck *k)
 }
 
 /* A refcount table entry that may be followed: aligned and inside the file. */
-static uint64_t rb_offset(const struct ck *k, uint64_t idx)
+uint64_t ck_rb_offset(const struct ck *k, uint64_t idx)
 {
 	if (idx >= k->rt_entries)
 		return 0;
 	uint64_t off = k->rt[idx] & QCOW2_REFTABLE_MASK;
-	if (!off || (off & (k->q->cluster_size - 1)) || !in_file(k, off, k->q->cluster_size))
+	if (!off || (off & (k->q->cluster_size - 1)) || !ck_in_file(k, off, k->q->cluster_size))
 		return 0;
 	return off;
 }
 
-static int rb_flush(struct ck *k)
+int ck_rb_flush(struct ck *k)
 {
 	if (!k->rb_dirty)
 		return 0;
 	k->rb_dirty = false;
-	return img_q2_write(k->q, k->rb, k->q->cluster_size, rb_offset(k, k->rb_index));
+	return img_q2_write(k->q, k->rb, k->q->cluster_size, ck_rb_offset(k, k->rb_index));
 }
 
 /* The stored refcount of cluster c (0 where no refcount block covers it); loads its block. */
-static int stored_rc(struct ck *k, uint64_t c, uint64_t *v, uint64_t *slot)
+int ck_stored_rc(struct ck *k, uint64_t c, uint64_t *v, uint64_t *slot)
 {
 	uint64_t per = (k->q->cluster_size * 8) >> k->q->refcount_order;
 	uint64_t idx = c / per;
 	*slot = c % per;
 	*v = 0;
-	uint64_t off = rb_offset(k, idx);
+	uint64_t off = ck_rb_offset(k, idx);
 	if (!off)
 		return 0;
 	if (k->rb_index != idx) {
-		if (rb_flush(k) < 0)
+		if (ck_rb_flush(k) < 0)
 			return -1;
 		k->rb_index = UINT64_MAX;
 		if (img_q2_read(k->q, k->rb, k->q->cluster_size, off) < 0)
@@ -274,7 +253,7 @@ static void walk_reftable(struct ck *k)
 {
 	const struct img_q2 *q = k->q;
 	uint64_t bytes = (uint64_t)q->rt_clusters * q->cluster_size;
-	if (q->rt_offset & (q->cluster_size - 1) || !in_file(k, q->rt_offset, bytes)) {
+	if (q->rt_offset & (q->cluster_size - 1) || !ck_in_file(k, q->rt_offset, bytes)) {
 		corrupt(k, "ERROR: the refcount table at offset %llx is misaligned or outside "
 			   "the image file", (unsigned long long)q->rt_offset);
 		k->rt_entries = 0;
@@ -288,7 +267,7 @@ static void walk_reftable(struct ck *k)
 		if (off & (q->cluster_size - 1))
 			corrupt(k, "ERROR refcount block %llu is not cluster aligned; refcount "
 				   "table entry corrupted", (unsigned long long)i);
-		else if (!in_file(k, off, q->cluster_size))
+		else if (!ck_in_file(k, off, q->cluster_size))
 			corrupt(k, "ERROR refcount block %llu is outside image",
 				(unsigned long long)i);
 		else
@@ -297,7 +276,7 @@ static void walk_reftable(struct ck *k)
 }
 
 /* The largest refcount the image's refcount width can hold. */
-static uint64_t rc_max(const struct ck *k)
+uint64_t ck_rc_max(const struct ck *k)
 {
 	unsigned bits = 1u << k->q->refcount_order;
 	return bits == 64 ? UINT64_MAX : (1ull << bits) - 1;
@@ -310,10 +289,10 @@ static void compare(struct ck *k)
 {
 	for (uint64_t c = 0; c < k->nclusters; c++) {
 		uint64_t stored, slot;
-		int r = stored_rc(k, c, &stored, &slot);
+		int r = ck_stored_rc(k, c, &stored, &slot);
 		if (r < 0) {
-			msg(k, "ERROR: cannot read the refcount of cluster %llu\n",
-			    (unsigned long long)c);
+			ck_msg(k, "ERROR: cannot read the refcount of cluster %llu\n",
+			       (unsigned long long)c);
 			k->check_errors++;
 			continue;
 		}
@@ -322,130 +301,17 @@ static void compare(struct ck *k)
 			k->highest = c + 1;
 		if (stored == counted)
 			continue;
-		msg(k, "%s cluster %llu refcount=%llu reference=%llu\n",
-		    stored < counted ? "ERROR" : "Leaked", (unsigned long long)c,
-		    (unsigned long long)stored, (unsigned long long)counted);
+		ck_msg(k, "%s cluster %llu refcount=%llu reference=%llu\n",
+		       stored < counted ? "ERROR" : "Leaked", (unsigned long long)c,
+		       (unsigned long long)stored, (unsigned long long)counted);
 		if (stored > counted) {
 			k->leaks++;
 			continue;
 		}
 		k->corruptions++;
-		if (r == 0 || counted > rc_max(k))
+		if ((r == 0 && !ck_block_addable(k, c)) || counted > ck_rc_max(k))
 			k->unrepairable++;
 	}
-}
-
-/* Sets each stored refcount that k->fix covers to the counted references: leaks are lowered
- * (the count is never below the true references), and with FIX_ALL too-low ones raised. */
-static void fix_refcounts(struct ck *k)
-{
-	for (uint64_t c = 0; c < k->nclusters && k->fix != FIX_NONE; c++) {
-		uint64_t stored, slot, counted = k->ref[c];
-		if (stored_rc(k, c, &stored, &slot) <= 0 || stored == counted)
-			continue;
-		bool low = stored < counted;
-		if (low && (k->fix != FIX_ALL || counted > rc_max(k)))
-			continue;
-		msg(k, "Repairing cluster %llu refcount=%llu reference=%llu\n",
-		    (unsigned long long)c, (unsigned long long)stored,
-		    (unsigned long long)counted);
-		img_q2_rc_set(k->q, k->rb, slot, counted);
-		k->rb_dirty = true;
-		if (low)
-			k->corruptions_fixed++;
-		else
-			k->leaks_fixed++;
-	}
-	if (rb_flush(k) < 0 ||
-	    ((k->leaks_fixed || k->corruptions_fixed) && fdatasync(k->q->fd) < 0)) {
-		msg(k, "ERROR: cannot write a refcount block\n");
-		k->check_errors++;
-	}
-}
-
-/* A wrong COPIED flag: reported, or with FIX_ALL flipped (the caller writes the table). */
-static bool copied_wrong(struct ck *k, const char *what, uint64_t *entry, uint64_t rc,
-			 uint32_t l1_index)
-{
-	if ((rc == 1) == !!(*entry & QCOW2_COPIED))
-		return false;
-	bool fix = k->fix == FIX_ALL;
-	if (l1_index != UINT32_MAX)
-		msg(k, "%s OFLAG_COPIED %s: l1_index=%u l1_entry=%llx refcount=%llu\n",
-		    fix ? "Repairing" : "ERROR", what, l1_index, (unsigned long long)*entry,
-		    (unsigned long long)rc);
-	else
-		msg(k, "%s OFLAG_COPIED %s: l2_entry=%llx refcount=%llu\n",
-		    fix ? "Repairing" : "ERROR", what, (unsigned long long)*entry,
-		    (unsigned long long)rc);
-	if (!fix) {
-		k->corruptions++;
-		return false;
-	}
-	*entry ^= QCOW2_COPIED;
-	k->corruptions_fixed++;
-	return true;
-}
-
-/* Checks (and with FIX_ALL repairs) the COPIED flags of one active L2 table. */
-static void copied_l2(struct ck *k, uint64_t l2off)
-{
-	const struct img_q2 *q = k->q;
-	bool changed = false;
-	for (uint64_t j = 0; j < img_q2_l2_entries(q); j++) {
-		uint64_t e = img_q2_be64(k->l2 + j * 8), d = e & QCOW2_OFFSET_MASK, rc, slot;
-		if ((e & QCOW2_COMPRESSED) || !d || (d & (q->cluster_size - 1)) ||
-		    !in_file(k, d, q->cluster_size))
-			continue;
-		if (stored_rc(k, d >> q->cluster_bits, &rc, &slot) < 0) {
-			k->check_errors++;
-			continue;
-		}
-		if (copied_wrong(k, "data cluster", &e, rc, UINT32_MAX)) {
-			img_q2_put_be64(k->l2 + j * 8, e);
-			changed = true;
-		}
-	}
-	if (changed && img_q2_write(q, k->l2, q->cluster_size, l2off) < 0) {
-		msg(k, "ERROR: cannot write the L2 table at offset %llu\n",
-		    (unsigned long long)l2off);
-		k->check_errors++;
-	}
-}
-
-/* The COPIED flag of active L1 and L2 entries must be set exactly when the stored refcount of
- * what they point to is 1. Runs after the refcounts are repaired, so flags follow them. */
-static void check_copied(struct ck *k)
-{
-	const struct img_q2 *q = k->q;
-	if (!q->l1_size || (q->l1_offset & (q->cluster_size - 1)) ||
-	    !in_file(k, q->l1_offset, (uint64_t)q->l1_size * 8))
-		return;
-	uint64_t *l1 = img_q2_read_l1(q, q->l1_offset, q->l1_size);
-	if (!l1) {
-		k->check_errors++;
-		return;
-	}
-	for (uint32_t i = 0; i < q->l1_size; i++) {
-		uint64_t off = l1[i] & QCOW2_OFFSET_MASK, rc, slot;
-		if (!off || (off & (q->cluster_size - 1)) || !in_file(k, off, q->cluster_size))
-			continue;
-		if (stored_rc(k, off >> q->cluster_bits, &rc, &slot) < 0 ||
-		    img_q2_read(q, k->l2, q->cluster_size, off) < 0) {
-			k->check_errors++;
-			continue;
-		}
-		if (copied_wrong(k, "L2 cluster", &l1[i], rc, i)) {
-			uint8_t be[8];
-			img_q2_put_be64(be, l1[i]);
-			if (img_q2_write(q, be, 8, q->l1_offset + (uint64_t)i * 8) < 0) {
-				msg(k, "ERROR: cannot write L1 entry %u\n", i);
-				k->check_errors++;
-			}
-		}
-		copied_l2(k, off);
-	}
-	free(l1);
 }
 
 /* One full check pass (repairing what fix covers); returns -1 if it could not run (after an
@@ -472,7 +338,7 @@ static int run_check(struct img_q2 *q, enum fix fix, bool quiet, struct ck *k)
 		img_error("out of memory");
 		return -1;
 	}
-	if (k->rt_entries && in_file(k, q->rt_offset, k->rt_entries * 8)) {
+	if (k->rt_entries && ck_in_file(k, q->rt_offset, k->rt_entries * 8)) {
 		if (img_q2_read(q, k->rt, k->rt_entries * 8, q->rt_offset) < 0) {
 			img_error("'%s': the refcount table cannot be read", q->path);
 			return -1;
@@ -485,8 +351,9 @@ static int run_check(struct img_q2 *q, enum fix fix, bool quiet, struct ck *k)
 	walk_snapshots(k);
 	walk_reftable(k);
 	compare(k);
-	fix_refcounts(k);
-	check_copied(k);
+	ck_add_missing_blocks(k);
+	ck_fix_refcounts(k);
+	ck_check_copied(k);
 	if (k->corruptions_fixed && fdatasync(q->fd) < 0) {
 		img_error("'%s': cannot flush the repaired metadata", q->path);
 		return -1;
@@ -506,22 +373,6 @@ static void ck_free(struct ck *k)
 struct fixed {
 	uint64_t leaks, corruptions;
 };
-
-/* After a successful repair the image is consistent again: clear the dirty bit (refcounts
- * are now right, so lazy refcounts have nothing left to recover) and the corrupt bit. */
-static int clear_header_bits(const struct img_q2 *q)
-{
-	uint64_t bits = QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT;
-	if (q->version < 3 || !(q->incompat & bits))
-		return 0;
-	uint8_t be[8];
-	img_q2_put_be64(be, q->incompat & ~bits);
-	if (img_q2_write(q, be, 8, 72) < 0 || fdatasync(q->fd) < 0) {
-		img_error("'%s': cannot clear the dirty and corrupt bits of the header", q->path);
-		return -1;
-	}
-	return 0;
-}
 
 static void report(const struct ck *k, const struct img_q2 *q, const char *path, bool json,
 		   const struct fixed *fixed)
@@ -673,7 +524,7 @@ int img_check(int argc, char **argv)
 			if (run_check(&q, FIX_NONE, false, &k) < 0)
 				goto out;
 		}
-		if (!k.corruptions && !k.check_errors && clear_header_bits(&q) < 0)
+		if (!k.corruptions && !k.check_errors && ck_clear_header_bits(&q) < 0)
 			goto out;
 	}
 	report(&k, &q, path, json, &fixed);

@@ -91,6 +91,59 @@ qemu-img convert -c -O qcow2 base.qcow2 comp.qcow2
 cp comp.qcow2 compref.qcow2
 check "compressed image: -r all on a clean image is a no-op" bash -c "'$img' check -r all comp.qcow2 && cmp comp.qcow2 compref.qcow2"
 
+# random refcounts (seeded) in images with a snapshot, and with compressed clusters
+qemu-img create -f qcow2 rnd.qcow2 64M >/dev/null
+qemu-io -c 'write -P 1 0 1M' -c 'write -P 2 8M 256k' rnd.qcow2 >/dev/null
+qemu-img snapshot -c s1 rnd.qcow2
+qemu-io -c 'write -P 3 512k 1M' -c 'write -P 4 40M 64k' rnd.qcow2 >/dev/null
+qemu-img convert -c -O qcow2 rnd.qcow2 rndc.qcow2
+qemu-io -c 'write -P 5 4M 64k' rndc.qcow2 >/dev/null
+scramble() { # image seed: up to 6 refcounts of the first refcount block set to random values
+	python3 - "$1" "$2" <<'PY'
+import os, random, struct, sys
+r = random.Random(int(sys.argv[2]))
+f = open(sys.argv[1], "r+b")
+h = f.read(104)
+f.seek(struct.unpack(">Q", h[48:56])[0])
+rb = struct.unpack(">Q", f.read(8))[0]
+for _ in range(r.randint(1, 6)):
+    f.seek(rb + r.randrange(os.path.getsize(sys.argv[1]) // 65536) * 2)
+    f.write(struct.pack(">H", r.choice([0, 1, 2, 3, 7])))
+PY
+}
+random_repairs() { # base image: 10 seeds, each scrambled copy repaired
+	for seed in 1 2 3 4 5 6 7 8 9 10; do
+		cp "$1" scr.qcow2
+		scramble scr.qcow2 $seed
+		repaired scr.qcow2 "$1" >/dev/null 2>&1 || { echo "seed $seed"; return 1; }
+	done
+}
+check "random refcounts, image with a snapshot: -r all (10 seeds)" random_repairs rnd.qcow2
+check "random refcounts, compressed image: -r all (10 seeds)" random_repairs rndc.qcow2
+
+# a refcount table entry lost: -r all adds a refcount block at the end of the file (512-byte
+# clusters: one refcount block covers 256 clusters, so 1 MiB of data spans several)
+"$img" create -f qcow2 -o cluster_size=512 rb.qcow2 4M >/dev/null
+qemu-io -c 'write -P 1 0 1M' rb.qcow2 >/dev/null
+zero_rt_entry() { # image index
+	python3 -c 'import struct,sys
+f=open(sys.argv[1],"r+b"); rt=struct.unpack(">Q",f.read(56)[48:56])[0]
+f.seek(rt+8*int(sys.argv[2])); f.write(bytes(8))' "$@"
+}
+cp rb.qcow2 rb2.qcow2
+zero_rt_entry rb2.qcow2 2
+check "refcount block 2 lost: exit 2" status_is 2 "$img" check rb2.qcow2
+check "  -r all adds one (not covering itself)" repaired rb2.qcow2 rb.qcow2
+last=$(python3 -c 'import struct,sys
+f=open(sys.argv[1],"rb"); h=f.read(104); rt=struct.unpack(">Q",h[48:56])[0]; f.seek(rt)
+e=struct.unpack(">64Q",f.read(512)); print(max(i for i,x in enumerate(e) if x))' rb.qcow2)
+cp rb.qcow2 rb3.qcow2
+zero_rt_entry rb3.qcow2 "$last"
+check "the last refcount block lost: -r all adds one covering itself" repaired rb3.qcow2 rb.qcow2
+cp rb.qcow2 rb4.qcow2
+zero_rt_entry rb4.qcow2 2
+check "  -r leaks cannot: exit 2" status_is 2 "$img" check -r leaks rb4.qcow2
+
 # unrepairable
 damaged out l1set 0 0x8000000100000000
 cp out.qcow2 outref.qcow2
