@@ -130,3 +130,23 @@ int config_load(struct vm_config *cfg, struct stream *s, uint32_t version)
 	/* The strings of a failed load are not freed: the process exits with the error. */
 	return stream_end_read(s);
 }
+
+void config_release(struct vm_config *cfg)
+{
+	free((char *)cfg->kernel);
+	free((char *)cfg->initrd);
+	free((char *)cfg->cmdline);
+	for (unsigned i = 0; i < VM_MAX_DISKS; i++) {
+		free((char *)cfg->disks[i].block.path);
+		free((char *)cfg->disks[i].block.format);
+		free((char *)cfg->disks[i].serial);
+	}
+	for (unsigned i = 0; i < VM_MAX_NICS; i++) {
+		free((char *)cfg->nics[i].ifname);
+		for (unsigned k = 0; k < VM_MAX_HOSTFWDS; k++)
+			free((char *)cfg->nics[i].hostfwd[k]);
+	}
+	free((char *)cfg->vconsole.path);
+	free((char *)cfg->vconsole.name);
+	memset(cfg, 0, sizeof(*cfg));
+}

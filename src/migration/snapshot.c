@@ -281,9 +281,9 @@ static int snapshot_load_ram(struct vm *vm, const char *dir, struct stream *s,
 		return -EBADMSG;
 	}
 	if (size != vm->mem.ram_size) {
-		log_error("%s describes %llu MiB of RAM but its configuration %llu MiB: the snapshot "
-			  "is damaged", state_path, (unsigned long long)(size >> 20),
-			  (unsigned long long)(vm->mem.ram_size >> 20));
+		log_error("%s describes %llu bytes of RAM but its configuration %llu bytes: the "
+			  "snapshot is damaged", state_path, (unsigned long long)size,
+			  (unsigned long long)vm->mem.ram_size);
 		return -EBADMSG;
 	}
 	char *mem_path = path_in(dir, "memory");
@@ -365,7 +365,8 @@ static int snapshot_load_sections(struct vm *vm, const char *dir, struct stream 
 			r = -EBADMSG;
 		}
 	}
-	int fr = vmstate_loader_finish(&loader);
+	/* Only a complete read can lack something; after an error, one sentence is enough. */
+	int fr = vmstate_loader_finish(&loader, r == 0);
 	if (r == 0)
 		r = fr;
 	for (int d = 0; d < NDEVICES && r == 0; d++) {

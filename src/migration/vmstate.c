@@ -190,16 +190,16 @@ int vmstate_load_section(struct vmstate_loader *l, const struct stream_section *
 	return r;
 }
 
-int vmstate_loader_finish(struct vmstate_loader *l)
+int vmstate_loader_finish(struct vmstate_loader *l, bool check)
 {
 	int r = 0;
-	for (uint32_t i = 0; i < l->vm->ncpus && r == 0; i++) {
+	for (uint32_t i = 0; check && i < l->vm->ncpus && r == 0; i++) {
 		if (!l->cpu_loaded[i]) {
 			log_error("%s has no state for vCPU %u: the file is damaged", l->source, i);
 			r = -EBADMSG;
 		}
 	}
-	if (r == 0 && !(l->irqchip && l->pit && l->clock)) {
+	if (check && r == 0 && !(l->irqchip && l->pit && l->clock)) {
 		log_error("%s lacks the %s state: the file is damaged", l->source,
 			  !l->irqchip ? "interrupt controller" : !l->pit ? "PIT" : "clock");
 		r = -EBADMSG;

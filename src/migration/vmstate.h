@@ -27,8 +27,8 @@ int vmstate_loader_init(struct vmstate_loader *l, struct vm *vm, const char *sou
  * printing one sentence. */
 int vmstate_load_section(struct vmstate_loader *l, const struct stream_section *sec,
 			 struct stream *s, bool *handled);
-/* After all sections: every vCPU, the irqchip, the PIT and the clock must have been loaded
- * (else -EBADMSG, printed). Frees the loader. */
-int vmstate_loader_finish(struct vmstate_loader *l);
+/* After all sections, with check: every vCPU, the irqchip, the PIT and the clock must have been
+ * loaded (else -EBADMSG, printed). Frees the loader either way. */
+int vmstate_loader_finish(struct vmstate_loader *l, bool check);
 
 #endif

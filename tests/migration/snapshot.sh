@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Snapshot tests on the host's /dev/kvm (tier A): the migrate_pattern guest saved and restored
 # three times in a row in new processes (2 vCPUs, then 1), a snapshot replaced in place while the
-# VM runs from it, how fast a 256 MiB guest restores, and clean refusals of conflicting options
-# and damaged snapshots.
+# VM runs from it, how fast a 256 MiB guest restores, clean refusals of conflicting options and
+# damaged snapshots, and damage behind valid CRCs that must never crash kvmkit.
 #
 # usage: snapshot.sh KVMKIT_BINARY GUESTS_DIR [NAME_GLOB]
 #   Prints "PASS name" or "FAIL name (why)" + the captured output per test, then "N passed, N
 #   failed". Exit status 0 all passed, 1 some failed, 2 usage error, 77 without /dev/kvm.
-#   Environment: SNAPSHOT_RESTORE_MAX_MS (default 5): the most the restore work may take.
+#   Environment: SNAPSHOT_RESTORE_MAX_MS (default 5): the most the restore work may take;
+#   SNAPSHOT_TAMPER_ROUNDS (default 30): damaged snapshots tried by the tamper test.
 set -u
 
 if [[ $# -lt 2 ]]; then
@@ -171,7 +172,54 @@ test_refusals() {
     expect_refusal "not a snapshot" "not a kvmkit snapshot" --restore "$tmp/bad"
 }
 
-for name in chain_2cpus chain_1cpu save_in_place restore_time refusals; do
+# Flips a random byte inside a random section's payload of $1 and fixes that section's CRC, so
+# the damage reaches the field checks (and KVM's) behind the CRC; prints the section's tag.
+damage_section() { # state-file seed
+    python3 - "$1" "$2" <<'PY'
+import random, struct, sys, zlib
+path, seed = sys.argv[1], int(sys.argv[2])
+data = bytearray(open(path, "rb").read())
+sections, off = [], 12
+while off + 16 <= len(data):
+    length = struct.unpack_from("<I", data, off + 12)[0]
+    if length:
+        sections.append((off, length))
+    off += 16 + length + 4
+rng = random.Random(seed)
+off, length = rng.choice(sections)
+data[off + 16 + rng.randrange(length)] ^= rng.randrange(1, 256)
+struct.pack_into("<I", data, off + 16 + length, zlib.crc32(bytes(data[off:off + 16 + length])))
+open(path, "wb").write(data)
+print(data[off:off + 4].decode("ascii", "replace"))
+PY
+}
+
+# Damage behind a valid CRC may be refused (status 1), crash the guest (1: a vCPU error; 35:
+# the guest's own check) or go unnoticed (the guest still runs at the timeout, 124), but it
+# must never crash kvmkit or trip a sanitizer.
+test_tamper() {
+    run_vm 2 --kernel "$guest" --memory 128M --cpus 2 --snapshot-at-exit "$tmp/s1"
+    expect_saved "first run"
+    local i tag counts=""
+    declare -A outcome=()
+    for ((i = 1; i <= ${SNAPSHOT_TAMPER_ROUNDS:-30}; i++)); do
+        rm -rf "$tmp/bad"
+        cp -r "$tmp/s1" "$tmp/bad"
+        tag=$(damage_section "$tmp/bad/state" "$i")
+        timeout -k 2 1 "$bin" run --restore "$tmp/bad" --serial none </dev/null >/dev/null 2>"$tmp/err"
+        rc=$?
+        outcome[$rc]=$((${outcome[$rc]:-0} + 1))
+        if grep -q "Sanitizer\|runtime error" "$tmp/err" || ((rc >= 128 && rc != 124 && rc != 137)) ||
+           [[ $rc -ne 1 && $rc -ne 35 && $rc -ne 124 && $rc -ne 137 ]]; then
+            why+=("round $i (section '$tag'): exit status $rc")
+            sed 's/^/    stderr| /' "$tmp/err" | head -20
+        fi
+    done
+    for rc in "${!outcome[@]}"; do counts+=" status $rc: ${outcome[$rc]};"; done
+    echo "    tamper outcomes:${counts%;}"
+}
+
+for name in chain_2cpus chain_1cpu save_in_place restore_time refusals tamper; do
     # shellcheck disable=SC2053  # the filter is a glob on purpose
     [[ $name == $filter ]] || continue
     rm -rf "$tmp"/s* "$tmp/bad"
