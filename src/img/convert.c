@@ -79,8 +79,9 @@ static int finish(struct output *o)
 		return qcow2_writer_finish(o->qcow2);
 	if (fdatasync(o->raw_fd) == 0)
 		return 0;
-	img_error("error while flushing '%s': %s", o->path, strerror(errno));
-	return -errno;
+	int err = errno;
+	img_error("error while flushing '%s': %s", o->path, strerror(err));
+	return -err;
 }
 
 /* The source, read one chunk ahead by a thread of its own (double buffering) so that reading

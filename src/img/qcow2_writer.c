@@ -1,9 +1,10 @@
 /* Streaming qcow2 writer for convert: the fresh image is written front to back in one pass.
- * Data clusters are appended in guest order right after the header cluster (compressed ones
- * packed byte by byte as QEMU packs them, uncompressed ones cluster-aligned); the L2 tables
- * and refcounts are kept in memory and written after the data, then the L1 table, the
- * refcount table and blocks, and the header last. Nothing is ever read back or rewritten, so
- * the I/O is large and sequential; the caller renames the file into place only afterwards.
+ * Data clusters are appended in guest order right after the header cluster (uncompressed ones
+ * cluster-aligned, compressed ones packed byte by byte into staging clusters as QEMU packs
+ * them, each written once it is full); the L2 tables and refcounts are kept in memory and
+ * written after the data, then the L1 table, the refcount table and blocks, and the header
+ * last. Nothing is read back or rewritten, so the I/O is large and, but for the staging
+ * clusters, sequential; the caller renames the file into place only afterwards.
  *
  * With -c, the clusters of each batch are compressed by one thread per CPU (at most
  * WRITER_MAX_THREADS), then placed in order. */
@@ -38,6 +39,9 @@ struct qcow2_writer {
 	uint16_t *rc;        /* refcount of each host cluster placed so far */
 	uint64_t rc_len;     /* entries in rc */
 	uint64_t end;        /* file offset of the next byte appended */
+	uint64_t zc_off;     /* the staging cluster of compressed data (0: none open) */
+	uint8_t *zc_buf;     /* its bytes, and those spilling into the next cluster */
+	uint64_t zc_used;
 	uint8_t *wbuf;       /* bytes [end - wlen, end) not written yet */
 	size_t wlen;
 	/* -c */
@@ -158,26 +162,72 @@ static int place_plain(struct qcow2_writer *w, uint64_t cluster, const uint8_t *
 	return r;
 }
 
-/* One compressed cluster of len bytes, right after the previous bytes. Every host cluster it
- * touches holds one reference for it (what the driver's q_release and qemu-img check expect). */
+/* Moves w->end past n bytes left unwritten here (written later with write_all). */
+static int skip(struct qcow2_writer *w, uint64_t n)
+{
+	int r = flush_buf(w);
+	w->end += n;
+	return r;
+}
+
+/* Writes out the staging cluster's used bytes; none is open afterwards. */
+static int zc_close(struct qcow2_writer *w)
+{
+	int r = w->zc_used ? write_all(w, w->zc_buf, w->zc_used, w->zc_off) : 0;
+	w->zc_off = 0;
+	w->zc_used = 0;
+	return r;
+}
+
+/* Makes room for len compressed bytes in the staging cluster: opens one at the end of the file
+ * if none is open or the open one is full of references; spans into the next cluster if the
+ * open one is the file's last (compressed data must be contiguous on disk), else closes it,
+ * its tail left unused, as QEMU does. */
+static int zc_make_room(struct qcow2_writer *w, uint64_t len)
+{
+	int r = 0;
+	if (w->zc_off && w->rc[w->zc_off >> w->cluster_bits] == REFCOUNT_MAX)
+		r = zc_close(w);
+	if (r == 0 && w->zc_off && w->zc_used + len > w->cs) {
+		if (w->end == w->zc_off + w->cs)
+			return skip(w, w->cs); /* the next cluster joins the staging area */
+		r = zc_close(w);
+	}
+	if (r == 0 && !w->zc_off) {
+		r = align_end(w);
+		w->zc_off = w->end;
+		if (r == 0)
+			r = skip(w, w->cs);
+	}
+	return r;
+}
+
+/* One compressed cluster of len bytes. Compressed data is packed byte by byte into a staging
+ * cluster kept in memory, so that uncompressed clusters in between do not waste its tail;
+ * every host cluster it touches holds one reference for it (what the driver's q_release and
+ * qemu-img check expect). */
 static int place_compressed(struct qcow2_writer *w, uint64_t cluster, const uint8_t *z,
 			    uint64_t len)
 {
-	uint64_t first = w->end >> w->cluster_bits;
-	int r = rc_reserve(w, first + 1);
-	if (r == 0 && w->rc[first] == REFCOUNT_MAX) /* tiny clusters: start a fresh one */
-		r = align_end(w);
-	uint64_t off = w->end;
-	first = off >> w->cluster_bits;
-	uint64_t last = (off + len - 1) >> w->cluster_bits;
+	int r = zc_make_room(w, len);
+	uint64_t off = w->zc_off + w->zc_used;
+	uint64_t first = off >> w->cluster_bits, last = (off + len - 1) >> w->cluster_bits;
 	uint64_t sectors = (off + len - 1) / 512 - off / 512; /* beyond the first */
 	uint32_t x = 62 - (w->cluster_bits - 8);               /* the offset field's width */
-	if (r == 0)
-		r = append(w, z, len);
 	if (r == 0)
 		r = rc_add(w, first, last - first + 1);
 	if (r == 0)
 		r = set_l2(w, cluster, QCOW2_COMPRESSED | (sectors << x) | off);
+	if (r < 0)
+		return r;
+	memcpy(w->zc_buf + w->zc_used, z, len);
+	w->zc_used += len;
+	if (w->zc_used >= w->cs) { /* the first cluster is full: out, the rest moves down */
+		r = write_all(w, w->zc_buf, w->cs, w->zc_off);
+		w->zc_used -= w->cs;
+		memmove(w->zc_buf, w->zc_buf + w->cs, w->zc_used);
+		w->zc_off = w->zc_used ? w->zc_off + w->cs : 0;
+	}
 	return r;
 }
 
@@ -212,7 +262,8 @@ int qcow2_writer_new(const struct qcow2_writer_options *o, struct qcow2_writer *
 				    .l1_entries = (uint32_t)l1_entries, .end = cs };
 	w->l2 = calloc(l1_entries, sizeof(*w->l2));
 	w->wbuf = malloc(WRITER_BUF);
-	if (!w->l2 || !w->wbuf || rc_add(w, 0, 1) < 0) /* cluster 0: the header */
+	w->zc_buf = malloc(2 * cs);
+	if (!w->l2 || !w->wbuf || !w->zc_buf || rc_add(w, 0, 1) < 0) /* cluster 0: the header */
 		goto nomem;
 	if (o->compress) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -391,7 +442,9 @@ static int write_refcounts(struct qcow2_writer *w, uint64_t *rt_off, uint64_t *r
 int qcow2_writer_finish(struct qcow2_writer *w)
 {
 	uint64_t l1_off = 0, rt_off = 0, rtc = 0;
-	int r = align_end(w);
+	int r = zc_close(w);
+	if (r == 0)
+		r = align_end(w);
 	if (r == 0)
 		r = write_l1_l2(w, &l1_off);
 	if (r == 0)
@@ -426,6 +479,7 @@ void qcow2_writer_free(struct qcow2_writer *w)
 	free(w->l2);
 	free(w->rc);
 	free(w->wbuf);
+	free(w->zc_buf);
 	for (unsigned t = 0; t < WRITER_MAX_THREADS; t++)
 		qcow2_compressor_free(w->comp[t]);
 	free(w->zout);

@@ -104,6 +104,20 @@ check "converted image is writable by kvmkit" bash -c "cp z.qcow2 w2.qcow2 && cp
 	&& '$qio' write w2.qcow2 qcow2 ref.raw 7 40 && qemu-img check w2.qcow2 \
 	&& qemu-img compare -f raw -F qcow2 ref.raw w2.qcow2"
 
+# Compressed and uncompressed clusters in turn (4 KiB clusters, odd counts of each): the
+# compressed ones are packed around the others, some spanning two host clusters.
+python3 - <<'PY'
+import os
+text = b"".join(b"line %d of alternating text\n" % i for i in range(400))
+with open("alt.raw", "wb") as f:
+    for i in range(600):
+        f.write(os.urandom(4096) if i % 3 == 0 else text[i % 97:][:4096])
+PY
+check "alternating clusters: convert -c" bash -c "'$img' convert -c -O qcow2 -o cluster_size=4k alt.raw alt.qcow2 \
+	&& qemu-img check alt.qcow2 && qemu-img compare -f raw alt.raw alt.qcow2"
+check "  no larger than qemu-img's" bash -c "qemu-img convert -c -O qcow2 -o cluster_size=4k alt.raw qalt.qcow2 \
+	&& [ \$(stat -c %s alt.qcow2) -le \$(stat -c %s qalt.qcow2) ]"
+
 # --- incompressible and empty ---
 head -c 4M /dev/urandom > rnd.raw
 check "incompressible data: stored uncompressed" bash -c "'$img' convert -c -O qcow2 rnd.raw rnd.qcow2 \
