@@ -11,8 +11,11 @@ if [ "${1:-}" = --update ]; then
 	update=1
 	shift
 fi
-bin=${1:-$here/../../build/src/img/kvmkit-img}
-[ $# -gt 0 ] && shift
+bin=$here/../../build/src/img/kvmkit-img
+if [ $# -gt 0 ] && ! [[ $1 =~ ^[0-9]{3}$ ]]; then # a binary, not a test number
+	bin=$1
+	shift
+fi
 if ! command -v qemu-img >/dev/null || ! command -v qemu-io >/dev/null; then
 	echo "qemu-img or qemu-io not found (Debian: apt-get install qemu-utils): golden tests skipped"
 	echo "0 passed, 0 failed"
