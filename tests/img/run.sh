@@ -193,7 +193,7 @@ f=open("bad.qcow2","r+b"); f.seek(int(sys.argv[1])); f.write(struct.pack(">Q",(1
 	$((l2 + 8)) $end
 check "check corrupted image: exit 2" expect_rc 2 "$img" check bad.qcow2
 check "  same report as qemu-img" same_check bad.qcow2
-check "check -r all refused" expect_rc 1 "$img" check -r all bad.qcow2
+check "check -r all repairs it" bash -c "'$img' check -r all bad.qcow2 && qemu-img check bad.qcow2"
 rm -f bad.qcow2
 printf 'garbage' > bad.qcow2
 printf 'QFI\xfb' | dd of=bad.qcow2 conv=notrunc status=none
@@ -231,7 +231,9 @@ check "  size and check" bash -c "[ \$(qemu-img info --output=json grow.qcow2 | 
 "$img" create -f qcow2 -o cluster_size=512 grow512.qcow2 1M >/dev/null
 check "resize qcow2 512-byte clusters +100M" "$img" resize grow512.qcow2 +100M
 check "  check clean (both)" bash -c "'$img' check grow512.qcow2 && qemu-img check grow512.qcow2"
-check "resize qcow2 shrink refused" one_line_error "$img" resize --shrink grow.qcow2 1M
+check "resize qcow2 --shrink to 1M" bash -c "cp grow.qcow2 shrunk.qcow2 &&
+	'$img' resize --shrink shrunk.qcow2 1M && qemu-img check shrunk.qcow2 &&
+	qemu-io -c 'read -P 7 0 128k' shrunk.qcow2 | grep -q '^read 131072'"
 check "resize qcow2 shrink without --shrink refused" one_line_error "$img" resize grow.qcow2 -- -1G
 check "resize qcow2 with snapshots" bash -c "cp snap.qcow2 snapgrow.qcow2 && '$img' resize snapgrow.qcow2 +1G \
 	&& qemu-img check snapgrow.qcow2 && '$img' check snapgrow.qcow2"
