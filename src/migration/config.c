@@ -61,6 +61,12 @@ void config_save(const struct vm_config *cfg, struct stream *s)
 	stream_put_str(s, cfg->vconsole.name);
 }
 
+/* Every string config_load allocated. A loaded configuration lives as long as the process;
+ * this global list keeps its strings reachable (leak checkers see them as in use) and lets
+ * config_release free them. */
+static char **config_strings;
+static size_t config_nstrings, config_capacity;
+
 /* A string that may be NULL only if nullable; NULL on an error (recorded in the stream). */
 static char *get_str(struct stream *s, bool nullable)
 {
@@ -68,6 +74,20 @@ static char *get_str(struct stream *s, bool nullable)
 	char *str = stream_get_str(s, CONFIG_MAX_STR, &is_null);
 	if (is_null && !nullable)
 		stream_fail(s, -EBADMSG);
+	if (!str)
+		return NULL;
+	if (config_nstrings == config_capacity) {
+		size_t cap = config_capacity ? 2 * config_capacity : 16;
+		char **p = realloc(config_strings, cap * sizeof(*p));
+		if (!p) {
+			free(str);
+			stream_fail(s, -ENOMEM);
+			return NULL;
+		}
+		config_strings = p;
+		config_capacity = cap;
+	}
+	config_strings[config_nstrings++] = str;
 	return str;
 }
 
@@ -127,26 +147,15 @@ int config_load(struct vm_config *cfg, struct stream *s, uint32_t version)
 	cfg->vconsole.name = get_str(s, true);
 	if (cfg->vconsole.path && !cfg->vconsole.name)
 		stream_fail(s, -EBADMSG);
-	/* The strings of a failed load are not freed: the process exits with the error. */
 	return stream_end_read(s);
 }
 
 void config_release(struct vm_config *cfg)
 {
-	free((char *)cfg->kernel);
-	free((char *)cfg->initrd);
-	free((char *)cfg->cmdline);
-	for (unsigned i = 0; i < VM_MAX_DISKS; i++) {
-		free((char *)cfg->disks[i].block.path);
-		free((char *)cfg->disks[i].block.format);
-		free((char *)cfg->disks[i].serial);
-	}
-	for (unsigned i = 0; i < VM_MAX_NICS; i++) {
-		free((char *)cfg->nics[i].ifname);
-		for (unsigned k = 0; k < VM_MAX_HOSTFWDS; k++)
-			free((char *)cfg->nics[i].hostfwd[k]);
-	}
-	free((char *)cfg->vconsole.path);
-	free((char *)cfg->vconsole.name);
+	for (size_t i = 0; i < config_nstrings; i++)
+		free(config_strings[i]);
+	free(config_strings);
+	config_strings = NULL;
+	config_nstrings = config_capacity = 0;
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -19,8 +19,8 @@ void config_save(const struct vm_config *cfg, struct stream *s);
  * (the configuration does). Returns 0 or -EBADMSG/-EPROTONOSUPPORT/-ENOMEM. */
 int config_load(struct vm_config *cfg, struct stream *s, uint32_t version);
 
-/* Frees the strings of a configuration that config_load filled starting from all zeros (tests
- * and fuzzing; kvmkit itself keeps its configuration to the end). */
+/* Frees the strings of every configuration config_load filled and clears *cfg (tests and
+ * fuzzing; kvmkit itself keeps its configuration to the end). */
 void config_release(struct vm_config *cfg);
 
 #endif
