@@ -95,18 +95,20 @@ int img_create(int argc, char **argv)
 	char line[3072];
 	int n;
 	if (strcmp(fmt, "qcow2") == 0) {
+		/* qemu-img's order of the options */
 		n = snprintf(line, sizeof(line), "Formatting '%s', fmt=qcow2 cluster_size=%u "
-			     "extended_l2=off compression_type=zlib size=%llu", o.path,
-			     o.cluster_size ? o.cluster_size : 65536u, (unsigned long long)size);
+			     "extended_l2=off%s%s compression_type=%s size=%llu", o.path,
+			     o.cluster_size ? o.cluster_size : 65536u,
+			     o.preallocation ? " preallocation=" : "",
+			     o.preallocation ? o.preallocation : "",
+			     o.compression_type ? o.compression_type : "zlib",
+			     (unsigned long long)size);
 		if (o.backing_file)
 			n += snprintf(line + n, sizeof(line) - (size_t)n, " backing_file=%s",
 				      o.backing_file);
 		if (o.backing_format && n < (int)sizeof(line))
 			n += snprintf(line + n, sizeof(line) - (size_t)n, " backing_fmt=%s",
 				      o.backing_format);
-		if (o.preallocation && n < (int)sizeof(line))
-			n += snprintf(line + n, sizeof(line) - (size_t)n, " preallocation=%s",
-				      o.preallocation);
 		if (n < (int)sizeof(line))
 			snprintf(line + n, sizeof(line) - (size_t)n, " lazy_refcounts=%s "
 				 "refcount_bits=16", o.lazy_refcounts ? "on" : "off");
