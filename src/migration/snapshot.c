@@ -12,7 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hw/devices.h"
 #include "lib/log.h"
 #include "migration/config.h"
 #include "migration/ram.h"
@@ -23,42 +22,6 @@
 
 #define RAM_TAG STREAM_TAG('R', 'A', 'M', ' ')
 #define RAM_VERSION 1
-
-/* The platform devices, in the order they are saved. */
-enum snapshot_device { DEV_SERIAL, DEV_RTC, DEV_I8042, DEV_ACPI_PM, NDEVICES };
-static const struct {
-	uint32_t tag;
-	uint32_t version;
-	const char *name;
-} devices[NDEVICES] = {
-	[DEV_SERIAL] = { STREAM_TAG('S', 'E', 'R', 'L'), SERIAL_8250_STATE_VERSION, "serial port" },
-	[DEV_RTC] = { STREAM_TAG('R', 'T', 'C', ' '), RTC_MC146818_STATE_VERSION, "CMOS clock" },
-	[DEV_I8042] = { STREAM_TAG('K', 'B', 'C', ' '), I8042_STATE_VERSION, "i8042 controller" },
-	[DEV_ACPI_PM] = { STREAM_TAG('A', 'C', 'P', 'I'), ACPI_PM_STATE_VERSION, "ACPI registers" },
-};
-
-static void device_save(struct vm *vm, enum snapshot_device d, struct stream *s)
-{
-	switch (d) {
-	case DEV_SERIAL: serial_8250_save(vm->com1, s); break;
-	case DEV_RTC: rtc_mc146818_save(vm->rtc, s); break;
-	case DEV_I8042: i8042_save(vm->i8042, s); break;
-	case DEV_ACPI_PM: acpi_pm_save(vm->acpi_pm, s); break;
-	case NDEVICES: break;
-	}
-}
-
-static int device_load(struct vm *vm, enum snapshot_device d, struct stream *s, uint32_t v)
-{
-	switch (d) {
-	case DEV_SERIAL: return serial_8250_load(vm->com1, s, v);
-	case DEV_RTC: return rtc_mc146818_load(vm->rtc, s, v);
-	case DEV_I8042: return i8042_load(vm->i8042, s, v);
-	case DEV_ACPI_PM: return acpi_pm_load(vm->acpi_pm, s, v);
-	case NDEVICES: break;
-	}
-	return -EINVAL;
-}
 
 static double ms_since(const struct timespec *t0)
 {
@@ -88,33 +51,17 @@ static int snapshot_write_state(struct vm *vm, int fd, uint64_t id)
 	stream_put_u64(&s, id);
 	stream_end_section(&s);
 	int r = stream_error(&s) ? stream_error(&s) : vmstate_save(vm, &s);
-	for (int d = 0; d < NDEVICES && r == 0; d++) {
-		stream_begin_section(&s, devices[d].tag, 0, devices[d].version);
-		device_save(vm, (enum snapshot_device)d, &s);
-		r = stream_end_section(&s);
-	}
 	stream_begin_section(&s, STREAM_TAG_END, 0, 1);
 	stream_end_section(&s);
 	int cr = stream_close(&s);
 	return r < 0 ? r : cr;
 }
 
-static int snapshot_check_supported(struct vm *vm)
-{
-	const struct vm_config *c = vm->cfg;
-	if (c->ndisks || c->nnics || c->rng || c->vconsole.path) {
-		log_error("cannot snapshot this VM: its virtio devices (--disk, --net, --rng, "
-			  "--vconsole) cannot be saved yet");
-		return -ENOTSUP;
-	}
-	return 0;
-}
-
 int snapshot_save(struct vm *vm, const char *dir)
 {
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int r = snapshot_check_supported(vm);
+	int r = vmstate_check_supported(vm);
 	if (r < 0)
 		return r;
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
@@ -302,38 +249,11 @@ static int snapshot_load_ram(struct vm *vm, const char *dir, struct stream *s,
 	return r;
 }
 
-static int snapshot_load_device(struct vm *vm, const struct stream_section *sec,
-				struct stream *s, bool loaded[NDEVICES], const char *path,
-				bool *handled)
-{
-	*handled = false;
-	for (int d = 0; d < NDEVICES; d++) {
-		if (devices[d].tag != sec->tag)
-			continue;
-		*handled = true;
-		if (loaded[d] || sec->instance != 0) {
-			log_error("%s: the %s state is repeated: the snapshot is damaged", path,
-				  devices[d].name);
-			return -EBADMSG;
-		}
-		int r = device_load(vm, (enum snapshot_device)d, s, sec->version);
-		if (r == 0)
-			r = stream_end_read(s);
-		if (r < 0) {
-			log_error("%s: the %s state is damaged or from a newer kvmkit", path,
-				  devices[d].name);
-			return r;
-		}
-		loaded[d] = true;
-	}
-	return 0;
-}
-
 static int snapshot_load_sections(struct vm *vm, const char *dir, struct stream *s,
 				  const char *path)
 {
 	struct vmstate_loader loader;
-	bool loaded[NDEVICES] = { false }, have_ram = false;
+	bool have_ram = false;
 	int r = vmstate_loader_init(&loader, vm, path);
 	if (r < 0)
 		return r;
@@ -356,8 +276,6 @@ static int snapshot_load_sections(struct vm *vm, const char *dir, struct stream 
 			have_ram = true;
 		} else if ((r = vmstate_load_section(&loader, &sec, s, &handled)) < 0 || handled) {
 			continue;
-		} else if ((r = snapshot_load_device(vm, &sec, s, loaded, path, &handled)) < 0) {
-			continue;
 		}
 		if (!handled) {
 			log_error("%s holds a section '%s' this kvmkit does not know: the snapshot is "
@@ -369,13 +287,6 @@ static int snapshot_load_sections(struct vm *vm, const char *dir, struct stream 
 	int fr = vmstate_loader_finish(&loader, r == 0);
 	if (r == 0)
 		r = fr;
-	for (int d = 0; d < NDEVICES && r == 0; d++) {
-		if (!loaded[d]) {
-			log_error("%s lacks the %s state: the snapshot is damaged", path,
-				  devices[d].name);
-			r = -EBADMSG;
-		}
-	}
 	if (r == 0 && !have_ram) {
 		log_error("%s lacks its RAM description: the snapshot is damaged", path);
 		r = -EBADMSG;
@@ -394,7 +305,7 @@ bool snapshot_pending(const struct vm_config *cfg)
 int snapshot_restore(struct vm *vm, const char *dir)
 {
 	snapshot_restored = true;
-	int r = snapshot_check_supported(vm);
+	int r = vmstate_check_supported(vm);
 	if (r < 0)
 		return r;
 	char *path = path_in(dir, "state");

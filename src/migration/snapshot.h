@@ -21,8 +21,9 @@ struct vm_config;
 #define SNAPSHOT_VERSION 1
 
 /* Saves the VM to dir (created if missing; an older snapshot there is replaced). Every vCPU
- * thread must have stopped (or be parked, once vm_pause exists). Returns 0 or -errno after
- * printing one sentence. */
+ * must be stopped: its thread joined, or parked by vm_pause (which also holds the I/O thread;
+ * the clock saved is the pause's). The VM can go on afterwards (vm_resume): this is what QMP
+ * `migrate "file:DIR"` and HMP savevm call. Returns 0 or -errno after printing one sentence. */
 int snapshot_save(struct vm *vm, const char *dir);
 
 /* The --snapshot-at-exit hook, called when the main loop has ended: stops the vCPU threads and,

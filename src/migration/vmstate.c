@@ -1,5 +1,6 @@
-/* The VM's in-kernel state in the migration stream: every vCPU, the irqchip (8259 pair and
- * IOAPIC), the PIT and the kvmclock; each section checked for size and range on loading. */
+/* The VM's state other than RAM in the migration stream: every vCPU, the irqchip (8259 pair and
+ * IOAPIC), the PIT, the kvmclock and the platform devices; each section checked for size and
+ * range on loading, and each exactly once. */
 #include "migration/vmstate.h"
 
 #include <errno.h>
@@ -9,6 +10,7 @@
 #include <sys/ioctl.h>
 
 #include "arch/x86/vcpu_state.h"
+#include "hw/devices.h"
 #include "lib/log.h"
 #include "migration/stream.h"
 #include "vmm/vm.h"
@@ -24,6 +26,54 @@
 static const uint32_t irqchip_ids[] = { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
 					KVM_IRQCHIP_IOAPIC };
 #define NCHIPS (sizeof(irqchip_ids) / sizeof(irqchip_ids[0]))
+
+/* The platform devices, in the order they are saved. */
+enum vmstate_device { DEV_SERIAL, DEV_RTC, DEV_I8042, DEV_ACPI_PM, NDEVICES };
+_Static_assert(NDEVICES == VMSTATE_NDEVICES, "vmstate.h counts the devices");
+static const struct {
+	uint32_t tag;
+	uint32_t version;
+	const char *name;
+} devices[NDEVICES] = {
+	[DEV_SERIAL] = { STREAM_TAG('S', 'E', 'R', 'L'), SERIAL_8250_STATE_VERSION, "serial port" },
+	[DEV_RTC] = { STREAM_TAG('R', 'T', 'C', ' '), RTC_MC146818_STATE_VERSION, "CMOS clock" },
+	[DEV_I8042] = { STREAM_TAG('K', 'B', 'C', ' '), I8042_STATE_VERSION, "i8042 controller" },
+	[DEV_ACPI_PM] = { STREAM_TAG('A', 'C', 'P', 'I'), ACPI_PM_STATE_VERSION, "ACPI registers" },
+};
+
+static void device_save(struct vm *vm, enum vmstate_device d, struct stream *s)
+{
+	switch (d) {
+	case DEV_SERIAL: serial_8250_save(vm->com1, s); break;
+	case DEV_RTC: rtc_mc146818_save(vm->rtc, s); break;
+	case DEV_I8042: i8042_save(vm->i8042, s); break;
+	case DEV_ACPI_PM: acpi_pm_save(vm->acpi_pm, s); break;
+	case NDEVICES: break;
+	}
+}
+
+static int device_load(struct vm *vm, enum vmstate_device d, struct stream *s, uint32_t v)
+{
+	switch (d) {
+	case DEV_SERIAL: return serial_8250_load(vm->com1, s, v);
+	case DEV_RTC: return rtc_mc146818_load(vm->rtc, s, v);
+	case DEV_I8042: return i8042_load(vm->i8042, s, v);
+	case DEV_ACPI_PM: return acpi_pm_load(vm->acpi_pm, s, v);
+	case NDEVICES: break;
+	}
+	return -EINVAL;
+}
+
+int vmstate_check_supported(struct vm *vm)
+{
+	const struct vm_config *c = vm->cfg;
+	if (c->ndisks || c->nnics || c->rng || c->vconsole.path) {
+		log_error("cannot snapshot this VM: its virtio devices (--disk, --net, --rng, "
+			  "--vconsole) cannot be saved yet");
+		return -ENOTSUP;
+	}
+	return 0;
+}
 
 static int vmstate_save_vcpus(struct vm *vm, struct stream *s)
 {
@@ -75,15 +125,29 @@ int vmstate_save(struct vm *vm, struct stream *s)
 		return r;
 	}
 
-	/* Last: the clock goes on from the moment the vCPUs stopped. */
+	/* Last: the clock goes on from the moment the vCPUs stopped, which for a VM paused by
+	 * vm_pause is the moment of the pause (KVM's clock ran on since; vm_resume winds it back). */
 	struct kvm_clock_data clock = { 0 };
-	r = ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) < 0 ? -errno : 0;
+	r = 0;
+	if (vm_is_paused(vm) && vm->clock_saved)
+		clock.clock = vm->paused_clock;
+	else if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
+		r = -errno;
 	stream_begin_section(s, CLOCK_TAG, 0, CLOCK_VERSION);
 	stream_put_u64(s, clock.clock);
 	if (r == 0)
 		r = stream_end_section(s);
-	if (r < 0)
+	if (r < 0) {
 		log_error("cannot save the guest clock: %s", strerror(-r));
+		return r;
+	}
+	for (int d = 0; d < NDEVICES && r == 0; d++) {
+		stream_begin_section(s, devices[d].tag, 0, devices[d].version);
+		device_save(vm, (enum vmstate_device)d, s);
+		r = stream_end_section(s);
+		if (r < 0)
+			log_error("cannot save the state of the %s: %s", devices[d].name, strerror(-r));
+	}
 	return r;
 }
 
@@ -134,6 +198,32 @@ static bool pit_state_valid(const struct kvm_pit_state2 *pit)
 	return true;
 }
 
+static int vmstate_load_device(struct vmstate_loader *l, const struct stream_section *sec,
+			       struct stream *s, bool *handled)
+{
+	*handled = false;
+	for (int d = 0; d < NDEVICES; d++) {
+		if (devices[d].tag != sec->tag)
+			continue;
+		*handled = true;
+		if (l->device_loaded[d] || sec->instance != 0) {
+			log_error("%s: the %s state is repeated: the file is damaged", l->source,
+				  devices[d].name);
+			return -EBADMSG;
+		}
+		int r = device_load(l->vm, (enum vmstate_device)d, s, sec->version);
+		if (r == 0)
+			r = stream_end_read(s);
+		if (r < 0) {
+			log_error("%s: the %s state is damaged or from a newer kvmkit", l->source,
+				  devices[d].name);
+			return r;
+		}
+		l->device_loaded[d] = true;
+	}
+	return 0;
+}
+
 int vmstate_load_section(struct vmstate_loader *l, const struct stream_section *sec,
 			 struct stream *s, bool *handled)
 {
@@ -148,8 +238,7 @@ int vmstate_load_section(struct vmstate_loader *l, const struct stream_section *
 	case PIT_TAG:     seen = &l->pit;     name = "PIT"; break;
 	case CLOCK_TAG:   seen = &l->clock;   name = "clock"; break;
 	default:
-		*handled = false;
-		return 0;
+		return vmstate_load_device(l, sec, s, handled);
 	}
 	if (*seen || sec->instance != 0 || sec->version != 1) {
 		log_error("%s: the %s section is repeated or of an unknown version (%u): the file is "
@@ -203,6 +292,13 @@ int vmstate_loader_finish(struct vmstate_loader *l, bool check)
 		log_error("%s lacks the %s state: the file is damaged", l->source,
 			  !l->irqchip ? "interrupt controller" : !l->pit ? "PIT" : "clock");
 		r = -EBADMSG;
+	}
+	for (int d = 0; check && d < NDEVICES && r == 0; d++) {
+		if (!l->device_loaded[d]) {
+			log_error("%s lacks the %s state: the file is damaged", l->source,
+				  devices[d].name);
+			r = -EBADMSG;
+		}
 	}
 	free(l->cpu_loaded);
 	l->cpu_loaded = NULL;

@@ -1,5 +1,7 @@
-/* The VM's in-kernel state in the migration stream: every vCPU ("CPU "), the irqchip ("IRQC":
- * both 8259s and the IOAPIC), the PIT ("PIT ") and the kvmclock ("CLCK"). */
+/* The VM's state other than RAM and configuration, as migration stream sections: every vCPU
+ * ("CPU "), the irqchip ("IRQC": both 8259s and the IOAPIC), the PIT ("PIT "), the kvmclock
+ * ("CLCK") and the platform devices ("SERL", "RTC ", "KBC ", "ACPI"). Snapshots write it after
+ * the RAM description; live migration sends it after the last RAM pass, over a socket. */
 #ifndef KVMKIT_MIGRATION_VMSTATE_H
 #define KVMKIT_MIGRATION_VMSTATE_H
 
@@ -10,8 +12,15 @@ struct vm;
 struct stream;
 struct stream_section;
 
-/* Writes the sections of all vCPUs, the irqchip, the PIT and the clock. Every vCPU thread must
- * have stopped. Returns 0 or -errno after printing one sentence saying what failed. */
+#define VMSTATE_NDEVICES 4 /* the platform devices */
+
+/* Whether this VM's state can be saved at all: 0, or -ENOTSUP after printing why (virtio
+ * devices cannot be saved yet). */
+int vmstate_check_supported(struct vm *vm);
+
+/* Writes the sections of all vCPUs, the irqchip, the PIT, the clock and the devices. Every vCPU
+ * must be stopped (joined, or parked by vm_pause). Returns 0 or -errno after printing one
+ * sentence saying what failed. */
 int vmstate_save(struct vm *vm, struct stream *s);
 
 /* Restore: which of vmstate's sections have been loaded (each exactly once). */
@@ -20,6 +29,7 @@ struct vmstate_loader {
 	const char *source; /* the state file's name, for messages */
 	bool *cpu_loaded; /* one per vCPU */
 	bool irqchip, pit, clock;
+	bool device_loaded[VMSTATE_NDEVICES];
 };
 
 int vmstate_loader_init(struct vmstate_loader *l, struct vm *vm, const char *source);
@@ -27,8 +37,8 @@ int vmstate_loader_init(struct vmstate_loader *l, struct vm *vm, const char *sou
  * printing one sentence. */
 int vmstate_load_section(struct vmstate_loader *l, const struct stream_section *sec,
 			 struct stream *s, bool *handled);
-/* After all sections, with check: every vCPU, the irqchip, the PIT and the clock must have been
- * loaded (else -EBADMSG, printed). Frees the loader either way. */
+/* After all sections, with check: every vCPU, the irqchip, the PIT, the clock and every device
+ * must have been loaded (else -EBADMSG, printed). Frees the loader either way. */
 int vmstate_loader_finish(struct vmstate_loader *l, bool check);
 
 #endif

@@ -1,6 +1,6 @@
 #!/bin/bash
-# Fuzzes kvmkit's snapshot state parser (stream framing, configuration section, platform device
-# loaders; tests/fuzz/snapshot_fuzz.c) with libFuzzer under ASan+UBSan for a bounded time,
+# Fuzzes kvmkit's snapshot state parser (stream framing, configuration section, vmstate's loader
+# with the platform device loaders; tests/fuzz/snapshot_fuzz.c) with libFuzzer under ASan+UBSan for a bounded time,
 # starting from the state files in tests/fuzz/snapshot_corpus/. Prints "1 passed, 0 failed"
 # when nothing crashed, leaked, timed out or ran out of memory; else "0 passed, 1 failed", the
 # input that did it and the sanitizer report.
@@ -20,8 +20,9 @@ fi
 out=$root/build-fuzz
 mkdir -p "$out"
 bin=$out/snapshot_fuzz
-srcs=(src/migration/stream.c src/migration/config.c src/hw/serial_8250.c src/hw/rtc_mc146818.c
-      src/hw/i8042.c src/hw/acpi_pm.c src/vmm/bus.c)
+srcs=(src/migration/stream.c src/migration/config.c src/migration/vmstate.c
+      src/arch/x86/vcpu_state.c src/hw/serial_8250.c src/hw/rtc_mc146818.c src/hw/i8042.c
+      src/hw/acpi_pm.c src/vmm/bus.c)
 echo "building $bin"
 if ! "$cc" -std=gnu11 -D_GNU_SOURCE -DSTREAM_FUZZING=1 -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <linux/kvm.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -58,10 +59,15 @@ static bool vcpu_msr_is_candidate(uint32_t index)
 	return false;
 }
 
+/* struct kvm_msrs with room for the entries (its header spelt out: a struct with a flexible
+ * array cannot be embedded in standard C). */
 struct vcpu_msrs {
-	struct kvm_msrs hdr;
+	uint32_t nmsrs;
+	uint32_t pad;
 	struct kvm_msr_entry entries[VCPU_MAX_MSRS];
 };
+_Static_assert(offsetof(struct vcpu_msrs, entries) == offsetof(struct kvm_msrs, entries),
+	       "struct vcpu_msrs matches struct kvm_msrs");
 
 /* The candidates that KVM_GET_MSR_INDEX_LIST reports (MTRRs are emulated and may be missing
  * from older lists; KVM_GET_MSRS below drops whatever it then refuses). */
@@ -86,7 +92,7 @@ static int vcpu_msr_list(int kvm_fd, struct vcpu_msrs *m)
 			listed = list->indices[i] == vcpu_msr_candidates[c];
 		bool mtrr = vcpu_msr_candidates[c] >= 0x200 && vcpu_msr_candidates[c] <= 0x2ff;
 		if (listed || mtrr)
-			m->entries[m->hdr.nmsrs++].index = vcpu_msr_candidates[c];
+			m->entries[m->nmsrs++].index = vcpu_msr_candidates[c];
 	}
 	free(list);
 	return 0;
@@ -96,14 +102,14 @@ static int vcpu_msr_list(int kvm_fd, struct vcpu_msrs *m)
 static int vcpu_get_msrs(int vcpu_fd, struct vcpu_msrs *m)
 {
 	for (;;) {
-		int n = ioctl(vcpu_fd, KVM_GET_MSRS, m);
+		int n = ioctl(vcpu_fd, KVM_GET_MSRS, (struct kvm_msrs *)m);
 		if (n < 0)
 			return -errno;
-		if ((uint32_t)n >= m->hdr.nmsrs)
+		if ((uint32_t)n >= m->nmsrs)
 			return 0;
 		memmove(&m->entries[n], &m->entries[n + 1],
-			(m->hdr.nmsrs - (uint32_t)n - 1) * sizeof(m->entries[0]));
-		m->hdr.nmsrs--;
+			(m->nmsrs - (uint32_t)n - 1) * sizeof(m->entries[0]));
+		m->nmsrs--;
 	}
 }
 
@@ -177,8 +183,8 @@ int vcpu_state_save(int kvm_fd, int vcpu_fd, struct stream *s)
 	put_blob(s, xsave, (uint32_t)xsave_size);
 	stream_put_u8(s, have_xcrs);
 	put_blob(s, &xcrs, sizeof(xcrs));
-	stream_put_u32(s, msrs.hdr.nmsrs);
-	for (uint32_t i = 0; i < msrs.hdr.nmsrs; i++) {
+	stream_put_u32(s, msrs.nmsrs);
+	for (uint32_t i = 0; i < msrs.nmsrs; i++) {
 		stream_put_u32(s, msrs.entries[i].index);
 		stream_put_u64(s, msrs.entries[i].data);
 	}
@@ -229,8 +235,8 @@ static int vcpu_state_read(int kvm_fd, struct stream *s, struct vcpu_saved *v, c
 		stream_fail(s, -EBADMSG);
 	*what = "the MSRs";
 	memset(&v->msrs, 0, sizeof(v->msrs));
-	v->msrs.hdr.nmsrs = stream_get_u32_range(s, 0, VCPU_MAX_MSRS);
-	for (uint32_t i = 0; i < v->msrs.hdr.nmsrs && !stream_error(s); i++) {
+	v->msrs.nmsrs = stream_get_u32_range(s, 0, VCPU_MAX_MSRS);
+	for (uint32_t i = 0; i < v->msrs.nmsrs && !stream_error(s); i++) {
 		v->msrs.entries[i].index = stream_get_u32(s);
 		v->msrs.entries[i].data = stream_get_u64(s);
 		if (!stream_error(s) && !vcpu_msr_is_candidate(v->msrs.entries[i].index))
@@ -274,10 +280,10 @@ static int vcpu_state_set(int kvm_fd, int vcpu_fd, struct vcpu_saved *v, const c
 		return -errno;
 	/* After the LAPIC: KVM ignores a TSC deadline unless the timer is in deadline mode. */
 	*what = "the MSRs";
-	int n = ioctl(vcpu_fd, KVM_SET_MSRS, &v->msrs);
+	int n = ioctl(vcpu_fd, KVM_SET_MSRS, (struct kvm_msrs *)&v->msrs);
 	if (n < 0)
 		return -errno;
-	if ((uint32_t)n != v->msrs.hdr.nmsrs)
+	if ((uint32_t)n != v->msrs.nmsrs)
 		return -EINVAL;
 	*what = "the MP state";
 	if (ioctl(vcpu_fd, KVM_SET_MP_STATE, &v->mp) < 0)
