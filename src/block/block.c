@@ -111,6 +111,17 @@ uint64_t block_size(const struct block_dev *bd)
 	return bd->size;
 }
 
+int block_extent(struct block_dev *bd, uint64_t off, uint64_t len, uint64_t *n)
+{
+	*n = 0;
+	if (len == 0 || off >= bd->size)
+		return -EINVAL;
+	if (len > bd->size - off)
+		len = bd->size - off;
+	*n = len;
+	return bd->driver->extent ? bd->driver->extent(bd, off, len, n) : 1;
+}
+
 bool block_readonly(const struct block_dev *bd)
 {
 	return bd->readonly;

@@ -72,6 +72,13 @@ void block_unplug(struct block_dev *bd);
 int block_completion_fd(const struct block_dev *bd);
 void block_process_completions(struct block_dev *bd);
 
+/* Where data is: whether [off, off + *n) may hold data (1) or certainly reads as zeroes (0),
+ * with *n (1..len bytes) as long as the answer stays the same. Synchronous and cheap (metadata
+ * only), for copying tools that skip what reads as zeroes; from the thread that owns bd, and
+ * not while requests are in flight. Formats that cannot tell answer 1 for all of len.
+ * Returns 1, 0 or -errno. */
+int block_extent(struct block_dev *bd, uint64_t off, uint64_t len, uint64_t *n);
+
 /* Which asynchronous engine the device uses: "io_uring" or "threads" (for logs and tests). */
 const char *block_engine_name(const struct block_dev *bd);
 

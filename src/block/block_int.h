@@ -21,6 +21,8 @@ struct block_driver {
 	 * disk; len is its length in bytes (the iovec total for READ/WRITE). It completes through
 	 * block_request_complete. Returns 0, or -errno if it could not start at all. */
 	int (*submit)(struct block_dev *bd, struct block_request *req, uint64_t len);
+	/* block_extent for an in-range [off, off + len), len > 0; optional (NULL: all data). */
+	int (*extent)(struct block_dev *bd, uint64_t off, uint64_t len, uint64_t *n);
 };
 
 struct block_dev {

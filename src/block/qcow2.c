@@ -698,6 +698,41 @@ static int qcow2_submit(struct block_dev *bd, struct block_request *req, uint64_
 	return 0;
 }
 
+/* block_extent: from the L2 entries, cluster by cluster, asking the backing file about the
+ * clusters that read through to it. */
+static int qcow2_extent(struct block_dev *bd, uint64_t off, uint64_t len, uint64_t *n)
+{
+	struct qcow2 *s = bd->driver_state;
+	int kind = -1;
+	uint64_t pos = off, end = off + len;
+	while (pos < end) {
+		uint64_t l1i = pos >> (s->cluster_bits + s->l2_bits);
+		uint64_t l2i = (pos >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
+		uint64_t step = s->cluster_size - (pos & (s->cluster_size - 1));
+		if (step > end - pos)
+			step = end - pos;
+		struct qcow2_l2_slot *c;
+		int r = q_get_l2(s, bd, l1i, false, &c), k;
+		if (r < 0)
+			return r;
+		uint64_t e = c ? be64toh(c->table[l2i]) : 0;
+		if (s->version >= 3 && !(e & QCOW2_COMPRESSED) && (e & QCOW2_ZERO))
+			k = 0;
+		else if (e & (QCOW2_COMPRESSED | QCOW2_OFFSET_MASK))
+			k = 1;
+		else if (!s->backing || pos >= block_size(s->backing))
+			k = 0;
+		else if ((k = block_extent(s->backing, pos, step, &step)) < 0)
+			return k;
+		if (kind >= 0 && k != kind)
+			break;
+		kind = k;
+		pos += step;
+	}
+	*n = pos - off;
+	return kind;
+}
+
 /* ---- open ---- */
 
 static void q_free(struct qcow2 *s)
@@ -991,4 +1026,5 @@ const struct block_driver block_driver_qcow2 = {
 	.open = qcow2_open,
 	.close = qcow2_close,
 	.submit = qcow2_submit,
+	.extent = qcow2_extent,
 };

@@ -1,6 +1,7 @@
 /* The raw format: the image is the disk, byte for byte, so guest offsets map 1:1 to the file. */
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "block/block_int.h"
 #include "lib/log.h"
@@ -92,9 +93,28 @@ static int raw_submit(struct block_dev *bd, struct block_request *req, uint64_t 
 	return ret;
 }
 
+/* The file's holes read as zeroes (SEEK_DATA/SEEK_HOLE; without them everything is data). */
+static int raw_extent(struct block_dev *bd, uint64_t off, uint64_t len, uint64_t *n)
+{
+	int fd = bd->file.fd;
+	off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+	if (d < 0) {
+		*n = len;
+		return errno == ENXIO ? 0 : 1; /* ENXIO: nothing but a hole from off on */
+	}
+	if ((uint64_t)d > off) {
+		*n = (uint64_t)d - off < len ? (uint64_t)d - off : len;
+		return 0;
+	}
+	off_t h = lseek(fd, (off_t)off, SEEK_HOLE);
+	*n = h > (off_t)off && (uint64_t)h - off < len ? (uint64_t)h - off : len;
+	return 1;
+}
+
 const struct block_driver block_driver_raw = {
 	.format = "raw",
 	.open = raw_open,
 	.close = raw_close,
 	.submit = raw_submit,
+	.extent = raw_extent,
 };

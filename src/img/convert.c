@@ -1,7 +1,7 @@
 /* `kvmkit-img convert [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-c] [-p] SRC DST`: copies the guest
  * view of SRC into a new image, writing only blocks that are not all zeroes. The source is read
- * through the block layer by a thread of its own, one chunk ahead (a raw source's holes are
- * skipped, not read). Raw output keeps holes (4 KiB granules) and gets large pwrites; qcow2
+ * through the block layer by a thread of its own, one chunk ahead (what block_extent says
+ * reads as zeroes is skipped, not read). Raw output keeps holes (4 KiB granules) and gets large pwrites; qcow2
  * output is built in one sequential pass by the streaming writer (qcow2_writer.c), zero
  * clusters left unallocated and, with -c, each data cluster compressed (zlib, or zstd with
  * -o compression_type=zstd). The new image is built under a temporary name, fdatasync'ed, and
@@ -88,7 +88,6 @@ static int finish(struct output *o)
  * overlaps with compressing and writing. That thread alone uses src while it runs. */
 struct reader {
 	struct block_dev *src;
-	int holes_fd;          /* a raw source's file: its holes are not read; else -1 */
 	uint64_t size;
 	uint8_t *buf[2];
 	uint64_t len[2];
@@ -99,38 +98,20 @@ struct reader {
 	pthread_cond_t cond;
 };
 
-/* [*data, *hole): the first data extent of the raw file at or after pos, clipped to end;
- * *data == end if there is none. Without SEEK_DATA support: everything is data. */
-static void next_extent(int fd, uint64_t pos, uint64_t end, uint64_t *data, uint64_t *hole)
-{
-	*data = pos;
-	*hole = end;
-	if (fd < 0)
-		return;
-	off_t d = lseek(fd, (off_t)pos, SEEK_DATA);
-	if (d < 0) {
-		*data = errno == ENXIO ? end : pos; /* ENXIO: only a hole after pos */
-		return;
-	}
-	*data = (uint64_t)d < end ? (uint64_t)d : end;
-	off_t h = *data < end ? lseek(fd, d, SEEK_HOLE) : -1;
-	if (h > d && (uint64_t)h < end)
-		*hole = (uint64_t)h;
-}
-
-/* Source bytes [off, off + n) into buf; holes of a raw source as zeroes, unread. */
+/* Source bytes [off, off + n) into buf; what the source says reads as zeroes (holes of a raw
+ * file, unallocated or zero qcow2 clusters) is not read. */
 static int read_chunk(struct reader *rd, uint64_t off, uint8_t *buf, uint64_t n)
 {
 	for (uint64_t pos = off, end = off + n; pos < end;) {
-		uint64_t data, hole;
-		next_extent(rd->holes_fd, pos, end, &data, &hole);
-		memset(buf + (pos - off), 0, data - pos);
-		if (data < hole) {
-			int r = img_io(rd->src, BLOCK_OP_READ, data, buf + (data - off), hole - data);
-			if (r < 0)
-				return r;
-		}
-		pos = hole;
+		uint64_t len;
+		int data = block_extent(rd->src, pos, end - pos, &len);
+		if (data < 0)
+			return data;
+		if (!data)
+			memset(buf + (pos - off), 0, len);
+		else if ((data = img_io(rd->src, BLOCK_OP_READ, pos, buf + (pos - off), len)) < 0)
+			return data;
+		pos += len;
 	}
 	return 0;
 }
@@ -195,10 +176,9 @@ static int pump(struct reader *rd, const char *spath, struct output *o, bool sho
 }
 
 /* Copies src into the output, then makes the output durable. */
-static int copy(struct block_dev *src, const char *spath, bool raw_src, struct output *o,
-		bool show)
+static int copy(struct block_dev *src, const char *spath, struct output *o, bool show)
 {
-	struct reader rd = { .src = src, .holes_fd = -1, .size = block_size(src) };
+	struct reader rd = { .src = src, .size = block_size(src) };
 	rd.buf[0] = malloc(CONVERT_CHUNK);
 	rd.buf[1] = malloc(CONVERT_CHUNK);
 	int r = 0;
@@ -206,8 +186,6 @@ static int copy(struct block_dev *src, const char *spath, bool raw_src, struct o
 		img_error("out of memory");
 		r = -ENOMEM;
 	}
-	if (raw_src)
-		rd.holes_fd = open(spath, O_RDONLY | O_CLOEXEC); /* -1: read everything */
 	pthread_mutex_init(&rd.lock, NULL);
 	pthread_cond_init(&rd.cond, NULL);
 	pthread_t tid;
@@ -227,16 +205,13 @@ static int copy(struct block_dev *src, const char *spath, bool raw_src, struct o
 		printf("\n");
 	pthread_cond_destroy(&rd.cond);
 	pthread_mutex_destroy(&rd.lock);
-	if (rd.holes_fd >= 0)
-		close(rd.holes_fd);
 	free(rd.buf[0]);
 	free(rd.buf[1]);
 	return r;
 }
 
 /* The qcow2 output on fd (the temporary file). */
-static int convert_qcow2(struct block_dev *src, const char *spath, bool raw_src,
-			 const char *dpath, int fd, const struct block_create_options *co,
+static int convert_qcow2(struct block_dev *src, const char *spath, const char *dpath, int fd, const struct block_create_options *co,
 			 bool compress, bool show)
 {
 	uint8_t type;
@@ -265,14 +240,13 @@ static int convert_qcow2(struct block_dev *src, const char *spath, bool raw_src,
 			    .cluster_size = co->cluster_size ? co->cluster_size : 65536u };
 	int r = qcow2_writer_new(&wo, &o.qcow2);
 	if (r == 0)
-		r = copy(src, spath, raw_src, &o, show);
+		r = copy(src, spath, &o, show);
 	qcow2_writer_free(o.qcow2);
 	return r;
 }
 
 /* The raw output at tmp (block_create replaces the reserved file). */
-static int convert_raw(struct block_dev *src, const char *spath, bool raw_src,
-		       const char *dpath, const char *tmp, struct block_create_options *co,
+static int convert_raw(struct block_dev *src, const char *spath, const char *dpath, const char *tmp, struct block_create_options *co,
 		       bool show)
 {
 	co->path = tmp;
@@ -285,7 +259,7 @@ static int convert_raw(struct block_dev *src, const char *spath, bool raw_src,
 		img_error("could not open '%s': %s", tmp, strerror(errno));
 	}
 	if (r == 0)
-		r = copy(src, spath, raw_src, &o, show);
+		r = copy(src, spath, &o, show);
 	if (o.raw_fd >= 0)
 		close(o.raw_fd);
 	return r;
@@ -321,8 +295,6 @@ static int run(const char *spath, const char *fmt, const char *dpath, const char
 	struct block_dev *src;
 	if (img_open(spath, fmt, true, &src) < 0)
 		return 1;
-	const char *sfmt = fmt ? fmt : img_probe(spath);
-	bool raw_src = sfmt && strcmp(sfmt, "raw") == 0;
 	char tmp[PATH_MAX];
 	int fd = make_temp(dpath, tmp, sizeof(tmp));
 	if (fd < 0) {
@@ -331,14 +303,14 @@ static int run(const char *spath, const char *fmt, const char *dpath, const char
 	}
 	int r;
 	if (strcmp(ofmt, "qcow2") == 0) {
-		r = convert_qcow2(src, spath, raw_src, dpath, fd, co, compress, show);
+		r = convert_qcow2(src, spath, dpath, fd, co, compress, show);
 		if (close(fd) < 0 && r == 0) {
 			r = -errno;
 			img_error("error while writing '%s': %s", dpath, strerror(errno));
 		}
 	} else {
 		close(fd);
-		r = convert_raw(src, spath, raw_src, dpath, tmp, co, show);
+		r = convert_raw(src, spath, dpath, tmp, co, show);
 	}
 	block_close(src);
 	if (r == 0 && rename(tmp, dpath) < 0) {

@@ -90,6 +90,12 @@ check "  qemu-img check clean and compare equal" bash -c \
 	"qemu-img check small.qcow2 && qemu-img compare src.raw small.qcow2"
 check "convert of a backed image reads through" bash -c "qemu-img create -q -f qcow2 -b mid.qcow2 \
 	-F qcow2 top.qcow2 && '$img' convert -O raw top.qcow2 top.raw && cmp src.raw top.raw"
+check "  with zero, data and unallocated clusters over a raw base (extents)" bash -c \
+	"qemu-img create -q -f qcow2 -b src.raw -F raw zt.qcow2 &&
+	 qemu-io -c 'write -z 0 192k' -c 'write -P 0x5a 1M 100k' -c 'write -z 2M 64k' zt.qcow2 >/dev/null &&
+	 qemu-img convert -O raw zt.qcow2 zt-want.raw && '$img' convert -O raw zt.qcow2 zt.raw &&
+	 cmp zt-want.raw zt.raw && '$img' convert -O qcow2 zt.qcow2 zt2.qcow2 &&
+	 qemu-img compare -q zt2.qcow2 zt-want.raw"
 
 # --- compare ---
 cp src.raw diff.raw
