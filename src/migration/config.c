@@ -126,8 +126,10 @@ static void config_load_nics(struct vm_config *cfg, struct stream *s)
 
 int config_load(struct vm_config *cfg, struct stream *s, uint32_t version)
 {
-	if (version != CONFIG_VERSION)
+	if (version != CONFIG_VERSION) {
+		stream_fail(s, -EPROTONOSUPPORT);
 		return -EPROTONOSUPPORT;
+	}
 	cfg->kernel = get_str(s, false);
 	cfg->initrd = get_str(s, true);
 	cfg->cmdline = get_str(s, false);

@@ -38,7 +38,9 @@ static char *path_in(const char *dir, const char *name)
 
 /* ---- saving ---- */
 
-static int snapshot_write_state(struct vm *vm, int fd, uint64_t id)
+/* Writes the state file; *reported tells whether a failure was already explained (by vmstate,
+ * which names the part that failed) or is the file's (the caller says so). */
+static int snapshot_write_state(struct vm *vm, int fd, uint64_t id, bool *reported)
 {
 	struct stream s;
 	stream_init_fd(&s, fd, true);
@@ -50,7 +52,11 @@ static int snapshot_write_state(struct vm *vm, int fd, uint64_t id)
 	stream_put_u64(&s, vm->mem.ram_size);
 	stream_put_u64(&s, id);
 	stream_end_section(&s);
-	int r = stream_error(&s) ? stream_error(&s) : vmstate_save(vm, &s);
+	int r = stream_error(&s);
+	if (r == 0) {
+		r = vmstate_save(vm, &s);
+		*reported = r < 0 && !stream_error(&s);
+	}
 	stream_begin_section(&s, STREAM_TAG_END, 0, 1);
 	stream_end_section(&s);
 	int cr = stream_close(&s);
@@ -92,13 +98,15 @@ int snapshot_save(struct vm *vm, const char *dir)
 		log_error("cannot create %s: %s", state_tmp, strerror(-r));
 		goto out;
 	}
-	r = snapshot_write_state(vm, fd, id);
+	bool reported = false;
+	r = snapshot_write_state(vm, fd, id, &reported);
 	if (r == 0 && fsync(fd) < 0)
 		r = -errno;
 	off_t state_size = lseek(fd, 0, SEEK_CUR);
 	close(fd);
 	if (r < 0) {
-		log_error("cannot write the VM's state to %s: %s", state_tmp, strerror(-r));
+		if (!reported)
+			log_error("cannot write the VM's state to %s: %s", state_tmp, strerror(-r));
 		goto out;
 	}
 	if (rename(mem_tmp, mem_path) < 0 || rename(state_tmp, state_path) < 0) {
@@ -143,28 +151,40 @@ void snapshot_at_exit(struct vm *vm)
 
 /* ---- loading ---- */
 
-/* One sentence for a stream-level failure while reading path (sec: the section being read). */
-static void snapshot_stream_error(const char *path, const struct stream *s,
-				  const struct stream_section *sec)
+/* Names a section for messages: "'CPU '" for the one being read, "after 'CPU '" for the one
+ * following it (whose header or CRC failed), "after the header" before any. */
+static const char *section_where(const struct stream_section *sec, bool after, char buf[32])
 {
 	char tag[5];
-	const char *name = sec ? stream_tag_name(sec->tag, tag) : "header";
+	if (!sec)
+		snprintf(buf, 32, "after the header");
+	else
+		snprintf(buf, 32, "%s'%s'", after ? "after " : "", stream_tag_name(sec->tag, tag));
+	return buf;
+}
+
+/* One sentence for a stream-level failure while reading path; where: section_where(), or NULL
+ * while reading the file header. */
+static void snapshot_stream_error(const char *path, const struct stream *s, const char *where)
+{
 	switch (stream_error(s)) {
 	case -ENODATA:
 		log_error("%s ends early: the snapshot is truncated", path);
 		break;
 	case -EPROTO:
-		log_error("%s: the section after '%s' fails its CRC check: the snapshot is damaged",
-			  path, name);
+		log_error("%s: the section %s fails its CRC check: the snapshot is damaged", path,
+			  where);
 		break;
 	case -EPROTONOSUPPORT:
-		log_error("%s is a snapshot from a newer kvmkit (format version not supported)", path);
+		log_error("%s is a snapshot from a newer kvmkit (the version of %s is not supported)",
+			  path, where ? where : "its format");
 		break;
 	case -EBADMSG:
-		if (!sec)
+		if (!where)
 			log_error("%s is not a kvmkit snapshot state file", path);
 		else
-			log_error("%s: section '%s' is malformed: the snapshot is damaged", path, name);
+			log_error("%s: the section %s is malformed: the snapshot is damaged", path,
+				  where);
 		break;
 	default:
 		log_error("cannot read %s: %s", path, strerror(-stream_error(s)));
@@ -204,13 +224,14 @@ int snapshot_read_config(const char *dir, struct vm_config *cfg)
 		return r;
 	}
 	struct stream_section sec;
+	char where[32];
 	r = stream_next_section(&s, &sec);
 	if (r == 0 && (sec.tag != CONFIG_TAG || sec.instance != 0))
 		stream_fail(&s, -EBADMSG);
 	if (stream_error(&s))
-		snapshot_stream_error(path, &s, r == 0 ? &sec : NULL);
-	else if ((r = config_load(cfg, &s, sec.version)) < 0)
-		snapshot_stream_error(path, &s, &sec);
+		snapshot_stream_error(path, &s, section_where(NULL, true, where));
+	else if (config_load(cfg, &s, sec.version) < 0)
+		snapshot_stream_error(path, &s, section_where(&sec, false, where));
 	r = stream_close(&s);
 	close(fd);
 	free(path);
@@ -223,8 +244,9 @@ static int snapshot_load_ram(struct vm *vm, const char *dir, struct stream *s,
 {
 	uint64_t size = stream_get_u64(s), id = stream_get_u64(s);
 	if (stream_end_read(s) < 0 || sec->version != RAM_VERSION) {
+		char where[32];
 		stream_fail(s, -EBADMSG);
-		snapshot_stream_error(state_path, s, sec);
+		snapshot_stream_error(state_path, s, section_where(sec, false, where));
 		return -EBADMSG;
 	}
 	if (size != vm->mem.ram_size) {
@@ -258,12 +280,15 @@ static int snapshot_load_sections(struct vm *vm, const char *dir, struct stream 
 	if (r < 0)
 		return r;
 	struct stream_section sec;
+	bool have_sec = false;
 	while (r == 0) {
 		if (stream_next_section(s, &sec) < 0) {
-			snapshot_stream_error(path, s, NULL);
+			char where[32];
+			snapshot_stream_error(path, s, section_where(have_sec ? &sec : NULL, true, where));
 			r = stream_error(s);
 			break;
 		}
+		have_sec = true;
 		bool handled = true;
 		char tag[5];
 		if (sec.tag == STREAM_TAG_END) {
@@ -278,8 +303,9 @@ static int snapshot_load_sections(struct vm *vm, const char *dir, struct stream 
 			continue;
 		}
 		if (!handled) {
-			log_error("%s holds a section '%s' this kvmkit does not know: the snapshot is "
-				  "damaged or from a newer kvmkit", path, stream_tag_name(sec.tag, tag));
+			log_error("%s holds a section '%s' that is repeated or unknown to this kvmkit: "
+				  "the snapshot is damaged or from a newer kvmkit", path,
+				  stream_tag_name(sec.tag, tag));
 			r = -EBADMSG;
 		}
 	}
