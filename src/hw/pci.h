@@ -130,6 +130,16 @@ bool pci_msix_enabled(struct pci_device *d);
  * is off; the status register's Interrupt Status shows the level. Any thread. */
 void pci_intx_set(struct pci_device *d, int level);
 
+/* Snapshots: every slot's config space, INTx level and MSI-X table and pending bits (the
+ * section body; migration/vmstate.c frames it). Loading checks each device against the one the
+ * restored VM created (only guest-writable bits may differ), then re-routes unmasked MSI-X
+ * vectors and publishes decoding BARs (bar_changed moves doorbells). With the vCPUs stopped.
+ * Load returns 0 or -EBADMSG. */
+#define PCI_BUS_STATE_VERSION 1
+struct stream;
+void pci_bus_save(struct pci_bus *bus, struct stream *s);
+int pci_bus_load(struct pci_bus *bus, struct stream *s, uint32_t version);
+
 /* For ACPI: the ECAM window, bus range, BAR windows and each slot's INTx GSI. */
 struct pci_acpi_info {
 	uint64_t ecam_base;

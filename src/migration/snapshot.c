@@ -77,6 +77,7 @@ int snapshot_save(struct vm *vm, const char *dir)
 	char *mem_tmp = path_in(dir, "memory.tmp"), *mem_path = path_in(dir, "memory");
 	char *state_tmp = path_in(dir, "state.tmp"), *state_path = path_in(dir, "state");
 	uint64_t id = 0, written = 0;
+	bool devices_stopped = false;
 	if (!mem_tmp || !mem_path || !state_tmp || !state_path) {
 		r = -ENOMEM;
 		log_error("cannot save a snapshot to %s: %s", dir, strerror(-r));
@@ -84,6 +85,8 @@ int snapshot_save(struct vm *vm, const char *dir)
 	}
 	if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id))
 		id = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	vmstate_stop_devices(vm); /* nothing in flight, nothing writing RAM while it is saved */
+	devices_stopped = true;
 	/* A new file renamed over the old: the old memory file may be the very one this VM's RAM
 	 * is privately mapped from (a VM restored from dir), which must not change under it. */
 	r = ram_save_file(&vm->mem, mem_tmp, id, &written);
@@ -124,6 +127,8 @@ int snapshot_save(struct vm *vm, const char *dir)
 		(unsigned long long)(written >> 20), (unsigned long long)(vm->mem.ram_size >> 20),
 		(long long)(state_size >> 10), ms_since(&t0), ram_ms);
 out:
+	if (devices_stopped)
+		vmstate_restart_devices(vm);
 	if (r < 0 && mem_tmp)
 		unlink(mem_tmp);
 	if (r < 0 && state_tmp)

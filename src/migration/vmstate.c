@@ -1,6 +1,6 @@
 /* The VM's state other than RAM in the migration stream: every vCPU, the irqchip (8259 pair and
- * IOAPIC), the PIT, the kvmclock and the platform devices; each section checked for size and
- * range on loading, and each exactly once. */
+ * IOAPIC), the PIT, the kvmclock, the platform devices, PCI and the virtio devices; each section
+ * checked for size and range on loading, and each exactly once. */
 #include "migration/vmstate.h"
 
 #include <errno.h>
@@ -11,8 +11,12 @@
 
 #include "arch/x86/vcpu_state.h"
 #include "hw/devices.h"
+#include "hw/pci.h"
 #include "lib/log.h"
 #include "migration/stream.h"
+#include "virtio/devices.h"
+#include "virtio/transport.h"
+#include "virtio/virtio.h"
 #include "vmm/vm.h"
 
 #define IRQCHIP_TAG STREAM_TAG('I', 'R', 'Q', 'C')
@@ -21,6 +25,8 @@
 #define PIT_VERSION 1
 #define CLOCK_TAG STREAM_TAG('C', 'L', 'C', 'K')
 #define CLOCK_VERSION 1
+#define PCI_TAG STREAM_TAG('P', 'C', 'I', ' ')
+#define VIRTIO_TAG STREAM_TAG('V', 'I', 'R', 'T')
 
 /* The chips of KVM_GET_IRQCHIP, in this order in the section. */
 static const uint32_t irqchip_ids[] = { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
@@ -67,12 +73,42 @@ static int device_load(struct vm *vm, enum vmstate_device d, struct stream *s, u
 int vmstate_check_supported(struct vm *vm)
 {
 	const struct vm_config *c = vm->cfg;
-	if (c->ndisks || c->nnics || c->rng || c->vconsole.path) {
-		log_error("cannot snapshot this VM: its virtio devices (--disk, --net, --rng, "
-			  "--vconsole) cannot be saved yet");
+	const char *what = c->nnics ? "virtio-net (--net)" : c->vconsole.path ?
+			   "virtio-console (--vconsole)" : (c->ndisks || c->rng) &&
+			   c->transport == VIRTIO_TRANSPORT_MMIO ? "virtio-mmio (--transport mmio)" :
+			   NULL;
+	if (what) {
+		log_error("cannot snapshot this VM: its %s device cannot be saved yet", what);
 		return -ENOTSUP;
 	}
 	return 0;
+}
+
+/* The virtio devices in a fixed order (disks, then the rng): instance i of "VIRT". */
+static unsigned vmstate_nvirtio(const struct vm *vm)
+{
+	return vm->cfg->ndisks + (vm->rng != NULL);
+}
+
+static struct virtio_transport *vmstate_virtio(struct vm *vm, unsigned i)
+{
+	return i < vm->cfg->ndisks ? virtio_blk_transport(vm->disks[i])
+				   : virtio_rng_transport(vm->rng);
+}
+
+void vmstate_stop_devices(struct vm *vm)
+{
+	for (unsigned i = 0; i < vmstate_nvirtio(vm); i++)
+		virtio_device_stop(virtio_transport_device(vmstate_virtio(vm, i)));
+}
+
+void vmstate_restart_devices(struct vm *vm)
+{
+	for (unsigned i = 0; i < vmstate_nvirtio(vm); i++) {
+		struct virtio_device *d = virtio_transport_device(vmstate_virtio(vm, i));
+		if (virtio_device_restart(d) < 0)
+			virtio_device_broken(d, "the device could not start again after a snapshot");
+	}
 }
 
 static int vmstate_save_vcpus(struct vm *vm, struct stream *s)
@@ -148,6 +184,19 @@ int vmstate_save(struct vm *vm, struct stream *s)
 		if (r < 0)
 			log_error("cannot save the state of the %s: %s", devices[d].name, strerror(-r));
 	}
+	/* PCI before the virtio devices: their load starts them, which needs their MSI-X routes. */
+	if (r == 0 && vm->pci) {
+		stream_begin_section(s, PCI_TAG, 0, PCI_BUS_STATE_VERSION);
+		pci_bus_save(vm->pci, s);
+		r = stream_end_section(s);
+	}
+	for (unsigned i = 0; i < vmstate_nvirtio(vm) && r == 0; i++) {
+		stream_begin_section(s, VIRTIO_TAG, i, VIRTIO_TRANSPORT_STATE_VERSION);
+		virtio_transport_save(vmstate_virtio(vm, i), s);
+		r = stream_end_section(s);
+	}
+	if (r < 0)
+		log_error("cannot save the state of the PCI and virtio devices: %s", strerror(-r));
 	return r;
 }
 
@@ -224,6 +273,36 @@ static int vmstate_load_device(struct vmstate_loader *l, const struct stream_sec
 	return 0;
 }
 
+/* "PCI " and "VIRT" sections: each once, and only for what the restored VM has. */
+static int vmstate_load_pci_virtio(struct vmstate_loader *l, const struct stream_section *sec,
+				   struct stream *s)
+{
+	struct vm *vm = l->vm;
+	bool pci = sec->tag == PCI_TAG;
+	unsigned i = sec->instance;
+	bool *seen = pci ? &l->pci : i < VMSTATE_MAX_VIRTIO ? &l->virtio_loaded[i] : NULL;
+	if (!seen || *seen || (pci ? !vm->pci || i : i >= vmstate_nvirtio(vm))) {
+		log_error("%s holds %s state the VM does not have or has twice: the file is damaged",
+			  l->source, pci ? "PCI" : "virtio device");
+		return -EBADMSG;
+	}
+	int r = pci ? pci_bus_load(vm->pci, s, sec->version)
+		    : virtio_transport_load(vmstate_virtio(vm, i), s, sec->version);
+	if (r == 0)
+		r = stream_end_read(s);
+	if (r < 0) {
+		if (pci)
+			log_error("%s: the PCI state is damaged, from a newer kvmkit or from a VM with "
+				  "other devices", l->source);
+		else
+			log_error("%s: the state of virtio device %u is damaged or from a newer "
+				  "kvmkit", l->source, i);
+		return r;
+	}
+	*seen = true;
+	return 0;
+}
+
 int vmstate_load_section(struct vmstate_loader *l, const struct stream_section *sec,
 			 struct stream *s, bool *handled)
 {
@@ -234,6 +313,9 @@ int vmstate_load_section(struct vmstate_loader *l, const struct stream_section *
 	switch (sec->tag) {
 	case VCPU_STATE_TAG:
 		return vmstate_load_vcpu(l, sec, s);
+	case PCI_TAG:
+	case VIRTIO_TAG:
+		return vmstate_load_pci_virtio(l, sec, s);
 	case IRQCHIP_TAG: seen = &l->irqchip; name = "interrupt controller"; break;
 	case PIT_TAG:     seen = &l->pit;     name = "PIT"; break;
 	case CLOCK_TAG:   seen = &l->clock;   name = "clock"; break;
@@ -292,6 +374,17 @@ int vmstate_loader_finish(struct vmstate_loader *l, bool check)
 		log_error("%s lacks the %s state: the file is damaged", l->source,
 			  !l->irqchip ? "interrupt controller" : !l->pit ? "PIT" : "clock");
 		r = -EBADMSG;
+	}
+	if (check && r == 0 && l->vm->pci && !l->pci) {
+		log_error("%s lacks the PCI state: the file is damaged", l->source);
+		r = -EBADMSG;
+	}
+	for (unsigned i = 0; check && i < vmstate_nvirtio(l->vm) && r == 0; i++) {
+		if (!l->virtio_loaded[i]) {
+			log_error("%s lacks the state of virtio device %u: the file is damaged",
+				  l->source, i);
+			r = -EBADMSG;
+		}
 	}
 	for (int d = 0; check && d < NDEVICES && r == 0; d++) {
 		if (!l->device_loaded[d]) {

@@ -1,6 +1,7 @@
 /* The VM's state other than RAM and configuration, as migration stream sections: every vCPU
  * ("CPU "), the irqchip ("IRQC": both 8259s and the IOAPIC), the PIT ("PIT "), the kvmclock
- * ("CLCK") and the platform devices ("SERL", "RTC ", "KBC ", "ACPI"). Snapshots write it after
+ * ("CLCK"), the platform devices ("SERL", "RTC ", "KBC ", "ACPI"), the PCI bus ("PCI ") and the
+ * virtio devices ("VIRT", instance = disk index, then the rng). Snapshots write it after
  * the RAM description; live migration sends it after the last RAM pass, over a socket. */
 #ifndef KVMKIT_MIGRATION_VMSTATE_H
 #define KVMKIT_MIGRATION_VMSTATE_H
@@ -8,15 +9,24 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vmm/vm.h"
+
 struct vm;
 struct stream;
 struct stream_section;
 
 #define VMSTATE_NDEVICES 4 /* the platform devices */
+#define VMSTATE_MAX_VIRTIO (VM_MAX_DISKS + 1) /* disks and the rng */
 
-/* Whether this VM's state can be saved at all: 0, or -ENOTSUP after printing why (virtio
- * devices cannot be saved yet). */
+/* Whether this VM's state can be saved at all: 0, or -ENOTSUP after printing why (virtio-net,
+ * virtio-console and virtio-mmio cannot be saved yet). */
 int vmstate_check_supported(struct vm *vm);
+
+/* Around a save (RAM included): stops the virtio devices, draining their requests so that none
+ * is in flight in the saved state and none writes guest RAM while it is saved; then lets those
+ * the driver had started go on from where their rings are. */
+void vmstate_stop_devices(struct vm *vm);
+void vmstate_restart_devices(struct vm *vm);
 
 /* Writes the sections of all vCPUs, the irqchip, the PIT, the clock and the devices. Every vCPU
  * must be stopped (joined, or parked by vm_pause). Returns 0 or -errno after printing one
@@ -30,6 +40,8 @@ struct vmstate_loader {
 	bool *cpu_loaded; /* one per vCPU */
 	bool irqchip, pit, clock;
 	bool device_loaded[VMSTATE_NDEVICES];
+	bool pci;
+	bool virtio_loaded[VMSTATE_MAX_VIRTIO];
 };
 
 int vmstate_loader_init(struct vmstate_loader *l, struct vm *vm, const char *source);

@@ -28,4 +28,9 @@ struct vm_vconsole;
 struct virtio_console *virtio_console_create(struct vm *vm, const struct vm_vconsole *c);
 void virtio_console_destroy(struct virtio_console *con);
 
+/* Snapshots: the transport a device sits on (migration/vmstate.c saves and loads its state
+ * there; virtio-blk and virtio-rng keep nothing else that a restore would not rebuild). */
+struct virtio_transport *virtio_blk_transport(struct virtio_blk *blk);
+struct virtio_transport *virtio_rng_transport(struct virtio_rng *rng);
+
 #endif

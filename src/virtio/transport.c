@@ -1,6 +1,7 @@
 /* Transport choice for virtio devices: PCI (default) or MMIO. */
 #include "virtio/transport.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
 #include "virtio/virtio.h"
@@ -42,4 +43,23 @@ void virtio_transport_destroy(struct virtio_transport *t)
 	virtio_pci_destroy(t->pci);
 	virtio_mmio_destroy(t->mmio);
 	free(t);
+}
+
+void virtio_transport_save(struct virtio_transport *t, struct stream *s)
+{
+	virtio_pci_save(t->pci, s);
+	virtio_device_save(t->vdev, s);
+}
+
+int virtio_transport_load(struct virtio_transport *t, struct stream *s, uint32_t version)
+{
+	if (!t->pci || version != VIRTIO_TRANSPORT_STATE_VERSION)
+		return -EBADMSG;
+	int r = virtio_pci_load(t->pci, s);
+	return r < 0 ? r : virtio_device_load(t->vdev, s, VIRTIO_DEVICE_STATE_VERSION);
+}
+
+struct virtio_device *virtio_transport_device(struct virtio_transport *t)
+{
+	return t->vdev;
 }

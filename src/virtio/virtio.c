@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "migration/stream.h"
 #include "vmm/iothread.h"
 #include "vmm/vm.h"
 
@@ -192,4 +193,127 @@ void virtio_queue_error(struct virtio_device *d, uint16_t q, int err)
 		 err == -EFAULT ? "the guest put a buffer or ring outside its memory"
 				: "the guest broke the virtqueue rules");
 	virtio_device_broken(d, why);
+}
+
+/* A device the driver had started (DRIVER_OK, FEATURES_OK, not broken) runs (again): requests
+ * left in the rings meanwhile are served at once. */
+static int virtio_device_restart_locked(struct virtio_device *d)
+{
+	bool started = (d->status & VIRTIO_STATUS_DRIVER_OK) &&
+		       (d->status & VIRTIO_STATUS_FEATURES_OK) && !atomic_load(&d->needs_reset);
+	if (!started || atomic_load(&d->running))
+		return 0;
+	int r = d->ops->start(d);
+	if (r < 0)
+		return r;
+	atomic_store(&d->running, true);
+	uint64_t one = 1;
+	for (uint16_t i = 0; i < d->ops->num_queues; i++)
+		if (d->queues[i].enabled && write(d->queues[i].notify_fd, &one, 8) != 8)
+			log_debug("%s: cannot ring queue %u", d->ops->name, i);
+	return 0;
+}
+
+void virtio_device_save(struct virtio_device *d, struct stream *s)
+{
+	pthread_mutex_lock(&d->lock);
+	stream_put_u64(s, d->device_features);
+	stream_put_u64(s, d->driver_features);
+	stream_put_u8(s, d->status);
+	stream_put_u8(s, d->config_generation);
+	stream_put_u16(s, d->config_vector);
+	stream_put_u32(s, atomic_load(&d->isr));
+	stream_put_u8(s, atomic_load(&d->needs_reset));
+	stream_put_u16(s, d->ops->num_queues);
+	for (uint16_t i = 0; i < d->ops->num_queues; i++) {
+		const struct virtio_queue *q = &d->queues[i];
+		stream_put_u16(s, q->size);
+		stream_put_u8(s, q->enabled);
+		stream_put_u64(s, q->desc);
+		stream_put_u64(s, q->driver);
+		stream_put_u64(s, q->device);
+		stream_put_u16(s, q->vector);
+		/* Where the device is in the rings: the rest of the ring state is in guest RAM. */
+		stream_put_u16(s, q->vq.last_avail_idx);
+		stream_put_u16(s, q->vq.used_idx);
+		stream_put_u16(s, q->vq.signalled_used);
+		stream_put_u8(s, q->vq.signalled_used_valid);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* One queue's saved layout and indices; an enabled one is mapped again (virtq_setup checks the
+ * rings against guest RAM, which the snapshot has restored before the devices). */
+static int virtio_queue_load(struct virtio_device *d, uint16_t i, struct stream *s)
+{
+	struct virtio_queue *q = &d->queues[i];
+	uint16_t size = stream_get_u16(s);
+	uint8_t enabled = stream_get_u8(s);
+	uint64_t desc = stream_get_u64(s), driver = stream_get_u64(s), device = stream_get_u64(s);
+	uint16_t vector = stream_get_u16(s);
+	uint16_t last_avail = stream_get_u16(s), used = stream_get_u16(s);
+	uint16_t signalled = stream_get_u16(s);
+	uint8_t signalled_valid = stream_get_u8(s);
+	if (stream_error(s) || size > d->ops->queue_size || enabled > 1 || signalled_valid > 1)
+		return -EBADMSG;
+	q->size = size;
+	q->desc = desc;
+	q->driver = driver;
+	q->device = device;
+	q->vector = vector;
+	if (!enabled)
+		return 0;
+	int r = virtq_setup(&q->vq, &d->vm->mem, size, desc, driver, device,
+			    d->driver_features & (1ULL << VIRTIO_RING_F_EVENT_IDX),
+			    d->driver_features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC));
+	if (r < 0)
+		return -EBADMSG;
+	/* The avail index the driver published may be at most a queue ahead of the device. */
+	q->vq.last_avail_idx = last_avail;
+	q->vq.used_idx = used;
+	q->vq.signalled_used = signalled;
+	q->vq.signalled_used_valid = signalled_valid;
+	q->enabled = true;
+	return 0;
+}
+
+int virtio_device_load(struct virtio_device *d, struct stream *s, uint32_t version)
+{
+	if (version != VIRTIO_DEVICE_STATE_VERSION)
+		return -EBADMSG;
+	uint64_t offered = stream_get_u64(s), accepted = stream_get_u64(s);
+	uint8_t status = stream_get_u8(s), generation = stream_get_u8(s);
+	uint16_t config_vector = stream_get_u16(s);
+	uint32_t isr = stream_get_u32(s);
+	uint8_t needs_reset = stream_get_u8(s);
+	uint16_t nq = stream_get_u16(s);
+	/* The same device model, and a driver that accepted only what it was offered. */
+	if (stream_error(s) || offered != d->device_features || (accepted & ~offered) ||
+	    (status & VIRTIO_STATUS_NEEDS_RESET) || isr & ~(uint32_t)(VIRTIO_ISR_QUEUE |
+	    VIRTIO_ISR_CONFIG) || needs_reset > 1 || nq != d->ops->num_queues)
+		return -EBADMSG;
+	pthread_mutex_lock(&d->lock);
+	d->driver_features = accepted;
+	d->status = status;
+	d->config_generation = generation;
+	d->config_vector = config_vector;
+	atomic_store(&d->isr, isr);
+	atomic_store(&d->needs_reset, needs_reset);
+	int r = 0;
+	for (uint16_t i = 0; i < nq && r == 0; i++)
+		r = virtio_queue_load(d, i, s);
+	if (r == 0)
+		r = virtio_device_restart_locked(d);
+	if (r < 0)
+		virtio_reset_queues(d);
+	pthread_mutex_unlock(&d->lock);
+	return r < 0 ? -EBADMSG : 0;
+}
+
+int virtio_device_restart(struct virtio_device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	int r = virtio_device_restart_locked(d);
+	pthread_mutex_unlock(&d->lock);
+	return r;
 }

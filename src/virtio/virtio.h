@@ -110,6 +110,20 @@ void virtio_queue_enable(struct virtio_device *d, uint16_t q);
 /* The guest did something the spec forbids: report NEEDS_RESET, stop serving the queues. */
 void virtio_device_broken(struct virtio_device *d, const char *why);
 
+/* Snapshots (the VM stopped, the device's own and the transport's state saved around it):
+ * features, status, config generation and vector, ISR, NEEDS_RESET and every queue's layout,
+ * vector and ring indices. Stop the device first (virtio_device_stop drains its requests, so
+ * none is in flight in the saved state) and restart it after (virtio_device_restart).
+ * Loading checks each field against the device as created, maps enabled queues again and
+ * starts a device the driver had started. Returns 0 or -EBADMSG. */
+#define VIRTIO_DEVICE_STATE_VERSION 1
+struct stream;
+void virtio_device_save(struct virtio_device *d, struct stream *s);
+int virtio_device_load(struct virtio_device *d, struct stream *s, uint32_t version);
+/* After virtio_device_stop for a save: a device the driver had started runs again (its rings
+ * are served from where they were). Returns 0 or -errno (ops->start failed). */
+int virtio_device_restart(struct virtio_device *d);
+
 /* Device helpers (I/O thread). After pushing used entries to queue q: interrupts the driver
  * if it asked for it. */
 void virtio_queue_interrupt(struct virtio_device *d, uint16_t q);

@@ -324,6 +324,11 @@ static const struct virtio_device_ops blk_ops = {
 	.stop = blk_stop,
 };
 
+struct virtio_transport *virtio_blk_transport(struct virtio_blk *blk)
+{
+	return blk->transport;
+}
+
 struct virtio_blk *virtio_blk_create(struct vm *vm, const struct block_options *opts,
 				     const char *serial)
 {

@@ -10,6 +10,7 @@
 #include "hw/pci.h"
 #include "lib/le.h"
 #include "lib/log.h"
+#include "migration/stream.h"
 #include "virtio/virtio.h"
 #include "vmm/irq.h"
 #include "vmm/vm.h"
@@ -306,6 +307,31 @@ struct virtio_pci *virtio_pci_create(struct vm *vm, struct virtio_device *vdev)
 		return NULL;
 	}
 	return vp;
+}
+
+/* The common configuration's select registers (the device and PCI state travel separately). */
+void virtio_pci_save(struct virtio_pci *vp, struct stream *s)
+{
+	pthread_mutex_lock(&vp->vdev->lock);
+	stream_put_u32(s, vp->dfselect);
+	stream_put_u32(s, vp->gfselect);
+	stream_put_u16(s, vp->q_select);
+	pthread_mutex_unlock(&vp->vdev->lock);
+}
+
+int virtio_pci_load(struct virtio_pci *vp, struct stream *s)
+{
+	uint32_t dfselect = stream_get_u32(s), gfselect = stream_get_u32(s);
+	uint16_t q_select = stream_get_u16(s);
+	if (stream_error(s))
+		return -EBADMSG;
+	/* Any value is one a guest could have written: out-of-range selects read as zero. */
+	pthread_mutex_lock(&vp->vdev->lock);
+	vp->dfselect = dfselect;
+	vp->gfselect = gfselect;
+	vp->q_select = q_select;
+	pthread_mutex_unlock(&vp->vdev->lock);
+	return 0;
 }
 
 void virtio_pci_destroy(struct virtio_pci *vp)

@@ -11,4 +11,10 @@ struct virtio_pci;
 struct virtio_pci *virtio_pci_create(struct vm *vm, struct virtio_device *vdev);
 void virtio_pci_destroy(struct virtio_pci *vp);
 
+/* Snapshots: the transport's own registers (feature and queue selects). Load returns 0 or
+ * -EBADMSG. */
+struct stream;
+void virtio_pci_save(struct virtio_pci *vp, struct stream *s);
+int virtio_pci_load(struct virtio_pci *vp, struct stream *s);
+
 #endif

@@ -83,6 +83,11 @@ static const struct virtio_device_ops rng_ops = {
 	.stop = rng_stop,
 };
 
+struct virtio_transport *virtio_rng_transport(struct virtio_rng *rng)
+{
+	return rng->transport;
+}
+
 struct virtio_rng *virtio_rng_create(struct vm *vm)
 {
 	struct virtio_rng *rng = calloc(1, sizeof(*rng));

@@ -2,9 +2,11 @@
  * incrementing one byte in every page of a memory range, and checks each byte before it
  * increments it, so RAM lost or mixed up by a save + restore is caught by the guest itself.
  * The LAPIC timer and the PIT tick meanwhile and must keep ticking; a second vCPU, when the
- * MADT lists one, runs the same pattern over its own range with interrupts off. */
+ * MADT lists one, runs the same pattern over its own range with interrupts off; a virtio-rng
+ * on PCI, when there is one (--rng), must answer one polled request every pass. */
 #include "lib/acpi.h"
 #include "lib/intr.h"
+#include "lib/virtio_pci.h"
 
 const char guest_name[] = "migrate_pattern";
 
@@ -30,6 +32,94 @@ static volatile uint32_t ap_bad_value;
 uint8_t ap_stack[4096] __attribute__((aligned(16)));
 
 void ap_main(void);
+
+/* --- a polling virtio-rng driver: one queue of RNG_QSIZE, one 16-byte request a pass --- */
+#define RNG_QSIZE 8
+static struct {
+    struct { uint64_t addr; uint32_t len; uint16_t flags, next; } desc[RNG_QSIZE]
+        __attribute__((aligned(16)));
+    struct { uint16_t flags, idx, ring[RNG_QSIZE], used_event; } avail __attribute__((aligned(2)));
+    struct { uint16_t flags, idx; struct { uint32_t id, len; } ring[RNG_QSIZE]; uint16_t ev; } used
+        __attribute__((aligned(4)));
+} rng_ring;
+static uint8_t rng_buf[16];
+static uintptr_t rng_common, rng_doorbell;
+static uint16_t rng_avail_idx;
+static uint32_t rng_answers;
+
+static uint32_t pci_read32(unsigned slot, unsigned off)
+{
+    outl(0xcf8, 0x80000000u | (slot << 11) | (off & 0xfc));
+    return inl(0xcfc);
+}
+
+static uint8_t pci_read8(unsigned slot, unsigned off)
+{
+    return (uint8_t)(pci_read32(slot, off) >> (8 * (off & 3)));
+}
+
+/* Finds the virtio-rng, enables it and its queue 0; false if there is none. */
+static bool rng_setup(void)
+{
+    for (unsigned slot = 0; slot < 32; slot++) {
+        if (pci_read32(slot, 0) != (PCI_DEVICE_RNG << 16 | PCI_VENDOR_VIRTIO))
+            continue;
+        outl(0xcf8, 0x80000000u | (slot << 11) | 0x04);
+        outl(0xcfc, inl(0xcfc) | 0x6);                    /* memory decoding, bus master */
+        uintptr_t notify = 0;
+        uint32_t mult = 0;
+        for (unsigned cap = pci_read8(slot, 0x34); cap; cap = pci_read8(slot, cap + 1)) {
+            if (pci_read8(slot, cap) != 0x09)
+                continue;
+            uintptr_t at = (pci_read32(slot, 0x10 + 4 * pci_read8(slot, cap + 4)) & ~0xfu) +
+                           pci_read32(slot, cap + 8);
+            if (pci_read8(slot, cap + 3) == 1)
+                rng_common = at;
+            else if (pci_read8(slot, cap + 3) == 2) {
+                notify = at;
+                mult = pci_read32(slot, cap + 16);
+            }
+        }
+        uintptr_t c = rng_common;
+        mmio_write8(c + CC_STATUS, 0);
+        mmio_write8(c + CC_STATUS, ST_ACK | ST_DRIVER);
+        mmio_write32(c + CC_GFSELECT, 1);
+        mmio_write32(c + CC_GF, F_VERSION_1);
+        mmio_write8(c + CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
+        mmio_write16(c + CC_Q_SELECT, 0);
+        mmio_write16(c + CC_Q_SIZE, RNG_QSIZE);
+        mmio_write16(c + CC_Q_MSIX, 0xffff);               /* polled: no interrupts */
+        mmio_write32(c + CC_Q_DESC, (uint32_t)(uintptr_t)rng_ring.desc);
+        mmio_write32(c + CC_Q_DRIVER, (uint32_t)(uintptr_t)&rng_ring.avail);
+        mmio_write32(c + CC_Q_DEVICE, (uint32_t)(uintptr_t)&rng_ring.used);
+        rng_doorbell = notify + mmio_read16(c + CC_Q_NOFF) * mult;
+        mmio_write16(c + CC_Q_ENABLE, 1);
+        mmio_write8(c + CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
+        return (mmio_read8(c + CC_STATUS) & (ST_DRIVER_OK | ST_NEEDS_RESET)) == ST_DRIVER_OK;
+    }
+    return false;
+}
+
+/* One request: 16 device-writable bytes; waits (bounded) for the device to use it. */
+static void rng_request(uint32_t pass)
+{
+    uint16_t head = rng_avail_idx % RNG_QSIZE;
+    rng_ring.desc[head].addr = (uint32_t)(uintptr_t)rng_buf;
+    rng_ring.desc[head].len = sizeof(rng_buf);
+    rng_ring.desc[head].flags = 2;                       /* device-writable */
+    rng_ring.avail.ring[head] = head;
+    __asm__ volatile("" : : : "memory");
+    rng_ring.avail.idx = ++rng_avail_idx;
+    mmio_write16(rng_doorbell, 0);
+    for (uint32_t spin = 0; *(volatile uint16_t *)&rng_ring.used.idx != rng_avail_idx; spin++)
+        if (spin > 2000000)
+            guest_fail("pass %u: the virtio-rng did not answer request %u (used index %u)", pass,
+                       rng_avail_idx, *(volatile uint16_t *)&rng_ring.used.idx);
+    if (rng_ring.used.ring[head].len != sizeof(rng_buf))
+        guest_fail("pass %u: the virtio-rng wrote %u bytes, want %u", pass,
+                   rng_ring.used.ring[head].len, (unsigned)sizeof(rng_buf));
+    rng_answers++;
+}
 
 /* The AP's real-mode start: protected mode with the kernel's GDT, a stack, then ap_main. */
 __asm__(
@@ -137,9 +227,10 @@ int guest_main(const struct multiboot_info *mbi)
     lapic_write(LAPIC_LVT_TIMER, LAPIC_TIMER_PERIODIC | LAPIC_VECTOR);
     lapic_write(LAPIC_TIMER_INIT, LAPIC_COUNT);
     bool ap = start_ap();
-    kprintf("migrate_pattern: %s; BSP pages 0x%x-0x%x, %u passes\n",
+    bool rng = rng_setup();
+    kprintf("migrate_pattern: %s; BSP pages 0x%x-0x%x, %u passes%s\n",
             ap ? "2 vCPUs (the AP dirties 0x800000-0xffffff)" : "1 vCPU", BSP_RANGE_START,
-            BSP_RANGE_END, PASSES);
+            BSP_RANGE_END, PASSES, rng ? "; a virtio-rng answers every pass" : "");
 
     uint32_t lapic_seen[STALL_PASSES] = { 0 }, pit_seen[STALL_PASSES] = { 0 };
     uint32_t ap_seen[STALL_PASSES] = { 0 };
@@ -163,11 +254,13 @@ int guest_main(const struct multiboot_info *mbi)
             if (ap && ap_passes == ap_seen[slot])
                 guest_fail("the AP stopped (%u passes)", ap_passes);
         }
+        if (rng)
+            rng_request(pass);
         lapic_seen[slot] = lapic_ticks;
         pit_seen[slot] = pit_ticks;
         ap_seen[slot] = ap_passes;
-        kprintf("migrate_pattern: pass %u lapic %u pit %u ap %u\n", pass, lapic_ticks, pit_ticks,
-                ap_passes);
+        kprintf("migrate_pattern: pass %u lapic %u pit %u ap %u rng %u\n", pass, lapic_ticks,
+                pit_ticks, ap_passes, rng_answers);
     }
     cli();
     for (uint32_t a = BSP_RANGE_START; a < BSP_RANGE_END; a += PAGE)

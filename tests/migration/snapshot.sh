@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Snapshot tests on the host's /dev/kvm (tier A): the migrate_pattern guest saved and restored
-# three times in a row in new processes (2 vCPUs, then 1), a snapshot replaced in place while the
+# three times in a row in new processes (2 vCPUs, then 1, then with virtio-rng and virtio-blk on
+# PCI), a snapshot replaced in place while the
 # VM runs from it, how fast a 256 MiB guest restores, clean refusals of conflicting options and
 # damaged snapshots, and damage behind valid CRCs that must never crash kvmkit.
 #
@@ -79,11 +80,13 @@ expect_saved() { # what
 # Saves and restores three times in a row, each restore continuing from the previous one and
 # saving again a few passes later; the last restore runs the guest to its end. The guest checks
 # every page's byte in every pass; the runner checks the passes continue without a gap.
-save_restore_chain() { # cpus
+save_restore_chain() { # cpus [extra kvmkit args...]
     local cpus=$1 prev=0 k
-    run_vm 4 --kernel "$guest" --memory 128M --cpus "$cpus" --snapshot-at-exit "$tmp/s1"
+    shift
+    run_vm 4 --kernel "$guest" --memory 128M --cpus "$cpus" "$@" --snapshot-at-exit "$tmp/s1"
     expect_saved "first run"
     ((cpus == 1)) || grep -q "migrate_pattern: 2 vCPUs" "$tmp/out" || why+=("the AP did not start")
+    [[ $* != *--rng* ]] || grep -q "virtio-rng answers" "$tmp/out" || why+=("no virtio-rng found")
     prev=$last_pass
     for k in 1 2 3; do
         if ((k < 3)); then
@@ -104,6 +107,12 @@ save_restore_chain() { # cpus
 
 test_chain_2cpus() { save_restore_chain 2; }
 test_chain_1cpu() { save_restore_chain 1; }
+# With a virtio-rng the guest drives (a polled request every pass: the queue's rings, indices
+# and doorbell must survive) and a virtio-blk disk it leaves alone, both on PCI.
+test_chain_virtio() {
+    truncate -s 1M "$tmp/disk.img"
+    save_restore_chain 2 --rng --disk "path=$tmp/disk.img"
+}
 
 # A VM restored from s1 saves back into s1 while its RAM is mapped from s1/memory: the new
 # files must not change the running VM's memory, and s1 must then restore to the end.
@@ -170,6 +179,12 @@ test_refusals() {
     expect_refusal "flipped byte" "CRC check" --restore "$tmp/bad"
     printf 'nonsense' | dd of="$tmp/bad/state" bs=1 seek=0 conv=notrunc status=none
     expect_refusal "not a snapshot" "not a kvmkit snapshot" --restore "$tmp/bad"
+    # A device that cannot be saved yet: the save is refused, the run ends with status 1.
+    run_vm 2 --kernel "$guest" --memory 128M --net user --snapshot-at-exit "$tmp/s3"
+    [[ $rc -eq 1 ]] || why+=("virtio-net: exit status $rc, want 1")
+    grep -q "virtio-net (--net) device cannot be saved yet" "$tmp/err" ||
+        why+=("virtio-net: no refusal message")
+    [[ ! -e $tmp/s3/state ]] || why+=("virtio-net: a state file was written")
 }
 
 # Flips a random byte inside a random section's payload of $1 and fixes that section's CRC, so
@@ -198,7 +213,9 @@ PY
 # the guest's own check) or go unnoticed (the guest still runs at the timeout, 124), but it
 # must never crash kvmkit or trip a sanitizer.
 test_tamper() {
-    run_vm 2 --kernel "$guest" --memory 128M --cpus 2 --snapshot-at-exit "$tmp/s1"
+    truncate -s 1M "$tmp/disk.img"
+    run_vm 2 --kernel "$guest" --memory 128M --cpus 2 --rng --disk "path=$tmp/disk.img" \
+        --snapshot-at-exit "$tmp/s1"
     expect_saved "first run"
     local i tag counts=""
     declare -A outcome=()
@@ -219,7 +236,7 @@ test_tamper() {
     echo "    tamper outcomes:${counts%;}"
 }
 
-for name in chain_2cpus chain_1cpu save_in_place restore_time refusals tamper; do
+for name in chain_2cpus chain_1cpu chain_virtio save_in_place restore_time refusals tamper; do
     # shellcheck disable=SC2053  # the filter is a glob on purpose
     [[ $name == $filter ]] || continue
     rm -rf "$tmp"/s* "$tmp/bad"
