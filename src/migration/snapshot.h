@@ -5,7 +5,8 @@
  * DIR/state, format version 1: magic "KVMKITSS", then the sections
  *   "CONF" the command-line configuration (config.h)   "RAM " RAM size and the snapshot's id
  *   "CPU " one per vCPU (arch/x86/vcpu_state.h)          "IRQC" "PIT " "CLCK" (vmstate.h)
- *   "SERL" "RTC " "KBC " "ACPI" the platform devices    "END "
+ *   "SERL" "RTC " "KBC " "ACPI" the platform devices    "PCI " the PCI bus (hw/pci.h)
+ *   "VIRT" one per virtio device (virtio/transport.h)    "END "
  * The pair is committed by renaming state.tmp to state after memory.tmp to memory (both
  * fsynced); the RAM trailer's id must match the state's, so a crash between the renames gives
  * a clean refusal, never a mixed guest. */
