@@ -268,7 +268,8 @@ static int virtio_queue_load(struct virtio_device *d, uint16_t i, struct stream 
 			    d->driver_features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC));
 	if (r < 0)
 		return -EBADMSG;
-	/* The avail index the driver published may be at most a queue ahead of the device. */
+	/* Any indices are ones a guest could have caused; a driver's avail index too far ahead of
+	 * them is caught by virtq_pop, as in a running VM (NEEDS_RESET). */
 	q->vq.last_avail_idx = last_avail;
 	q->vq.used_idx = used;
 	q->vq.signalled_used = signalled;
