@@ -1,5 +1,6 @@
-/* Guest RAM to and from a snapshot's memory file: runs of non-zero pages are written with one
- * pwrite each and zero pages are left as holes; a trailer page ties the file to its state. */
+/* Guest RAM to and from a snapshot's memory file (runs of non-zero pages are written with one
+ * pwrite each, zero pages are left as holes, a trailer page ties the file to its state), and
+ * RAM pages over a migration stream. */
 #include "migration/ram.h"
 
 #include <errno.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "lib/le.h"
+#include "migration/stream.h"
 #include "vmm/memory.h"
 
 #define RAM_TRAILER_MAGIC "KVMKITRM"
@@ -103,4 +105,62 @@ int ram_open_file(const char *path, uint64_t ram_size, uint64_t snapshot_id)
 		return r;
 	}
 	return fd;
+}
+
+#define RAM_PAGE_ZERO 0
+#define RAM_PAGE_DATA 1
+
+int ram_send_pages(struct stream *s, const struct guest_mem *mem, uint64_t first, uint64_t count,
+		   const uint64_t *dirty, uint64_t *sent)
+{
+	uint64_t npages = mem->mapping_size / RAM_PAGE_SIZE, in_batch = 0;
+	*sent = 0;
+	if (first > npages || count > npages - first) {
+		stream_fail(s, -EINVAL);
+		return stream_error(s);
+	}
+	for (uint64_t i = 0; i < count && !stream_error(s); i++) {
+		if (dirty && !(dirty[i / 64] & (1ULL << (i % 64))))
+			continue;
+		if (in_batch == 0)
+			stream_begin_section(s, RAM_PAGES_TAG, 0, RAM_PAGES_VERSION);
+		const uint8_t *page = mem->mapping + (first + i) * RAM_PAGE_SIZE;
+		stream_put_u64(s, first + i);
+		if (ram_page_is_zero(page)) {
+			stream_put_u8(s, RAM_PAGE_ZERO);
+		} else {
+			stream_put_u8(s, RAM_PAGE_DATA);
+			stream_put_bytes(s, page, RAM_PAGE_SIZE);
+		}
+		(*sent)++;
+		if (++in_batch == RAM_BATCH_PAGES) {
+			stream_end_section(s);
+			in_batch = 0;
+		}
+	}
+	if (in_batch)
+		stream_end_section(s);
+	return stream_error(s);
+}
+
+int ram_recv_pages(struct stream *s, const struct guest_mem *mem, uint32_t version)
+{
+	uint64_t npages = mem->mapping_size / RAM_PAGE_SIZE;
+	if (version != RAM_PAGES_VERSION)
+		stream_fail(s, -EBADMSG);
+	for (unsigned n = 0; stream_section_left(s) && !stream_error(s); n++) {
+		uint64_t page = stream_get_u64(s);
+		uint8_t kind = stream_get_u8(s);
+		if (n == RAM_BATCH_PAGES || page >= npages || kind > RAM_PAGE_DATA ||
+		    (kind == RAM_PAGE_DATA && stream_section_left(s) < RAM_PAGE_SIZE))
+			stream_fail(s, -EBADMSG);
+		if (stream_error(s))
+			break;
+		uint8_t *dst = mem->mapping + page * RAM_PAGE_SIZE;
+		if (kind == RAM_PAGE_DATA)
+			stream_get_bytes(s, dst, RAM_PAGE_SIZE);
+		else if (!ram_page_is_zero(dst))
+			memset(dst, 0, RAM_PAGE_SIZE); /* untouched pages stay unallocated */
+	}
+	return stream_end_read(s);
 }
