@@ -74,9 +74,7 @@ int vmstate_check_supported(struct vm *vm)
 {
 	const struct vm_config *c = vm->cfg;
 	const char *what = c->nnics ? "virtio-net (--net)" : c->vconsole.path ?
-			   "virtio-console (--vconsole)" : (c->ndisks || c->rng) &&
-			   c->transport == VIRTIO_TRANSPORT_MMIO ? "virtio-mmio (--transport mmio)" :
-			   NULL;
+			   "virtio-console (--vconsole)" : NULL;
 	if (what) {
 		log_error("cannot snapshot this VM: its %s device cannot be saved yet", what);
 		return -ENOTSUP;

@@ -18,8 +18,8 @@ struct stream_section;
 #define VMSTATE_NDEVICES 4 /* the platform devices */
 #define VMSTATE_MAX_VIRTIO (VM_MAX_DISKS + 1) /* disks and the rng */
 
-/* Whether this VM's state can be saved at all: 0, or -ENOTSUP after printing why (virtio-net,
- * virtio-console and virtio-mmio cannot be saved yet). */
+/* Whether this VM's state can be saved at all: 0, or -ENOTSUP after printing why (virtio-net
+ * and virtio-console cannot be saved yet). */
 int vmstate_check_supported(struct vm *vm);
 
 /* Around a save (RAM included): stops the virtio devices, draining their requests so that none

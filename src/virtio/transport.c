@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "migration/stream.h"
 #include "virtio/virtio.h"
 #include "virtio/virtio_mmio.h"
 #include "virtio/virtio_pci.h"
@@ -47,16 +48,25 @@ void virtio_transport_destroy(struct virtio_transport *t)
 
 void virtio_transport_save(struct virtio_transport *t, struct stream *s)
 {
-	virtio_pci_save(t->pci, s);
+	stream_put_u8(s, t->mmio != NULL);
+	if (t->mmio)
+		virtio_mmio_save(t->mmio, s);
+	else
+		virtio_pci_save(t->pci, s);
 	virtio_device_save(t->vdev, s);
 }
 
 int virtio_transport_load(struct virtio_transport *t, struct stream *s, uint32_t version)
 {
-	if (!t->pci || version != VIRTIO_TRANSPORT_STATE_VERSION)
+	/* The same transport as the saved VM's: the configuration says so, the file must too. */
+	if (version != VIRTIO_TRANSPORT_STATE_VERSION || stream_get_u8(s) != (t->mmio != NULL))
 		return -EBADMSG;
-	int r = virtio_pci_load(t->pci, s);
-	return r < 0 ? r : virtio_device_load(t->vdev, s, VIRTIO_DEVICE_STATE_VERSION);
+	int r = t->mmio ? virtio_mmio_load(t->mmio, s) : virtio_pci_load(t->pci, s);
+	if (r == 0)
+		r = virtio_device_load(t->vdev, s, VIRTIO_DEVICE_STATE_VERSION);
+	if (r == 0 && t->mmio)
+		virtio_mmio_sync_irq(t->mmio);
+	return r;
 }
 
 struct virtio_device *virtio_transport_device(struct virtio_transport *t)

@@ -13,8 +13,8 @@ struct virtio_transport *virtio_transport_create(struct vm *vm, struct virtio_de
 /* Detaches the device (unbinds its doorbells); call before virtio_device_destroy. */
 void virtio_transport_destroy(struct virtio_transport *t);
 
-/* Snapshots of a device on the PCI transport (virtio-mmio cannot be saved yet): the transport's
- * registers and the device's virtio state (virtio.h). Stop the device before saving
+/* Snapshots of a device: which transport, the transport's registers and the device's virtio
+ * state (virtio.h). Stop the device before saving
  * (virtio_device_stop on virtio_transport_device). Load returns 0 or -EBADMSG. */
 #define VIRTIO_TRANSPORT_STATE_VERSION 1
 struct stream;

@@ -13,6 +13,7 @@
 #include "arch/x86/layout.h"
 #include "lib/le.h"
 #include "lib/log.h"
+#include "migration/stream.h"
 #include "virtio/virtio.h"
 #include "vmm/bus.h"
 #include "vmm/irq.h"
@@ -376,6 +377,40 @@ struct virtio_mmio *virtio_mmio_create(struct vm *vm, struct virtio_device *vdev
 	log_debug("%s: virtio-mmio at %#llx, GSI %u", ops->name, (unsigned long long)m->base,
 		  m->gsi);
 	return m;
+}
+
+/* The window's place (checked on loading: the restored VM must have put the device in the same
+ * window) and the selectors; the device's state travels in virtio_device_save. */
+void virtio_mmio_save(struct virtio_mmio *m, struct stream *s)
+{
+	pthread_mutex_lock(&m->vdev->lock);
+	stream_put_u64(s, m->base);
+	stream_put_u32(s, m->gsi);
+	stream_put_u32(s, m->dfselect);
+	stream_put_u32(s, m->gfselect);
+	stream_put_u32(s, m->q_select);
+	pthread_mutex_unlock(&m->vdev->lock);
+}
+
+int virtio_mmio_load(struct virtio_mmio *m, struct stream *s)
+{
+	uint64_t base = stream_get_u64(s);
+	uint32_t gsi = stream_get_u32(s);
+	uint32_t dfselect = stream_get_u32(s), gfselect = stream_get_u32(s);
+	uint32_t q_select = stream_get_u32(s);
+	if (stream_error(s) || base != m->base || gsi != m->gsi)
+		return -EBADMSG;
+	pthread_mutex_lock(&m->vdev->lock);
+	m->dfselect = dfselect;
+	m->gfselect = gfselect;
+	m->q_select = q_select;
+	pthread_mutex_unlock(&m->vdev->lock);
+	return 0;
+}
+
+void virtio_mmio_sync_irq(struct virtio_mmio *m)
+{
+	irq_update(m);
 }
 
 /* Stands in for virtio_mmio_raise once the transport is gone. */

@@ -31,4 +31,11 @@ struct virtio_mmio_window {
  * returns how many the VM has. Thread-safe. */
 unsigned virtio_mmio_windows(const struct vm *vm, struct virtio_mmio_window *out, unsigned max);
 
+/* Snapshots: the window's place and the selectors (load returns -EBADMSG for another window);
+ * after the device's state is loaded, virtio_mmio_sync_irq drives the line from its ISR. */
+struct stream;
+void virtio_mmio_save(struct virtio_mmio *m, struct stream *s);
+int virtio_mmio_load(struct virtio_mmio *m, struct stream *s);
+void virtio_mmio_sync_irq(struct virtio_mmio *m);
+
 #endif

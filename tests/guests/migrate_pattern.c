@@ -2,8 +2,8 @@
  * incrementing one byte in every page of a memory range, and checks each byte before it
  * increments it, so RAM lost or mixed up by a save + restore is caught by the guest itself.
  * The LAPIC timer and the PIT tick meanwhile and must keep ticking; a second vCPU, when the
- * MADT lists one, runs the same pattern over its own range with interrupts off; a virtio-rng
- * on PCI, when there is one (--rng), must answer one polled request every pass. */
+ * MADT lists one, runs the same pattern over its own range with interrupts off; a virtio-rng,
+ * when there is one (--rng, on PCI or virtio-mmio), must answer one polled request every pass. */
 #include "lib/acpi.h"
 #include "lib/intr.h"
 #include "lib/virtio_pci.h"
@@ -44,6 +44,7 @@ static struct {
 } rng_ring;
 static uint8_t rng_buf[16];
 static uintptr_t rng_common, rng_doorbell;
+static bool rng_mmio;                      /* the doorbell is virtio-mmio's 32-bit QueueNotify */
 static uint16_t rng_avail_idx;
 static uint32_t rng_answers;
 
@@ -100,6 +101,36 @@ static bool rng_setup(void)
     return false;
 }
 
+/* kvmkit's virtio-mmio windows (--transport mmio), virtio 1.x 4.2.2 registers. */
+#define MMIO_WINDOWS  0xfe000000u
+#define MMIO_SIZE     0x200u
+#define MMIO_COUNT    8
+
+static bool rng_setup_mmio(void)
+{
+    for (uintptr_t w = MMIO_WINDOWS; w < MMIO_WINDOWS + MMIO_COUNT * MMIO_SIZE; w += MMIO_SIZE) {
+        if (mmio_read32(w) != 0x74726976 || mmio_read32(w + 0x04) != 2 ||
+            mmio_read32(w + 0x08) != 4)
+            continue;                                   /* not "virt", version 2, entropy */
+        mmio_write32(w + 0x070, 0);
+        mmio_write32(w + 0x070, ST_ACK | ST_DRIVER);
+        mmio_write32(w + 0x024, 1);                     /* driver features, high word */
+        mmio_write32(w + 0x020, F_VERSION_1);
+        mmio_write32(w + 0x070, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
+        mmio_write32(w + 0x030, 0);                     /* queue 0 */
+        mmio_write32(w + 0x038, RNG_QSIZE);
+        mmio_write32(w + 0x080, (uint32_t)(uintptr_t)rng_ring.desc);
+        mmio_write32(w + 0x090, (uint32_t)(uintptr_t)&rng_ring.avail);
+        mmio_write32(w + 0x0a0, (uint32_t)(uintptr_t)&rng_ring.used);
+        mmio_write32(w + 0x044, 1);                     /* ready */
+        mmio_write32(w + 0x070, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
+        rng_doorbell = w + 0x050;
+        rng_mmio = true;
+        return (mmio_read32(w + 0x070) & (ST_DRIVER_OK | ST_NEEDS_RESET)) == ST_DRIVER_OK;
+    }
+    return false;
+}
+
 /* One request: 16 device-writable bytes; waits (bounded) for the device to use it. */
 static void rng_request(uint32_t pass)
 {
@@ -110,7 +141,10 @@ static void rng_request(uint32_t pass)
     rng_ring.avail.ring[head] = head;
     __asm__ volatile("" : : : "memory");
     rng_ring.avail.idx = ++rng_avail_idx;
-    mmio_write16(rng_doorbell, 0);
+    if (rng_mmio)
+        mmio_write32(rng_doorbell, 0);              /* the queue's index */
+    else
+        mmio_write16(rng_doorbell, 0);
     for (uint32_t spin = 0; *(volatile uint16_t *)&rng_ring.used.idx != rng_avail_idx; spin++)
         if (spin > 2000000)
             guest_fail("pass %u: the virtio-rng did not answer request %u (used index %u)", pass,
@@ -227,10 +261,11 @@ int guest_main(const struct multiboot_info *mbi)
     lapic_write(LAPIC_LVT_TIMER, LAPIC_TIMER_PERIODIC | LAPIC_VECTOR);
     lapic_write(LAPIC_TIMER_INIT, LAPIC_COUNT);
     bool ap = start_ap();
-    bool rng = rng_setup();
+    bool rng = rng_setup() || rng_setup_mmio();
     kprintf("migrate_pattern: %s; BSP pages 0x%x-0x%x, %u passes%s\n",
             ap ? "2 vCPUs (the AP dirties 0x800000-0xffffff)" : "1 vCPU", BSP_RANGE_START,
-            BSP_RANGE_END, PASSES, rng ? "; a virtio-rng answers every pass" : "");
+            BSP_RANGE_END, PASSES, !rng ? "" : rng_mmio ? "; a virtio-rng (mmio) answers every pass"
+                                                        : "; a virtio-rng answers every pass");
 
     uint32_t lapic_seen[STALL_PASSES] = { 0 }, pit_seen[STALL_PASSES] = { 0 };
     uint32_t ap_seen[STALL_PASSES] = { 0 };
