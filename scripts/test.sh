@@ -51,11 +51,19 @@ build() {
 }
 
 if build build; then
-	stage "unit + tier A" meson test -C build --print-errorlogs --suite unit --suite tier-a
+	stage "unit + tier A + control" meson test -C build --print-errorlogs --suite unit \
+		--suite tier-a --suite control
 	stage "qcow2 against qemu-img" bash tests/qcow2/run.sh build/tests/qcow2/qcow2-io
 	stage "qcow2 after kill -9 (qemu-img check, flushed data)" \
 		bash tests/qcow2/crash.sh build/tests/qcow2/qcow2-io
 	stage "kvmkit-img against qemu-img" bash tests/img/run.sh build/src/img/kvmkit-img
+	stage "kvmkit-img snapshot (internal snapshots, kill -9)" \
+		bash tests/img/snapshot.sh build/src/img/kvmkit-img
+	stage "kvmkit-img commit and rebase" bash tests/img/commit.sh build/src/img/kvmkit-img
+	stage "kvmkit-img convert -c, zstd" bash tests/img/compress.sh build/src/img/kvmkit-img
+	stage "kvmkit-img check -r, shrink, preallocation" \
+		bash tests/img/repair.sh build/src/img/kvmkit-img
+	stage "kvmkit-img golden outputs" bash tests/img/golden.sh
 	stage "qcow2 fuzz (60 s)" bash tests/fuzz/run.sh
 else
 	failed=$((failed + 1)); failures+=("build")
@@ -63,8 +71,8 @@ fi
 
 if build build-sanitize -Db_sanitize=address,undefined -Db_lundef=false; then
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
-		stage "unit + tier A (ASan+UBSan)" meson test -C build-sanitize --print-errorlogs \
-		--suite unit --suite tier-a
+		stage "unit + tier A + control (ASan+UBSan)" meson test -C build-sanitize \
+		--print-errorlogs --suite unit --suite tier-a --suite control
 else
 	failed=$((failed + 1)); failures+=("sanitizer build")
 fi
