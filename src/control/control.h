@@ -14,8 +14,9 @@ struct vm;
 /* At most this many QMP clients at once (QEMU allows one per monitor); a further one is told
  * so in a QMP error and dropped. */
 #define CONTROL_MAX_CLIENTS 64
-/* The pollfds control_poll_fds may fill: the listening socket, the clients, stdin, stdout. */
-#define CONTROL_MAX_FDS (CONTROL_MAX_CLIENTS + 3)
+/* The pollfds control_poll_fds may fill: the listening socket, the clients, stdin, stdout,
+ * live migration's progress. */
+#define CONTROL_MAX_FDS (CONTROL_MAX_CLIENTS + 4)
 
 struct control_options {
 	const char *qmp_path;   /* unix socket to listen on, or NULL */

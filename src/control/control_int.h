@@ -65,6 +65,8 @@ enum control_runstate {
 	RUNSTATE_RUNNING,
 	RUNSTATE_PAUSED,
 	RUNSTATE_SHUTDOWN,    /* the VM is on its way out */
+	RUNSTATE_FINISH_MIGRATE, /* paused by live migration for its last pass */
+	RUNSTATE_POSTMIGRATE, /* paused after a completed migration (cont resumes it) */
 };
 
 struct control {
@@ -109,6 +111,16 @@ char *hmp_run(struct control *ctl, const char *line, int cpu_index);
 /* QEMU's `info registers` text for one parked vCPU. */
 struct vcpu;
 void hmp_format_registers(struct vcpu *v, struct outbuf *out);
+
+/* Live migration's progress (qmp_commands.c): the pollfd that wakes the main loop, and its
+ * handling: MIGRATION, STOP and RESUME events and the run state. */
+int control_migration_poll_fds(struct control *ctl, struct pollfd *pfds, int max);
+void control_migration_handle(struct control *ctl, const struct pollfd *pfds, int n);
+/* The actions both monitors offer for migration; 0 or err filled. */
+int control_migrate(struct control *ctl, const char *uri, struct qmp_error *err);
+void control_migrate_cancel(struct control *ctl);
+/* query-migrate's reply (a new reference). */
+json_t *control_query_migrate(struct control *ctl);
 
 /* The stdio monitor (monitor.c). */
 struct monitor *monitor_open(void);

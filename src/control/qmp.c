@@ -229,6 +229,7 @@ int control_poll_fds(struct control *ctl, struct pollfd *pfds, int max)
 	}
 	if (ctl->monitor)
 		n += monitor_poll_fds(ctl->monitor, pfds + n, max - n);
+	n += control_migration_poll_fds(ctl, pfds + n, max - n);
 	return n;
 }
 
@@ -266,6 +267,7 @@ void control_handle(struct control *ctl, struct vm *vm, const struct pollfd *pfd
 	}
 	if (ctl->monitor)
 		monitor_handle(ctl->monitor, ctl, pfds, n);
+	control_migration_handle(ctl, pfds, n);
 	qmp_flush_clients(ctl);
 }
 

@@ -10,6 +10,7 @@
 #include "control/control_int.h"
 #include "hw/devices.h"
 #include "lib/log.h"
+#include "migration/migrate.h"
 #include "vmm/vm.h"
 
 const char *control_runstate_name(enum control_runstate s)
@@ -19,6 +20,8 @@ const char *control_runstate_name(enum control_runstate s)
 	case RUNSTATE_RUNNING: return "running";
 	case RUNSTATE_PAUSED: return "paused";
 	case RUNSTATE_SHUTDOWN: return "shutdown";
+	case RUNSTATE_FINISH_MIGRATE: return "finish-migrate";
+	case RUNSTATE_POSTMIGRATE: return "postmigrate";
 	}
 	return "running";
 }
@@ -40,6 +43,11 @@ int control_cont(struct control *ctl, struct qmp_error *err)
 {
 	if (ctl->state == RUNSTATE_RUNNING)
 		return 0;
+	if (migrate_completing()) { /* its last pass holds the VM: the state is being sent */
+		qmp_error_set(err, "GenericError", "the VM is being migrated: it cannot resume "
+			      "until the migration completes or is cancelled");
+		return -1;
+	}
 	if (ctl->state == RUNSTATE_SHUTDOWN || vm_resume(ctl->vm) < 0) {
 		qmp_error_set(err, "GenericError", "the VM is shutting down");
 		return -1;
@@ -249,15 +257,26 @@ static json_t *qmp_human_monitor_command(struct control *ctl, json_t *args,
 
 static json_t *qmp_migrate(struct control *ctl, json_t *args, struct qmp_error *err)
 {
-	(void)ctl, (void)args;
-	qmp_error_set(err, "GenericError", "migration is not available yet");
-	return NULL;
+	if (json_is_true(json_object_get(args, "blk")) || json_is_true(json_object_get(args, "inc"))) {
+		qmp_error_set(err, "GenericError", "block migration is not supported: give the "
+			      "target the same disk files (shared storage)");
+		return NULL;
+	}
+	const char *uri = json_string_value(json_object_get(args, "uri"));
+	return control_migrate(ctl, uri, err) == 0 ? json_object() : NULL;
+}
+
+static json_t *qmp_migrate_cancel(struct control *ctl, json_t *args, struct qmp_error *err)
+{
+	(void)args, (void)err;
+	control_migrate_cancel(ctl);
+	return json_object();
 }
 
 static json_t *qmp_query_migrate(struct control *ctl, json_t *args, struct qmp_error *err)
 {
-	(void)ctl, (void)args, (void)err;
-	return json_object(); /* no migration has run: QEMU's empty MigrationInfo */
+	(void)args, (void)err;
+	return control_query_migrate(ctl);
 }
 
 static json_t *qmp_migrate_set_parameters(struct control *ctl, json_t *args,
@@ -323,11 +342,11 @@ static const struct qmp_command qmp_commands[] = {
 	{ "quit", qmp_quit, { { 0 } } },
 	{ "human-monitor-command", qmp_human_monitor_command,
 	  { { "command-line", ARG_STRING, true }, { "cpu-index", ARG_INT, false } } },
-	/* Reserved for live migration (another part of issue 5). */
+	/* Live migration (migration/migrate.h, control/migration.c). */
 	{ "migrate", qmp_migrate, { { "uri", ARG_STRING, true }, { "blk", ARG_BOOL, false },
 				    { "inc", ARG_BOOL, false }, { "detach", ARG_BOOL, false },
 				    { "resume", ARG_BOOL, false } } },
-	{ "migrate_cancel", qmp_migrate, { { 0 } } },
+	{ "migrate_cancel", qmp_migrate_cancel, { { 0 } } },
 	{ "query-migrate", qmp_query_migrate, { { 0 } } },
 	{ "migrate-set-parameters", qmp_migrate_set_parameters,
 	  { { "downtime-limit", ARG_INT, false }, { "max-bandwidth", ARG_INT, false } } },

@@ -28,6 +28,12 @@ static volatile uint16_t *avail_event(const struct virtqueue *vq)
 	return &vq->used[USED_RING + 4 * (uint32_t)vq->size];
 }
 
+/* For live migration: the device writes the used ring (entries, index, flags, avail_event). */
+static void used_ring_written(const struct virtqueue *vq)
+{
+	guest_mem_mark_device_write(vq->mem, vq->used, 8 + 8 * (size_t)vq->size);
+}
+
 /* Spec 2.7.10: whether moving an index from old to new_idx passed event_idx. */
 static bool need_event(uint16_t event_idx, uint16_t new_idx, uint16_t old)
 {
@@ -97,6 +103,8 @@ static int add_segment(const struct virtqueue *vq, struct virtq_elem *elem,
 	void *p = d->len ? guest_mem_ptr(vq->mem, d->addr, d->len) : &empty;
 	if (!p)
 		return -EFAULT;
+	if (writable) /* for live migration: the device will write it */
+		guest_mem_mark_device_write(vq->mem, p, d->len);
 	elem->iov[n] = (struct iovec){ .iov_base = p, .iov_len = d->len };
 	if (writable) {
 		elem->in_num++;
@@ -172,8 +180,10 @@ int virtq_pop(struct virtqueue *vq, struct virtq_elem *elem)
 	vq->last_avail_idx++;
 	/* While notifications are on, ask for a kick when the driver makes the next entry
 	 * available, so a device that only pops keeps being woken. */
-	if (vq->event_idx && !vq->notify_off)
+	if (vq->event_idx && !vq->notify_off) {
+		used_ring_written(vq);
 		*avail_event(vq) = vq->last_avail_idx;
+	}
 	return 1;
 }
 
@@ -181,6 +191,7 @@ void virtq_fill(struct virtqueue *vq, uint16_t offset, uint16_t head, uint32_t w
 {
 	if (!vq->size)
 		return;
+	used_ring_written(vq);
 	volatile uint32_t *elem = (volatile uint32_t *)(vq->used + USED_RING) +
 				  2 * ((uint16_t)(vq->used_idx + offset) & (vq->size - 1));
 	elem[0] = head;
@@ -230,6 +241,7 @@ void virtq_disable_notify(struct virtqueue *vq)
 	if (!vq->size)
 		return;
 	vq->notify_off = true;
+	used_ring_written(vq);
 	/* With EVENT_IDX, avail_event stays where it is: once the driver has gone past it, it
 	 * stops kicking by itself. */
 	if (!vq->event_idx)
@@ -241,6 +253,7 @@ bool virtq_enable_notify(struct virtqueue *vq)
 	if (!vq->size)
 		return false;
 	vq->notify_off = false;
+	used_ring_written(vq);
 	if (vq->event_idx)
 		*avail_event(vq) = vq->last_avail_idx;
 	else

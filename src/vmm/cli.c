@@ -12,6 +12,7 @@
 #include "lib/log.h"
 #include "lib/size.h"
 #include "migration/snapshot.h"
+#include "migration/uri.h"
 #include "vmm/console.h"
 
 #define DEFAULT_RAM (512ULL << 20)
@@ -57,6 +58,9 @@ static const char usage_text[] =
 	"  -S, --paused       start with the vCPUs paused until the monitor's cont\n"
 	"  --restore DIR      resume the VM saved in DIR (its configuration comes from there:\n"
 	"                     machine options such as --memory cannot be given with it)\n"
+	"  --incoming URI     wait for a live migration on URI (tcp:HOST:PORT, unix:PATH,\n"
+	"                     exec:COMMAND or file:PATH) and run the VM it brings; the other\n"
+	"                     options must describe the source's machine (--memory, --cpus, ...)\n"
 	"  --snapshot-at-exit DIR\n"
 	"                     when the run ends by the debug-exit port, Ctrl-A x or a signal, save\n"
 	"                     the VM to DIR (DIR/state, DIR/memory) for --restore (testing aid)\n"
@@ -74,7 +78,7 @@ static const char usage_text[] =
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_SERIAL,
        OPT_NO_REBOOT, OPT_TESTDEV, OPT_STATS, OPT_DISK, OPT_RNG, OPT_NET,
        OPT_VCONSOLE, OPT_TRANSPORT, OPT_RESTORE, OPT_SNAPSHOT_AT_EXIT, OPT_CONTROL, OPT_QMP,
-       OPT_MONITOR };
+       OPT_MONITOR, OPT_INCOMING };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -96,6 +100,7 @@ static const struct option run_options[] = {
 	{ "control", required_argument, NULL, OPT_CONTROL },
 	{ "qmp", required_argument, NULL, OPT_QMP },
 	{ "monitor", required_argument, NULL, OPT_MONITOR },
+	{ "incoming", required_argument, NULL, OPT_INCOMING },
 	{ "paused", no_argument, NULL, 'S' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -469,6 +474,15 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 		case 'S': o->control.start_paused = true; break;
 		case OPT_RESTORE: restore_dir = optarg; break;
 		case OPT_SNAPSHOT_AT_EXIT: o->vm.snapshot_at_exit = optarg; break;
+		case OPT_INCOMING: {
+			char why[256];
+			if (channel_check_uri(optarg, why, sizeof(why)) < 0) {
+				log_error("--incoming: %s", why);
+				return CLI_EXIT_ERROR;
+			}
+			o->vm.incoming_uri = optarg;
+			break;
+		}
 		case 'h': fputs(usage_text, stdout); return CLI_EXIT_OK;
 		case 'V': printf("kvmkit %s\n", KVMKIT_VERSION); return CLI_EXIT_OK;
 		case ':':
@@ -492,6 +506,10 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 		o->serial = o->control.monitor_stdio ? "none" : "stdio";
 	if (o->control.start_paused && !o->control.qmp_path && !o->control.monitor_stdio) {
 		log_error("-S starts the guest paused: it needs --control or --monitor to resume it");
+		return CLI_EXIT_ERROR;
+	}
+	if (restore_dir && o->vm.incoming_uri) {
+		log_error("--restore and --incoming both bring a saved VM: give one of them");
 		return CLI_EXIT_ERROR;
 	}
 	if (restore_dir)

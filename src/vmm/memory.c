@@ -105,3 +105,22 @@ uint64_t guest_mem_low_size(const struct guest_mem *mem)
 {
 	return mem->nregions ? mem->regions[0].size : 0;
 }
+
+void guest_mem_log_device_writes(struct guest_mem *mem, uint64_t *bitmap)
+{
+	__atomic_store_n(&mem->device_writes, bitmap, __ATOMIC_SEQ_CST);
+}
+
+void guest_mem_mark_device_write(const struct guest_mem *mem, const volatile void *host,
+				 size_t len)
+{
+	uint64_t *log = __atomic_load_n(&mem->device_writes, __ATOMIC_ACQUIRE);
+	uintptr_t p = (uintptr_t)host, base = (uintptr_t)mem->mapping;
+	if (!log || len == 0 || p < base || p - base >= mem->mapping_size)
+		return;
+	uint64_t first = (p - base) >> 12, last = (p - base + len - 1) >> 12;
+	if (last >= mem->mapping_size >> 12)
+		last = (mem->mapping_size >> 12) - 1;
+	for (uint64_t pg = first; pg <= last; pg++)
+		__atomic_fetch_or(&log[pg / 64], 1ULL << (pg % 64), __ATOMIC_RELAXED);
+}

@@ -21,6 +21,9 @@ struct guest_mem {
 	uint64_t ram_size; /* total RAM in bytes */
 	uint8_t *mapping;  /* one reservation holding all regions back to back */
 	size_t mapping_size;
+	/* Live migration's log of RAM written by device emulation (KVM's dirty log sees only the
+	 * vCPUs' writes): one bit per page of mapping, or NULL when no migration runs. */
+	uint64_t *device_writes;
 };
 
 /* RAM below this guest address; RAM beyond it continues at 4 GiB (the PCI hole lies between). */
@@ -43,6 +46,14 @@ void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
 /* Copies to/from guest memory; return 0 or -EFAULT when the range is not RAM. */
 int guest_mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src, size_t len);
 int guest_mem_read(const struct guest_mem *mem, uint64_t gpa, void *dst, size_t len);
+
+/* Installs (bitmap) or removes (NULL) the device write log; the bitmap covers mapping_size /
+ * 4096 pages and outlives its installation. */
+void guest_mem_log_device_writes(struct guest_mem *mem, uint64_t *bitmap);
+/* Called by device emulation for guest RAM it writes or is about to write (host pointer into
+ * mapping): sets the pages' bits while a log is installed, else does nothing. */
+void guest_mem_mark_device_write(const struct guest_mem *mem, const volatile void *host,
+				 size_t len);
 
 /* Bytes of RAM below 4 GiB (the size of region 0). */
 uint64_t guest_mem_low_size(const struct guest_mem *mem);

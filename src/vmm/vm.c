@@ -25,6 +25,8 @@
 #include "hw/devices.h"
 #include "hw/pci.h"
 #include "lib/log.h"
+#include "migration/incoming.h"
+#include "migration/migrate.h"
 #include "migration/snapshot.h"
 #include "virtio/devices.h"
 #include "virtio/virtio_mmio.h"
@@ -438,7 +440,10 @@ enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status)
 		r = vm_create_devices(vm);
 	if (r == 0)
 		r = vm_create_vcpus(vm);
-	if (r == 0) /* a restored VM resumes where it was saved instead of booting */
+	/* a restored or migrated VM resumes where it was saved instead of booting */
+	if (r == 0 && incoming_pending(cfg))
+		r = incoming_load(vm);
+	else if (r == 0)
 		r = snapshot_pending(cfg) ? snapshot_restore(vm, cfg->restore_dir) : vm_load_guest(vm);
 	if (r == 0)
 		log_debug("VM built (%u vCPUs, guest loaded); starting the vCPUs", vm->ncpus);
@@ -450,6 +455,7 @@ enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status)
 		vm_stop(vm, VM_STOP_ERROR, VM_EXIT_STATUS_ERROR);
 	else
 		vm_main_loop(vm);
+	migrate_vm_stopped(vm); /* an outgoing migration ends with the run */
 	if (r == 0 && cfg->snapshot_at_exit)
 		snapshot_at_exit(vm);
 	if (cfg->control)

@@ -77,6 +77,7 @@ struct vm_config {
 	int signal_fd;          /* signalfd for SIGINT/SIGTERM/SIGHUP, or -1 */
 	const char *restore_dir; /* --restore: build the VM, then load this snapshot (migration/) */
 	const char *snapshot_at_exit; /* save a snapshot here when the run ends in VM_STOP_EXIT */
+	const char *incoming_uri; /* --incoming: build the VM, then receive it (migration/) */
 	struct control *control; /* QMP socket and human monitor (control/), or NULL; outlives resets */
 	bool start_paused;      /* the run starts with its vCPUs parked (-S, or paused before a reset) */
 };
