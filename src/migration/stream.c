@@ -9,12 +9,32 @@
 
 #include "lib/le.h"
 
+#ifdef KVMKIT_HAVE_ZLIB
+#include <zlib.h>
+#endif
+
 #define STREAM_IO_BUF (256u << 10)
 #ifndef STREAM_FUZZING
 #define STREAM_FUZZING 0
 #endif
 #define SECTION_HEADER_SIZE 16
 
+#ifdef KVMKIT_HAVE_ZLIB
+/* zlib's crc32 (the same polynomial and conventions) is several times faster than the table
+ * loop below: live migration checks every page on both sides, and the loop bounded its
+ * bandwidth, and so its downtime, at ~150 MB/s. */
+uint32_t stream_crc32(uint32_t crc, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	while (len > 0) {
+		uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
+		crc = (uint32_t)crc32(crc, p, n);
+		p += n;
+		len -= n;
+	}
+	return crc;
+}
+#else
 uint32_t stream_crc32(uint32_t crc, const void *buf, size_t len)
 {
 	static uint32_t table[256];
@@ -35,6 +55,7 @@ uint32_t stream_crc32(uint32_t crc, const void *buf, size_t len)
 		crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
 	return ~crc;
 }
+#endif
 
 /* ---- transports ---- */
 
