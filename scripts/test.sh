@@ -88,6 +88,8 @@ if [ "$nested" -eq 1 ]; then
 	stage "tier B virtio-net (user-mode and TAP)" bash tests/nested/virtio_net.sh build/kvmkit
 	stage "tier B virtio-net on virtio-mmio" \
 		bash tests/nested/virtio_net.sh build/kvmkit --kvmkit-args "--transport mmio"
+	stage "tier B QMP: status, pause without a clock jump, reset, ACPI power button" \
+		bash tests/nested/lifecycle.sh build/kvmkit
 fi
 
 echo

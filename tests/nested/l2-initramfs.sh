@@ -13,6 +13,10 @@ set -euo pipefail
 #   kvmkit.test=reboot              reboot -f         (with reboot=k: i8042 reset; for VMMs without ACPI)
 #   kvmkit.test=shell               interactive shell on the console, poweroff -f when it exits
 #   kvmkit.test=halt                stop without powering off (for tests that watch the VMM)
+#   kvmkit.test=lifecycle           print "L2-TICK n up=UPTIME rt=EPOCH" every second (so a
+#                                   test sees whether the guest's clocks jump across a pause),
+#                                   and power off when the ACPI power button is pressed (the
+#                                   kernel's ff_pwr_btn counter rises: what acpid would do)
 #   kvmkit.test=virtio-root         mount /dev/vda (ext4) and switch_root to it, running its
 #                                   /sbin/kvmkit-test (tests/nested/virtio.sh builds that disk)
 #   kvmkit.hold=SECONDS             wait that long after the markers first (lets a test sample the VMM)
@@ -54,6 +58,10 @@ for m in $virtio_modules; do
     cp "$f" "$stage/lib/modules/"
 done
 echo "$virtio_modules" | tr '\n' ' ' > "$stage/lib/modules/order"
+# The ACPI button driver (a module in Debian's kernels): it enables the fixed power button.
+f=$(find "$modules/kernel" -name button.ko -print -quit)
+[[ -n "$f" ]] || die "module button.ko not found under $modules"
+cp "$f" "$stage/lib/modules/"
 echo 'root:x:0:0:root:/root:/bin/sh' > "$stage/etc/passwd"
 
 cat > "$stage/init" <<'INIT'
@@ -107,6 +115,24 @@ shell)
     setsid cttyhack sh -l
     echo "L2-DONE"
     poweroff -f ;;
+lifecycle)
+    insmod /lib/modules/button.ko
+    btn=/sys/firmware/acpi/interrupts/ff_pwr_btn
+    read -r b0 _ < $btn
+    echo "L2-PWRBTN-COUNTER ${b0:-missing} sci: $(grep -i acpi /proc/interrupts | tr -s ' ')"
+    n=0
+    while :; do
+        read -r up _ < /proc/uptime
+        read -r b _ < $btn
+        echo "L2-TICK $n up=$up rt=$(date +%s) btn=$b"
+        if [ "$b" != "$b0" ]; then
+            echo "L2-PWRBTN $b"
+            echo "L2-DONE"
+            poweroff -f
+        fi
+        n=$((n + 1))
+        sleep 1
+    done ;;
 reboot)
     echo "L2-DONE"
     reboot -f ;;
