@@ -1,5 +1,5 @@
-/* The human monitor: QEMU's HMP commands (info status/cpus/registers/..., stop, cont, quit,
- * system_reset, system_powerdown), run for QMP's human-monitor-command and for the `(qemu) `
+/* The human monitor: QEMU's HMP commands (info status/cpus/registers/migrate/..., stop, cont,
+ * quit, system_reset, system_powerdown, migrate, migrate_cancel, savevm), run for QMP's human-monitor-command and for the `(qemu) `
  * prompt on stdin/stdout (--monitor stdio). */
 #include <errno.h>
 #include <stdio.h>
@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "control/control_int.h"
+#include "migration/migrate.h"
+#include "migration/snapshot.h"
 #include "vmm/vm.h"
 
 #define MONITOR_LINE_MAX 4096
@@ -30,6 +32,63 @@ static void hmp_registers_parked(struct vm *vm, void *opaque)
 	for (uint32_t i = 0; i < vm->ncpus; i++)
 		if (req->cpu < 0 || (uint32_t)req->cpu == i)
 			hmp_format_registers(&vm->vcpus[i], req->out);
+}
+
+/* QEMU's `info migrate` lines for what query-migrate reports. */
+static void hmp_info_migrate(struct outbuf *o)
+{
+	struct migrate_info in;
+	migrate_query(&in);
+	if (in.status == MIGRATE_NONE)
+		return;
+	outbuf_printf(o, "Migration status: %s\n", migrate_status_name(in.status));
+	if (in.status == MIGRATE_FAILED) {
+		outbuf_printf(o, "error description: %s\n", in.error);
+		return;
+	}
+	outbuf_printf(o, "total time: %llu ms\n", (unsigned long long)in.total_time_ms);
+	if (in.status == MIGRATE_COMPLETED)
+		outbuf_printf(o, "downtime: %llu ms\n", (unsigned long long)in.downtime_ms);
+	else
+		outbuf_printf(o, "expected downtime: %llu ms\n",
+			      (unsigned long long)in.expected_downtime_ms);
+	outbuf_printf(o, "setup: %llu ms\ntransferred ram: %llu kbytes\nthroughput: %.2f mbps\n"
+		      "remaining ram: %llu kbytes\ntotal ram: %llu kbytes\nduplicate: %llu pages\n"
+		      "normal: %llu pages\nnormal bytes: %llu kbytes\ndirty sync count: %llu\n",
+		      (unsigned long long)in.setup_time_ms, (unsigned long long)in.transferred >> 10,
+		      in.mbps, (unsigned long long)in.remaining >> 10,
+		      (unsigned long long)in.total >> 10, (unsigned long long)in.duplicate,
+		      (unsigned long long)in.normal, (unsigned long long)in.normal_bytes >> 10,
+		      (unsigned long long)in.dirty_sync_count);
+}
+
+/* savevm DIR: the VM saved as `kvmkit run --restore DIR` resumes it (a snapshot directory, not
+ * QEMU's internal snapshot in a qcow2 image: a bare NAME is the directory NAME in kvmkit's
+ * working directory). The guest is paused meanwhile, as QEMU's savevm pauses it. */
+static void hmp_savevm(struct control *ctl, const char *dir, struct outbuf *o)
+{
+	if (!dir) {
+		outbuf_printf(o, "Error: savevm needs a directory: savevm DIR (then kvmkit run "
+			      "--restore DIR)\n");
+		return;
+	}
+	struct migrate_info in;
+	migrate_query(&in);
+	if (in.status == MIGRATE_SETUP || in.status == MIGRATE_ACTIVE ||
+	    in.status == MIGRATE_CANCELLING) {
+		outbuf_printf(o, "Error: a migration is in progress\n");
+		return;
+	}
+	bool was_paused = vm_is_paused(ctl->vm);
+	if (vm_pause(ctl->vm) < 0) {
+		outbuf_printf(o, "Error: the VM is shutting down\n");
+		return;
+	}
+	if (snapshot_save(ctl->vm, dir) < 0)
+		outbuf_printf(o, "Error: the snapshot could not be saved to %s (see kvmkit's "
+			      "error output)\n", dir);
+	if (!was_paused)
+		vm_resume(ctl->vm);
 }
 
 static void hmp_info(struct control *ctl, const char *what, const char *arg, int cpu,
@@ -56,6 +115,8 @@ static void hmp_info(struct control *ctl, const char *what, const char *arg, int
 			      CONTROL_QEMU_MICRO, KVMKIT_VERSION);
 	} else if (strcmp(what, "kvm") == 0) {
 		outbuf_printf(o, "kvm support: enabled\n");
+	} else if (strcmp(what, "migrate") == 0) {
+		hmp_info_migrate(o);
 	} else if (strcmp(what, "block") == 0) {
 		for (unsigned i = 0; i < vm->cfg->ndisks; i++) {
 			const struct block_options *b = &vm->cfg->disks[i].block;
@@ -70,10 +131,13 @@ static void hmp_info(struct control *ctl, const char *what, const char *arg, int
 static const char hmp_help[] =
 	"cont|c -- resume emulation\n"
 	"help|? [info] -- show the commands\n"
-	"info status|cpus|registers [-a]|version|kvm|block -- show the state of the VM\n"
-	"loadvm tag -- restore a VM snapshot (not supported yet)\n"
+	"info status|cpus|registers [-a]|version|kvm|block|migrate -- show the state of the VM\n"
+	"loadvm tag -- restore a VM snapshot (not supported: kvmkit run --restore DIR)\n"
+	"migrate [-d] uri -- migrate to URI (tcp:HOST:PORT, unix:PATH, exec:CMD, file:PATH);\n"
+	"    returns at once, as with -d: follow it with info migrate\n"
+	"migrate_cancel -- cancel the current migration\n"
 	"quit|q -- quit kvmkit\n"
-	"savevm [tag] -- save a VM snapshot (not supported yet)\n"
+	"savevm DIR -- save the VM to the directory DIR (kvmkit run --restore DIR resumes it)\n"
 	"stop -- stop emulation\n"
 	"system_powerdown -- send the ACPI power button event\n"
 	"system_reset -- reset the system\n";
@@ -96,7 +160,7 @@ char *hmp_run(struct control *ctl, const char *line, int cpu)
 		if (arg)
 			hmp_info(ctl, arg, arg2, cpu, &o);
 		else
-			outbuf_printf(&o, "info status|cpus|registers|version|kvm|block\n");
+			outbuf_printf(&o, "info status|cpus|registers|version|kvm|block|migrate\n");
 	} else if (strcmp(cmd, "stop") == 0) {
 		r = control_stop(ctl, &err);
 	} else if (strcmp(cmd, "cont") == 0 || strcmp(cmd, "c") == 0) {
@@ -107,8 +171,18 @@ char *hmp_run(struct control *ctl, const char *line, int cpu)
 		r = control_system_reset(ctl, &err);
 	} else if (strcmp(cmd, "system_powerdown") == 0) {
 		r = control_system_powerdown(ctl, &err);
-	} else if (strcmp(cmd, "savevm") == 0 || strcmp(cmd, "loadvm") == 0) {
-		outbuf_printf(&o, "Error: %s is not supported yet\n", cmd);
+	} else if (strcmp(cmd, "migrate") == 0) {
+		const char *uri = arg && strcmp(arg, "-d") == 0 ? arg2 : arg;
+		if (!uri)
+			outbuf_printf(&o, "Error: migrate needs a URI\n");
+		else
+			r = control_migrate(ctl, uri, &err);
+	} else if (strcmp(cmd, "migrate_cancel") == 0) {
+		control_migrate_cancel(ctl);
+	} else if (strcmp(cmd, "savevm") == 0) {
+		hmp_savevm(ctl, arg, &o);
+	} else if (strcmp(cmd, "loadvm") == 0) {
+		outbuf_printf(&o, "Error: loadvm is not supported: start kvmkit run --restore DIR\n");
 	} else {
 		outbuf_printf(&o, "unknown command: '%s'\n", cmd);
 	}

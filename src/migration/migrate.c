@@ -193,11 +193,14 @@ static int migrate_first_pass(struct migration *m)
 }
 
 /* Passes over the pages dirtied meanwhile until the rest can be sent within the downtime
- * limit at the bandwidth the last pass measured, or MIGRATE_MAX_PASSES. Leaves the pages
- * still to send in m->pending. */
+ * limit at the bandwidth the last pass measured and no longer shrinks by a quarter a pass, or
+ * MIGRATE_MAX_PASSES. Going on while it shrinks costs little (each pass is shorter than the
+ * one before, so the guest dirties less during it) and makes the downtime as short as the
+ * guest allows rather than just under the limit. Leaves the pages still to send in
+ * m->pending. */
 static int migrate_dirty_passes(struct migration *m)
 {
-	uint64_t npages = m->dirty.npages;
+	uint64_t npages = m->dirty.npages, last_dirty = UINT64_MAX;
 	for (unsigned pass = 1;; pass++) {
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -224,8 +227,11 @@ static int migrate_dirty_passes(struct migration *m)
 		log_debug("migration pass %u: %llu dirty pages, %.0f bytes/ms, expected downtime "
 			  "%llu ms", pass, (unsigned long long)dirty, bytes_per_ms,
 			  (unsigned long long)expected);
-		if (expected <= m->params.downtime_limit_ms || pass > MIGRATE_MAX_PASSES)
+		bool shrinking = last_dirty == UINT64_MAX || dirty < last_dirty / 4 * 3;
+		if ((expected <= m->params.downtime_limit_ms && !shrinking) || dirty == 0 ||
+		    pass > MIGRATE_MAX_PASSES)
 			return 0;
+		last_dirty = dirty;
 		m->pass_start = now;
 		m->pass_bytes = migrate_bytes(m);
 		r = migrate_send_pages(m, m->pending, true);

@@ -108,17 +108,25 @@ def run_cases(sock, proc):
     r = q.reply()
     check("one request a byte at a time", r.get("id") == "bytewise", r)
 
-    r = q.cmd("migrate", {"uri": "tcp:127.0.0.1:4444"})
-    check("migrate reserved", err_class(r) == "GenericError" and
-          "not available" in r["error"]["desc"], r)
+    r = q.cmd("query-migrate")
+    check("query-migrate before any migration", r == {"return": {}}, r)
+    r = q.cmd("migrate", {"uri": "nowhere:4444"})
+    check("migrate to a bad URI", err_class(r) == "GenericError" and
+          "not a migration URI" in r["error"]["desc"], r)
+    r = q.cmd("migrate", {"uri": "unix:" + sock + ".nobody-listens"})
+    check("migrate to a socket nobody listens on", err_class(r) == "GenericError" and
+          "cannot connect" in r["error"]["desc"], r)
+    r = q.cmd("query-migrate")
+    check("query-migrate after a failed migrate", r.get("return", {}).get("status") == "failed"
+          and "cannot connect" in r["return"].get("error-desc", ""), r)
     r = q.cmd("migrate-set-parameters", {"downtime-limit": 123, "max-bandwidth": 4096})
     r2 = q.cmd("query-migrate-parameters")
     check("migrate-set-parameters stored", r == {"return": {}} and
           r2.get("return") == {"downtime-limit": 123, "max-bandwidth": 4096}, (r, r2))
-    r = q.cmd("query-migrate")
-    check("query-migrate before any migration", r == {"return": {}}, r)
-    r = q.cmd("human-monitor-command", {"command-line": "savevm snap1"})
-    check("savevm not supported yet", "not supported yet" in r.get("return", ""), r)
+    r = q.cmd("human-monitor-command", {"command-line": "savevm"})
+    check("savevm needs a directory", "needs a directory" in r.get("return", ""), r)
+    r = q.cmd("human-monitor-command", {"command-line": "loadvm snap1"})
+    check("loadvm not supported", "not supported" in r.get("return", ""), r)
 
     # A client that leaves in the middle of a request, and one that sends garbage.
     c = socket.socket(socket.AF_UNIX)
