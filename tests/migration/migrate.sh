@@ -31,13 +31,14 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/migrate.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 exec python3 - "$bin" "$guest" "$tmp" "$filter" "$here/../control" <<'PYEOF'
-import fnmatch, os, re, socket, subprocess, sys, time
+import fnmatch, os, re, socket, subprocess, sys, time, traceback
 bin_, guest, tmp, pattern, control_dir = sys.argv[1:6]
 sys.path.insert(0, control_dir)
-from qmp_client import QMP, start_vmm, sanitizer_report
+from qmp_client import QMP, start_vmm
 
 MACHINE = ["--kernel", guest, "--memory", "128M", "--cpus", "1"]
 n = [0]
+started = []  # every VM of the current test, for the sanitizer check after it
 
 class VM:
     """One kvmkit process: serial to a file, QMP on a socket, stderr kept."""
@@ -53,6 +54,7 @@ class VM:
             argv += ["--incoming", incoming]
         self.err = os.path.join(tmp, self.name + ".err")
         self.q = None
+        started.append(self)
         if qmp and not incoming:
             self.proc = start_vmm(argv, self.sock)
             self.err = self.proc.stderr_path
@@ -127,9 +129,6 @@ def expect_finished(vm, why, what):
         why.append("%s: no final check" % what)
     if "FAIL" in out:
         why.append("%s: %s" % (what, [l for l in out.splitlines() if "FAIL" in l][0]))
-    rep = sanitizer_report(vm.proc) if hasattr(vm.proc, "stderr_path") else ""
-    if rep:
-        why.append("%s: %s" % (what, rep))
 
 def expect_completed(src, info, why, what):
     if info.get("status") != "completed":
@@ -307,10 +306,18 @@ passed = failed = 0
 for name, fn in tests:
     if not fnmatch.fnmatch(name, pattern):
         continue
+    del started[:]
     try:
         why = fn()
-    except Exception as e:  # a broken test is a failed one, with the reason
-        import traceback; traceback.print_exc(); why = ["%s: %s" % (type(e).__name__, e)]
+    except Exception as e:  # a broken test is a failed one, with the reason (trace on stderr)
+        traceback.print_exc()
+        why = ["%s: %s" % (type(e).__name__, e)]
+    for vm in started:  # a sanitizer build's reports (ASan, LSan, UBSan), from any process
+        vm.kill()
+        err = vm.stderr()
+        for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if mark in err:
+                why.append("%s: %s" % (vm.name, err[err.index(mark):][:400]))
     if why:
         print("FAIL %s (%s)" % (name, "; ".join(why)))
         failed += 1
