@@ -74,6 +74,7 @@ report() { # name
 
 expect_saved() { # what
     [[ $rc -eq 0 ]] || why+=("$1: exit status $rc, want 0 after the save")
+    grep -q "FAIL" "$tmp/out" && why+=("$1: $(grep -m1 FAIL "$tmp/out")")
     grep -q "snapshot saved to" "$tmp/err" || why+=("$1: no 'snapshot saved' line")
 }
 
@@ -85,9 +86,12 @@ save_restore_chain() { # cpus [extra kvmkit args...]
     shift
     run_vm 4 --kernel "$guest" --memory 128M --cpus "$cpus" "$@" --snapshot-at-exit "$tmp/s1"
     expect_saved "first run"
+    cp "$tmp/out" "$tmp/transcript"
     ((cpus == 1)) || grep -q "migrate_pattern: 2 vCPUs" "$tmp/out" || why+=("the AP did not start")
     [[ $* != *--rng* ]] || grep -q "virtio-rng.*answers every pass" "$tmp/out" ||
         why+=("no virtio-rng found")
+    [[ $* != *--disk* ]] || grep -q "a virtio-blk .* every pass" "$tmp/out" ||
+        why+=("no virtio-blk found")
     prev=$last_pass
     for k in 1 2 3; do
         if ((k < 3)); then
@@ -99,17 +103,23 @@ save_restore_chain() { # cpus [extra kvmkit args...]
             grep -q "all 60 passes consistent" "$tmp/out" || why+=("restore $k: no final check")
         fi
         grep -q "FAIL" "$tmp/out" && why+=("restore $k: $(grep -m1 FAIL "$tmp/out")")
-        [[ ${first_pass:-x} == $((prev + 1)) ]] ||
-            why+=("restore $k: first pass ${first_pass:-none}, want $((prev + 1))")
+        ((${first_pass:-0} > prev)) || why+=("restore $k: no pass after pass $prev")
         prev=${last_pass:-0}
+        cat "$tmp/out" >>"$tmp/transcript"
     done
+    # The runs' outputs joined must read as one run: every pass once, in order (a save may cut
+    # a line; the restored guest finishes it).
+    local passes
+    passes=$(sed -n 's/^migrate_pattern: pass \([0-9]*\) .*/\1/p' "$tmp/transcript" | tr '\n' ' ')
+    [[ $passes == "$(seq -s ' ' 1 60) " ]] || why+=("the joined output's passes are: $passes")
     return 0
 }
 
 test_chain_2cpus() { save_restore_chain 2; }
 test_chain_1cpu() { save_restore_chain 1; }
-# With a virtio-rng the guest drives (a polled request every pass: the queue's rings, indices
-# and doorbell must survive) and a virtio-blk disk it leaves alone, both on PCI.
+# With a virtio-rng and a virtio-blk disk the guest drives (polled requests every pass: the
+# queues' rings, indices and doorbells must survive, and the disk must hold the sector the pass
+# before the save wrote), on PCI and on virtio-mmio.
 test_chain_virtio() {
     truncate -s 1M "$tmp/disk.img"
     save_restore_chain 2 --rng --disk "path=$tmp/disk.img"
@@ -224,9 +234,11 @@ test_tamper() {
     expect_saved "first run"
     local i tag counts=""
     declare -A outcome=()
+    cp "$tmp/disk.img" "$tmp/disk.saved" # each round starts from the disk the snapshot saw
     for ((i = 1; i <= ${SNAPSHOT_TAMPER_ROUNDS:-30}; i++)); do
         rm -rf "$tmp/bad"
         cp -r "$tmp/s1" "$tmp/bad"
+        cp "$tmp/disk.saved" "$tmp/disk.img"
         tag=$(damage_section "$tmp/bad/state" "$i")
         timeout -k 2 1 "$bin" run --restore "$tmp/bad" --serial none </dev/null >/dev/null 2>"$tmp/err"
         rc=$?
@@ -244,7 +256,7 @@ test_tamper() {
 for name in chain_2cpus chain_1cpu chain_virtio chain_virtio_mmio save_in_place restore_time refusals tamper; do
     # shellcheck disable=SC2053  # the filter is a glob on purpose
     [[ $name == $filter ]] || continue
-    rm -rf "$tmp"/s* "$tmp/bad"
+    rm -rf "$tmp"/s* "$tmp/bad" "$tmp/disk.img"
     : >"$tmp/out"
     : >"$tmp/err"
     "test_$name"
