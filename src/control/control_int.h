@@ -116,8 +116,9 @@ void hmp_format_registers(struct vcpu *v, struct outbuf *out);
  * handling: MIGRATION, STOP and RESUME events and the run state. */
 int control_migration_poll_fds(struct control *ctl, struct pollfd *pfds, int max);
 void control_migration_handle(struct control *ctl, const struct pollfd *pfds, int n);
-/* The actions both monitors offer for migration; 0 or err filled. */
-int control_migrate(struct control *ctl, const char *uri, struct qmp_error *err);
+/* The actions both monitors offer for migration (block: copy the disks too, QMP's "blk");
+ * 0 or err filled. */
+int control_migrate(struct control *ctl, const char *uri, bool block, struct qmp_error *err);
 void control_migrate_cancel(struct control *ctl);
 /* query-migrate's reply (a new reference). */
 json_t *control_query_migrate(struct control *ctl);

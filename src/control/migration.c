@@ -8,10 +8,10 @@
 #include "migration/migrate.h"
 #include "vmm/vm.h"
 
-int control_migrate(struct control *ctl, const char *uri, struct qmp_error *err)
+int control_migrate(struct control *ctl, const char *uri, bool block, struct qmp_error *err)
 {
 	const struct control_migration_params *p = &ctl->migration;
-	struct migrate_params params = { p->downtime_limit_ms, p->max_bandwidth };
+	struct migrate_params params = { p->downtime_limit_ms, p->max_bandwidth, block };
 	char why[256];
 	if (ctl->state == RUNSTATE_SHUTDOWN || !ctl->vm) {
 		qmp_error_set(err, "GenericError", "the VM is shutting down");

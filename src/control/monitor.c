@@ -133,8 +133,9 @@ static const char hmp_help[] =
 	"help|? [info] -- show the commands\n"
 	"info status|cpus|registers [-a]|version|kvm|block|migrate -- show the state of the VM\n"
 	"loadvm tag -- restore a VM snapshot (not supported: kvmkit run --restore DIR)\n"
-	"migrate [-d] uri -- migrate to URI (tcp:HOST:PORT, unix:PATH, exec:CMD, file:PATH);\n"
-	"    returns at once, as with -d: follow it with info migrate\n"
+	"migrate [-d] [-b] uri -- migrate to URI (tcp:HOST:PORT, unix:PATH, exec:CMD,\n"
+	"    file:PATH), -b with the disks' content; returns at once, as with -d: follow it\n"
+	"    with info migrate\n"
 	"migrate_cancel -- cancel the current migration\n"
 	"quit|q -- quit kvmkit\n"
 	"savevm DIR -- save the VM to the directory DIR (kvmkit run --restore DIR resumes it)\n"
@@ -172,11 +173,20 @@ char *hmp_run(struct control *ctl, const char *line, int cpu)
 	} else if (strcmp(cmd, "system_powerdown") == 0) {
 		r = control_system_powerdown(ctl, &err);
 	} else if (strcmp(cmd, "migrate") == 0) {
-		const char *uri = arg && strcmp(arg, "-d") == 0 ? arg2 : arg;
+		/* QEMU's flags: -d (kvmkit's migrate never waits anyway) and -b (copy the disks) */
+		const char *words[3] = { arg, arg2, strtok_r(NULL, " \t\r\n", &save) };
+		const char *uri = NULL;
+		bool block = false;
+		for (int i = 0; i < 3 && words[i] && !uri; i++) {
+			if (strcmp(words[i], "-b") == 0)
+				block = true;
+			else if (strcmp(words[i], "-d") != 0)
+				uri = words[i];
+		}
 		if (!uri)
 			outbuf_printf(&o, "Error: migrate needs a URI\n");
 		else
-			r = control_migrate(ctl, uri, &err);
+			r = control_migrate(ctl, uri, block, &err);
 	} else if (strcmp(cmd, "migrate_cancel") == 0) {
 		control_migrate_cancel(ctl);
 	} else if (strcmp(cmd, "savevm") == 0) {

@@ -257,13 +257,14 @@ static json_t *qmp_human_monitor_command(struct control *ctl, json_t *args,
 
 static json_t *qmp_migrate(struct control *ctl, json_t *args, struct qmp_error *err)
 {
-	if (json_is_true(json_object_get(args, "blk")) || json_is_true(json_object_get(args, "inc"))) {
-		qmp_error_set(err, "GenericError", "block migration is not supported: give the "
-			      "target the same disk files (shared storage)");
+	if (json_is_true(json_object_get(args, "inc"))) {
+		qmp_error_set(err, "GenericError", "incremental block migration (shared backing "
+			      "files) is not supported: use blk alone, or shared storage");
 		return NULL;
 	}
 	const char *uri = json_string_value(json_object_get(args, "uri"));
-	return control_migrate(ctl, uri, err) == 0 ? json_object() : NULL;
+	bool blk = json_is_true(json_object_get(args, "blk"));
+	return control_migrate(ctl, uri, blk, err) == 0 ? json_object() : NULL;
 }
 
 static json_t *qmp_migrate_cancel(struct control *ctl, json_t *args, struct qmp_error *err)

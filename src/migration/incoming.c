@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "lib/log.h"
+#include "migration/block_mig.h"
 #include "migration/config.h"
 #include "migration/migrate.h"
 #include "migration/ram.h"
@@ -154,6 +155,14 @@ static int incoming_sections(struct vm *vm, struct stream *s, const char *uri,
 			}
 			continue;
 		}
+		if (sec.tag == BLOCK_MIG_SIZE_TAG || sec.tag == BLOCK_MIG_DATA_TAG) {
+			if ((r = block_mig_recv(vm, &sec, s, uri)) < 0) {
+				if (stream_error(s))
+					incoming_stream_error(uri, s, sec.tag);
+				break;
+			}
+			continue;
+		}
 		bool handled = false;
 		if ((r = vmstate_load_section(&loader, &sec, s, &handled)) < 0)
 			break;
@@ -166,7 +175,10 @@ static int incoming_sections(struct vm *vm, struct stream *s, const char *uri,
 		}
 	}
 	int fr = vmstate_loader_finish(&loader, r == 0);
-	return r < 0 ? r : fr;
+	int br = block_mig_recv_finish(); /* migrated disks durable before the guest runs */
+	if (r == 0 && fr == 0 && br < 0)
+		log_error("cannot make the migrated disks durable: %s", strerror(-br));
+	return r < 0 ? r : fr < 0 ? fr : br;
 }
 
 int incoming_load(struct vm *vm)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "migration/block_mig.h"
 #include "migration/config.h"
 #include "migration/dirty.h"
 #include "migration/ram.h"
@@ -50,6 +51,7 @@ struct migration {
 	struct stream s;
 	atomic_uint_fast64_t written;   /* bytes the transport took */
 	struct dirty_log dirty;
+	struct block_mig blk;           /* with params.block */
 	uint64_t *pending;              /* pages to send in the current pass */
 	struct timespec start, pass_start;
 	uint64_t pass_bytes;            /* stream bytes at pass_start */
@@ -184,12 +186,30 @@ static int migrate_send_pages(struct migration *m, const uint64_t *pending, bool
 	return 0;
 }
 
-/* The first pass: all of RAM while the guest runs. */
+/* Block migration: the disk chunks pending in this pass. */
+static int migrate_send_disks(struct migration *m, bool throttle)
+{
+	if (!m->params.block)
+		return 0;
+	for (bool done = false; !done;) {
+		if (atomic_load(&m->cancel))
+			return -ECANCELED;
+		int r = block_mig_send_one(&m->blk, &m->s, &done);
+		if (r < 0)
+			return r;
+		if (throttle)
+			migrate_throttle(m);
+	}
+	return 0;
+}
+
+/* The first pass: all of RAM (and of the disks, with block migration) while the guest runs. */
 static int migrate_first_pass(struct migration *m)
 {
 	clock_gettime(CLOCK_MONOTONIC, &m->pass_start);
 	m->pass_bytes = migrate_bytes(m);
-	return migrate_send_pages(m, NULL, true);
+	int r = migrate_send_disks(m, true);
+	return r < 0 ? r : migrate_send_pages(m, NULL, true);
 }
 
 /* Passes over the pages dirtied meanwhile until the rest can be sent within the downtime
@@ -215,7 +235,8 @@ static int migrate_dirty_passes(struct migration *m)
 		if (r < 0)
 			return r;
 		uint64_t dirty = dirty_count(m->pending, npages);
-		uint64_t expected = (uint64_t)((double)(dirty * (RAM_PAGE_SIZE + 9)) /
+		uint64_t disk_bytes = m->params.block ? block_mig_sync(&m->blk) : 0;
+		uint64_t expected = (uint64_t)((double)(dirty * (RAM_PAGE_SIZE + 9) + disk_bytes) /
 					       (bytes_per_ms > 0 ? bytes_per_ms : 1));
 		pthread_mutex_lock(&m->lock);
 		m->info.dirty_sync_count++;
@@ -227,6 +248,7 @@ static int migrate_dirty_passes(struct migration *m)
 		log_debug("migration pass %u: %llu dirty pages, %.0f bytes/ms, expected downtime "
 			  "%llu ms", pass, (unsigned long long)dirty, bytes_per_ms,
 			  (unsigned long long)expected);
+		dirty += disk_bytes / RAM_PAGE_SIZE; /* both in pages from here on */
 		bool shrinking = last_dirty == UINT64_MAX || dirty < last_dirty / 4 * 3;
 		if ((expected <= m->params.downtime_limit_ms && !shrinking) || dirty == 0 ||
 		    pass > MIGRATE_MAX_PASSES)
@@ -234,7 +256,9 @@ static int migrate_dirty_passes(struct migration *m)
 		last_dirty = dirty;
 		m->pass_start = now;
 		m->pass_bytes = migrate_bytes(m);
-		r = migrate_send_pages(m, m->pending, true);
+		r = migrate_send_disks(m, true);
+		if (r == 0)
+			r = migrate_send_pages(m, m->pending, true);
 		if (r < 0)
 			return r;
 	}
@@ -269,9 +293,16 @@ static int migrate_stop_and_copy(struct migration *m, bool *paused_here, bool *d
 		migrate_post(m, MIGRATE_EVENT_VM_STOPPED, MIGRATE_ACTIVE);
 		pthread_mutex_unlock(&m->lock);
 	}
-	vmstate_stop_devices(vm); /* drained: nothing writes RAM from here on */
+	vmstate_stop_devices(vm); /* drained: nothing writes RAM or disks from here on */
 	*devices_stopped = true;
-	r = dirty_log_sync(&m->dirty, m->pending, true);
+	if (m->params.block) {
+		block_mig_sync(&m->blk);
+		r = migrate_send_disks(m, false);
+	} else {
+		r = block_mig_flush_shared(vm); /* the target reads the same files */
+	}
+	if (r == 0)
+		r = dirty_log_sync(&m->dirty, m->pending, true);
 	if (r == 0)
 		r = migrate_send_pages(m, m->pending, false);
 	if (r == 0)
@@ -319,6 +350,13 @@ static int migrate_run(struct migration *m, bool *paused_here, bool *devices_sto
 	stream_end_section(&m->s);
 	if ((r = stream_error(&m->s)) < 0)
 		return r;
+	char why[256];
+	if (m->params.block && (r = block_mig_start(&m->blk, vm, &m->s, why, sizeof(why))) < 0) {
+		pthread_mutex_lock(&m->lock);
+		snprintf(m->info.error, sizeof(m->info.error), "%s", why);
+		pthread_mutex_unlock(&m->lock);
+		return r;
+	}
 	migrate_set_status(m, MIGRATE_ACTIVE);
 	r = migrate_first_pass(m);
 	if (r == 0)
@@ -353,6 +391,8 @@ static void *migrate_thread(void *arg)
 	if (r < 0 && atomic_load(&m->cancel))
 		r = -ECANCELED; /* whatever error the cancel's abort caused */
 	dirty_log_stop(&m->dirty);
+	if (m->params.block)
+		block_mig_stop(&m->blk);
 	stream_close(&m->s);
 	free(m->pending);
 	m->pending = NULL;
@@ -427,6 +467,10 @@ int migrate_start(struct vm *vm, const char *uri, const struct migrate_params *p
 			 "(virtio-net, virtio-console)");
 		return -ENOTSUP;
 	}
+	r = params->block ? block_mig_check(vm, why, why_len)
+			  : block_mig_check_shared(vm, why, why_len);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&m->lock);
 	memset(&m->info, 0, sizeof(m->info));
 	m->info.status = MIGRATE_SETUP;

@@ -6,6 +6,7 @@
  * The stream: magic "KVMKITLM", format version 1, then the sections
  *   "CONF" the configuration (config.h), compared by the target with its own
  *   "MRAM" the size of the RAM image (u64)
+ *   "BLKS", "BLKD" with block migration: the disks' content (block_mig.h)
  *   "RAMP" RAM pages (ram.h), as many as the passes need
  *   vmstate's sections (vCPUs, irqchip, PIT, clock, devices), "END " */
 #ifndef KVMKIT_MIGRATION_MIGRATE_H
@@ -38,6 +39,7 @@ const char *migrate_status_name(enum migrate_status s);
 struct migrate_params {
 	uint64_t downtime_limit_ms;   /* the most the VM may stay paused at the end */
 	uint64_t max_bandwidth;       /* bytes/s while the guest runs; 0: unlimited */
+	bool block;                   /* copy the disks too (block_mig.h), else they are shared */
 };
 
 /* What query-migrate reports (QEMU's MigrationInfo and its "ram" member). */

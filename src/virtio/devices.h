@@ -31,6 +31,14 @@ void virtio_console_destroy(struct virtio_console *con);
 /* Snapshots: the transport a device sits on (migration/vmstate.c saves and loads its state
  * there; virtio-blk and virtio-rng keep nothing else that a restore would not rebuild). */
 struct virtio_transport *virtio_blk_transport(struct virtio_blk *blk);
+/* Live block migration's hook: while installed (log non-NULL), written() is called on the I/O
+ * thread for every guest write, write-zeroes or discard once it has completed, with its byte
+ * range. The log must outlive its installation (a completion may still be using it). */
+struct virtio_blk_write_log {
+	void (*written)(void *opaque, uint64_t offset, uint64_t len);
+	void *opaque;
+};
+void virtio_blk_log_writes(struct virtio_blk *blk, const struct virtio_blk_write_log *log);
 struct virtio_transport *virtio_rng_transport(struct virtio_rng *rng);
 
 #endif

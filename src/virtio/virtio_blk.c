@@ -79,6 +79,7 @@ struct virtio_blk {
 	unsigned inflight;
 	bool stopping;
 	bool writethrough;              /* the driver did not negotiate FLUSH (set at start) */
+	const struct virtio_blk_write_log *write_log; /* live block migration's, or NULL */
 };
 
 
@@ -116,9 +117,33 @@ static void req_complete(struct blk_request *r, uint8_t status)
 	req_free(blk, r);
 }
 
+void virtio_blk_log_writes(struct virtio_blk *blk, const struct virtio_blk_write_log *log)
+{
+	__atomic_store_n(&blk->write_log, log, __ATOMIC_SEQ_CST);
+}
+
+/* A completed change of the disk, for live block migration (marked after it completed, so a
+ * copy of the range made after the mark sees it). */
+static void req_log_write(struct blk_request *r)
+{
+	const struct virtio_blk_write_log *log = __atomic_load_n(&r->blk->write_log,
+								 __ATOMIC_ACQUIRE);
+	const struct block_request *b = &r->breq;
+	if (!log)
+		return;
+	uint64_t len = b->len;
+	if (b->op == BLOCK_OP_WRITE)
+		for (int i = 0; i < b->iovcnt; i++)
+			len += b->iov[i].iov_len;
+	log->written(log->opaque, b->offset, len);
+}
+
 static void req_done(struct block_request *breq, int result)
 {
 	struct blk_request *r = (struct blk_request *)breq;
+	if (result == 0 && (breq->op == BLOCK_OP_WRITE || breq->op == BLOCK_OP_WRITE_ZEROES ||
+			    breq->op == BLOCK_OP_DISCARD))
+		req_log_write(r);
 	/* A driver that cannot flush gets write-through: each write is made durable before it
 	 * completes (virtio 1.x 5.2.6.2), by a flush that reuses the request. */
 	if (result == 0 && breq->op == BLOCK_OP_WRITE && r->blk->writethrough) {

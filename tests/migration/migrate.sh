@@ -104,10 +104,11 @@ def wait_pass(vm, k, timeout=30):
         time.sleep(0.05)
     return vm.last_pass() >= k
 
-def migrate(src, uri, why, bandwidth=10**10, downtime=1000, final=("completed", "failed", "cancelled")):
+def migrate(src, uri, why, bandwidth=10**10, downtime=1000, final=("completed", "failed", "cancelled"),
+            blk=False):
     q = src.connect()
     q.cmd("migrate-set-parameters", {"max-bandwidth": bandwidth, "downtime-limit": downtime})
-    r = q.cmd("migrate", {"uri": uri})
+    r = q.cmd("migrate", {"uri": uri, "blk": True} if blk else {"uri": uri})
     if "return" not in r:
         why.append("migrate: %s" % r)
         return {}
@@ -203,6 +204,38 @@ def test_virtio_shared_disk():
     with open(disk, "wb") as f:
         f.truncate(1 << 20)
     return one_hop("unix:" + os.path.join(tmp, "v.sock"), extra=["--rng", "--disk", "path=" + disk])
+
+# Block migration: the target has its own, empty disk file; the guest checks every pass that
+# sector 1 holds the previous pass's number, so the disk's content must have come along.
+def test_block_migration():
+    why = []
+    src_disk, dst_disk = os.path.join(tmp, "src.img"), os.path.join(tmp, "dst.img")
+    for path in (src_disk, dst_disk):
+        with open(path, "wb") as f:
+            f.truncate(4 << 20)
+    sock = "unix:" + os.path.join(tmp, "b.sock")
+    tgt = VM(["--rng", "--disk", "path=" + dst_disk], incoming=sock)
+    time.sleep(0.3)
+    src = VM(["--rng", "--disk", "path=" + src_disk])
+    try:
+        wait_pass(src, 3)
+        expect_completed(src, migrate(src, sock, why, blk=True), why, "migration")
+        at = src.last_pass()
+        quit_source(src)
+        expect_finished(tgt, why, "target")
+        with open(src_disk, "rb") as f:
+            f.seek(512)
+            held = int.from_bytes(f.read(4), "little")
+        if held > at + 1 or held < at - 1:
+            why.append("the source's disk holds pass %d, its guest was at %d" % (held, at))
+        with open(dst_disk, "rb") as f:
+            f.seek(512)
+            if int.from_bytes(f.read(4), "little") != 60:
+                why.append("the target's disk does not hold pass 60")
+    finally:
+        src.kill()
+        tgt.kill()
+    return why
 
 def test_chain_of_three():
     why = []
