@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Live migration tests on the host's /dev/kvm (tier A): the migrate_pattern guest (which checks
 # every page it wrote, every pass) moved between kvmkit processes over unix:, tcp:, exec: and
-# file:, with a virtio-rng and a virtio-blk disk on shared storage, onward along a chain of
-# three processes, cancelled mid-way (the source runs on) and retried, and refused cleanly by a
-# target started with a different --memory. The guest must finish with its check passed on the
-# last target.
+# file:, with a virtio-rng and a virtio-blk disk on shared storage, with block migration to a
+# target with its own empty disk, through the human monitor (migrate -d, info migrate, then
+# savevm DIR and --restore DIR), onward along a chain of three processes, cancelled mid-way (the
+# source runs on) and retried, and refused cleanly by a target started with a different
+# --memory. The guest must finish with its check passed on the last target; no process may
+# print a sanitizer report (run it with a build-sanitize binary too).
 #
 # usage: migrate.sh KVMKIT_BINARY GUESTS_DIR [NAME_GLOB]
 #   Prints "PASS name" or "FAIL name (why)" per test, then "N passed, N failed". Exit status 0
@@ -235,6 +237,49 @@ def test_block_migration():
     finally:
         src.kill()
         tgt.kill()
+    return why
+
+# The human monitor's side: migrate -d and info migrate, then savevm DIR on the target, which
+# kvmkit run --restore DIR resumes to the guest's end.
+def test_hmp_migrate_and_savevm():
+    why = []
+    sock = "unix:" + os.path.join(tmp, "h.sock")
+    snap = os.path.join(tmp, "hmp-snap")
+    tgt = VM([], incoming=sock)
+    time.sleep(0.3)
+    src = VM([])
+    vms = [src, tgt]
+    try:
+        wait_pass(src, 3)
+        q = src.q
+        q.cmd("migrate-set-parameters", {"max-bandwidth": 10**10, "downtime-limit": 1000})
+        hmp = lambda vm, line: vm.q.cmd("human-monitor-command", {"command-line": line})["return"]
+        out = hmp(src, "migrate -d " + sock)
+        if out:
+            why.append("migrate -d said %r" % out)
+        for _ in range(200):
+            out = hmp(src, "info migrate")
+            if "Migration status: completed" in out or "failed" in out:
+                break
+            time.sleep(0.05)
+        if "Migration status: completed" not in out or "downtime:" not in out:
+            why.append("info migrate: %r" % out)
+        quit_source(src)
+        tq = tgt.connect()
+        wait_pass(tgt, tgt.last_pass() + 2)
+        out = hmp(tgt, "savevm " + snap)
+        if out or not os.path.exists(os.path.join(snap, "state")):
+            why.append("savevm: %r" % out)
+        if tq.cmd("query-status")["return"]["status"] != "running":
+            why.append("the VM is not running after savevm")
+        tq.cmd("quit")
+        tgt.wait(10)
+        restored = VM([], machine=["--restore", snap], qmp=False)
+        vms.append(restored)
+        expect_finished(restored, why, "the restored savevm")
+    finally:
+        for v in vms:
+            v.kill()
     return why
 
 def test_chain_of_three():
