@@ -29,6 +29,10 @@
  * than the link carries never converges; QEMU would go on forever without auto-converge). */
 #define MIGRATE_MAX_PASSES 30
 #define MIGRATE_MAX_EVENTS 16
+/* Within the downtime limit, passes go on (at most this many more) while the rest would take
+ * longer than this. */
+#define MIGRATE_EXTRA_PASSES 6
+#define MIGRATE_GOOD_DOWNTIME_MS 2
 /* A pass that sent less than this does not measure the bandwidth. */
 #define MIGRATE_MEASURE_BYTES (4u << 20)
 
@@ -213,14 +217,17 @@ static int migrate_first_pass(struct migration *m)
 }
 
 /* Passes over the pages dirtied meanwhile until the rest can be sent within the downtime
- * limit at the bandwidth the last pass measured and no longer shrinks by a quarter a pass, or
- * MIGRATE_MAX_PASSES. Going on while it shrinks costs little (each pass is shorter than the
- * one before, so the guest dirties less during it) and makes the downtime as short as the
- * guest allows rather than just under the limit. Leaves the pages still to send in
+ * limit at the bandwidth the last pass measured, or MIGRATE_MAX_PASSES. Within the limit it
+ * goes on for up to MIGRATE_EXTRA_PASSES while the rest would take longer than
+ * MIGRATE_GOOD_DOWNTIME_MS and keeps shrinking (by a quarter of the smallest set seen, at
+ * least every third pass): each pass is shorter than the one before, so the guest dirties less
+ * during it, and the downtime becomes as short as the guest allows rather than just under the
+ * limit, for a few milliseconds more of total time. Leaves the pages still to send in
  * m->pending. */
 static int migrate_dirty_passes(struct migration *m)
 {
-	uint64_t npages = m->dirty.npages, last_dirty = UINT64_MAX;
+	uint64_t npages = m->dirty.npages, smallest = UINT64_MAX;
+	unsigned extra = 0, stalls = 0;
 	for (unsigned pass = 1;; pass++) {
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -249,11 +256,14 @@ static int migrate_dirty_passes(struct migration *m)
 			  "%llu ms", pass, (unsigned long long)dirty, bytes_per_ms,
 			  (unsigned long long)expected);
 		dirty += disk_bytes / RAM_PAGE_SIZE; /* both in pages from here on */
-		bool shrinking = last_dirty == UINT64_MAX || dirty < last_dirty / 4 * 3;
-		if ((expected <= m->params.downtime_limit_ms && !shrinking) || dirty == 0 ||
-		    pass > MIGRATE_MAX_PASSES)
+		stalls = smallest == UINT64_MAX || dirty < smallest / 4 * 3 ? 0 : stalls + 1;
+		smallest = dirty < smallest ? dirty : smallest;
+		bool within = expected <= m->params.downtime_limit_ms;
+		if (dirty == 0 || pass > MIGRATE_MAX_PASSES ||
+		    (within && (expected <= MIGRATE_GOOD_DOWNTIME_MS || stalls >= 3 ||
+				extra >= MIGRATE_EXTRA_PASSES)))
 			return 0;
-		last_dirty = dirty;
+		extra += within;
 		m->pass_start = now;
 		m->pass_bytes = migrate_bytes(m);
 		r = migrate_send_disks(m, true);
@@ -303,10 +313,15 @@ static int migrate_stop_and_copy(struct migration *m, bool *paused_here, bool *d
 	}
 	if (r == 0)
 		r = dirty_log_sync(&m->dirty, m->pending, true);
+	uint64_t last_pages = dirty_count(m->pending, m->dirty.npages), ram_ms = ms_since(&t0);
 	if (r == 0)
 		r = migrate_send_pages(m, m->pending, false);
+	ram_ms = ms_since(&t0) - ram_ms;
 	if (r == 0)
 		r = vmstate_save(vm, &m->s);
+	log_debug("migration's last pass: %llu pages in %llu ms, state saved at %llu ms",
+		  (unsigned long long)last_pages, (unsigned long long)ram_ms,
+		  (unsigned long long)ms_since(&t0));
 	stream_begin_section(&m->s, STREAM_TAG_END, 0, 1);
 	stream_end_section(&m->s);
 	if (r == 0)
