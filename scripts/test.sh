@@ -65,6 +65,9 @@ if build build; then
 		bash tests/img/repair.sh build/src/img/kvmkit-img
 	stage "kvmkit-img golden outputs" bash tests/img/golden.sh
 	stage "qcow2 fuzz (60 s)" bash tests/fuzz/run.sh
+	stage "snapshots (save/restore chains, restore time, refusals, tamper)" \
+		bash tests/migration/snapshot.sh build/kvmkit build/tests/guests
+	stage "snapshot state fuzz (60 s)" bash tests/fuzz/snapshot_run.sh 60
 else
 	failed=$((failed + 1)); failures+=("build")
 fi
@@ -73,6 +76,9 @@ if build build-sanitize -Db_sanitize=address,undefined -Db_lundef=false; then
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
 		stage "unit + tier A + control (ASan+UBSan)" meson test -C build-sanitize \
 		--print-errorlogs --suite unit --suite tier-a --suite control
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+		stage "snapshots (ASan+UBSan)" bash tests/migration/snapshot.sh build-sanitize/kvmkit \
+		build-sanitize/tests/guests
 else
 	failed=$((failed + 1)); failures+=("sanitizer build")
 fi
@@ -90,6 +96,8 @@ if [ "$nested" -eq 1 ]; then
 		bash tests/nested/virtio_net.sh build/kvmkit --kvmkit-args "--transport mmio"
 	stage "tier B QMP: status, pause without a clock jump, reset, ACPI power button" \
 		bash tests/nested/lifecycle.sh build/kvmkit
+	stage "tier B save/restore and live migration with the disk between two namespaces" \
+		bash tests/nested/migrate_linux.sh build/kvmkit
 fi
 
 echo

@@ -17,6 +17,11 @@ set -euo pipefail
 #                                   test sees whether the guest's clocks jump across a pause),
 #                                   and power off when the ACPI power button is pressed (the
 #                                   kernel's ff_pwr_btn counter rises: what acpid would do)
+#   kvmkit.test=writer              mount /dev/vda (ext4) on /mnt and append "line N" to /mnt/log
+#                                   5 times a second (sync every 10), print "L2-TICK n up=UPTIME
+#                                   rt=EPOCH lines=N" every second; at the ACPI power button stop
+#                                   the writer, check every line is there once and in order
+#                                   ("L2-WRITER-OK N" or "L2-WRITER-BAD why"), unmount, power off
 #   kvmkit.test=virtio-root         mount /dev/vda (ext4) and switch_root to it, running its
 #                                   /sbin/kvmkit-test (tests/nested/virtio.sh builds that disk)
 #   kvmkit.hold=SECONDS             wait that long after the markers first (lets a test sample the VMM)
@@ -113,6 +118,41 @@ shell)
     echo "L2 guest shell (busybox). 'exit' or 'poweroff -f' ends the guest."
     export PS1='l2:\w# '
     setsid cttyhack sh -l
+    echo "L2-DONE"
+    poweroff -f ;;
+writer)
+    load_virtio
+    insmod /lib/modules/button.ko
+    n=0
+    while [ ! -b /dev/vda ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+    mkdir -p /mnt
+    mount -t ext4 /dev/vda /mnt || echo "L2-WRITER-BAD mount failed"
+    touch /mnt/log
+    (i=$(wc -l < /mnt/log)
+     while [ ! -f /tmp/stop ]; do
+         echo "line $i" >> /mnt/log
+         i=$((i + 1))
+         [ $((i % 10)) = 0 ] && sync
+         sleep 0.2
+     done
+     sync
+     touch /tmp/stopped) &
+    btn=/sys/firmware/acpi/interrupts/ff_pwr_btn
+    read -r b0 _ < $btn
+    n=0
+    while :; do
+        read -r b _ < $btn
+        [ "$b" != "$b0" ] && break
+        read -r up _ < /proc/uptime
+        echo "L2-TICK $n up=$up rt=$(date +%s) lines=$(wc -l < /mnt/log)"
+        n=$((n + 1))
+        sleep 1
+    done
+    touch /tmp/stop
+    while [ ! -f /tmp/stopped ]; do sleep 0.1; done
+    bad=$(awk '$0 != "line " NR - 1 { print "line " NR ": " $0; exit }' /mnt/log)
+    if [ -z "$bad" ]; then echo "L2-WRITER-OK $(wc -l < /mnt/log)"; else echo "L2-WRITER-BAD $bad"; fi
+    umount /mnt
     echo "L2-DONE"
     poweroff -f ;;
 lifecycle)
