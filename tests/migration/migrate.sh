@@ -5,7 +5,7 @@
 # target with its own empty disk, through the human monitor (migrate -d, info migrate, then
 # savevm DIR and --restore DIR), onward along a chain of three processes, cancelled mid-way (the
 # source runs on) and retried, and refused cleanly by a target started with a different
-# --memory. The guest must finish with its check passed on the last target; no process may
+# --memory or given a cut, damaged or foreign stream. The guest must finish with its check passed on the last target; no process may
 # print a sanitizer report (run it with a build-sanitize binary too).
 #
 # usage: migrate.sh KVMKIT_BINARY GUESTS_DIR [NAME_GLOB]
@@ -280,6 +280,36 @@ def test_hmp_migrate_and_savevm():
     finally:
         for v in vms:
             v.kill()
+    return why
+
+# A stream cut short, damaged in transit or not a stream at all: the target refuses it in one
+# sentence with exit status 1 (and no sanitizer report).
+def test_damaged_stream_refused():
+    why = []
+    good = os.path.join(tmp, "good.stream")
+    src = VM([])
+    try:
+        wait_pass(src, 2)
+        expect_completed(src, migrate(src, "file:" + good, why), why, "migration to a file")
+        quit_source(src)
+    finally:
+        src.kill()
+    data = open(good, "rb").read()
+    cases = {
+        "cut": (data[:len(data) // 2], "ended early"),
+        "flipped": (data[:len(data) // 3] + bytes([data[len(data) // 3] ^ 0x40]) +
+                    data[len(data) // 3 + 1:], "damaged in transit"),
+        "garbage": (b"this is not a migration stream at all" * 10, "not a kvmkit migration stream"),
+    }
+    for name, (content, want) in cases.items():
+        path = os.path.join(tmp, name + ".stream")
+        with open(path, "wb") as f:
+            f.write(content)
+        tgt = VM([], incoming="file:" + path, qmp=False)
+        rc = tgt.wait(30)
+        err = [l for l in tgt.stderr().splitlines() if l.startswith("kvmkit:")]
+        if rc != 1 or len(err) != 1 or want not in err[0]:
+            why.append("%s: exit status %s, said %s" % (name, rc, err))
     return why
 
 def test_chain_of_three():
