@@ -1,6 +1,7 @@
 /* PCI bus 0 behind one host bridge: configuration space (mechanism #1 and ECAM), BARs
  * pre-assigned in fixed windows and dispatched to whichever device decodes an address, the
  * capability list, MSI-X (table and PBA emulated here, vectors raised through irqfds) and INTx.
+ * Snapshots of it are in pci_state.c.
  *
  * Locking, outermost first:
  *   bus->cfg_lock   every config access (the 0xCF8 address register is shared state), BAR
@@ -10,6 +11,7 @@
  *                   drop it before calling anything, so it never nests around another lock
  * irq.c's routing lock is taken under d->lock (route updates); it is a leaf. */
 #include "hw/pci.h"
+#include "hw/pci_int.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -20,7 +22,6 @@
 #include "arch/x86/layout.h"
 #include "lib/le.h"
 #include "lib/log.h"
-#include "migration/stream.h"
 #include "vmm/irq.h"
 #include "vmm/memory.h"
 #include "vmm/vm.h"
@@ -33,94 +34,11 @@ _Static_assert(LAYOUT_PCI_ECAM_BASE + LAYOUT_PCI_ECAM_SIZE <= LAYOUT_IOAPIC_ADDR
 _Static_assert(LAYOUT_PCI_ECAM_SIZE == PCI_MAX_SLOTS * 8 * PCI_CONFIG_SIZE, "ECAM of bus 0");
 _Static_assert(PORT_PCI_IO_BASE + PORT_PCI_IO_SIZE <= 0x10000, "I/O window beyond 64 KiB");
 
-/* Type 0 configuration header */
-enum {
-	PCI_VENDOR_ID = 0x00,
-	PCI_DEVICE_ID = 0x02,
-	PCI_COMMAND = 0x04,
-	PCI_STATUS = 0x06,
-	PCI_REVISION_ID = 0x08,
-	PCI_CLASS_PROG = 0x09,        /* prog-if, subclass, class: 3 bytes */
-	PCI_CACHE_LINE_SIZE = 0x0c,
-	PCI_LATENCY_TIMER = 0x0d,
-	PCI_HEADER_TYPE = 0x0e,
-	PCI_BASE_ADDRESS_0 = 0x10,
-	PCI_SUBSYSTEM_VENDOR_ID = 0x2c,
-	PCI_SUBSYSTEM_ID = 0x2e,
-	PCI_CAPABILITY_LIST = 0x34,
-	PCI_INTERRUPT_LINE = 0x3c,
-	PCI_INTERRUPT_PIN = 0x3d,
-	PCI_HEADER_END = 0x40,        /* capabilities start here */
-	PCI_STD_CONFIG_END = 0x100,   /* capability pointers are 8 bits */
-};
-
-#define PCI_COMMAND_IO           0x0001
-#define PCI_COMMAND_MEMORY       0x0002
-#define PCI_COMMAND_MASTER       0x0004
-#define PCI_COMMAND_PARITY       0x0040
-#define PCI_COMMAND_SERR         0x0100
-#define PCI_COMMAND_INTX_DISABLE 0x0400
-/* What a guest may change in the command register; the rest (special cycles, MWI, VGA
- * snooping, fast back-to-back) does not exist on a virtual bus and reads 0. */
-#define PCI_COMMAND_WMASK (PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | \
-			   PCI_COMMAND_PARITY | PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE)
-#define PCI_STATUS_INTERRUPT     0x0008
-#define PCI_STATUS_CAP_LIST      0x0010
-
-#define PCI_BAR_IO               0x1
-#define PCI_BAR_MEM_TYPE_64      0x4
-#define PCI_BAR_IO_MASK          0xfffcu      /* I/O BARs decode 16 bits: x86 has 64 Ki ports */
-#define PCI_BAR_MEM_MASK         0xfffffff0u
-
-/* Mechanism #1 address register: enable, bus, device, function, register (bits 7:2), and
- * AMD's extension putting register bits 11:8 in bits 27:24, which Linux uses on AMD hosts
- * when it cannot use the ECAM. Other bits read as 0. */
-#define CF8_ENABLE               0x80000000u
-#define CF8_MASK                 0x8ffffffcu
-
-/* MSI-X capability body (after ID and next pointer) and table entries */
-#define MSIX_CAP_LEN             10          /* message control 2, table 4, PBA 4 */
-#define MSIX_CTRL_ENABLE         0x8000
-#define MSIX_CTRL_FUNCTION_MASK  0x4000
-#define MSIX_MAX_VECTORS         2048
-#define MSIX_ENTRY_SIZE          16
-#define MSIX_ENTRY_VECTOR_CTRL   12
-#define MSIX_ENTRY_CTRL_MASKBIT  0x1
-
 /* The host bridge: Red Hat's generic "QEMU PCIe host bridge" ID, which no Linux quirk keys
  * on (an Intel chipset ID would invite chipset quirks for hardware that is not there). */
 #define HOST_BRIDGE_VENDOR       0x1b36
 #define HOST_BRIDGE_DEVICE       0x0008
 #define PCI_CLASS_HOST_BRIDGE    0x060000
-
-struct msix_vector {
-	uint8_t entry[MSIX_ENTRY_SIZE]; /* address lo, address hi, data, vector control */
-	int gsi;                        /* -1 until register */
-	int efd;                        /* eventfd bound to gsi by an irqfd, -1 until register */
-	bool routed;                    /* the GSI's route holds routed_addr/routed_data */
-	uint64_t routed_addr;
-	uint32_t routed_data;
-};
-
-struct pci_msix {
-	unsigned n;
-	int bar;
-	uint64_t table_off, pba_off;
-	uint8_t cap;                    /* offset of the capability in config space */
-	struct msix_vector *v;
-	uint64_t *pba;                  /* pending bits, (n + 63) / 64 words */
-};
-
-struct pci_bus {
-	struct vm *vm;
-	pthread_mutex_t cfg_lock;
-	pthread_rwlock_t map_lock;
-	uint32_t cf8;                   /* the mechanism #1 address register */
-	struct pci_device *slots[PCI_MAX_SLOTS];
-	uint64_t next_mem;              /* pre-assignment cursors in the windows */
-	uint64_t next_io;
-	struct pci_device host;         /* slot 0 */
-};
 
 /* --- little helpers --- */
 
@@ -166,7 +84,7 @@ static bool msix_enabled_locked(const struct pci_device *d)
 
 /* Drives the GSI from the device's level, INTx Disable and MSI-X enable. Holds d->lock, so
  * concurrent raise/lower calls reach KVM in the order they took effect. */
-static void intx_update(struct pci_device *d)
+void pci_intx_update(struct pci_device *d)
 {
 	bool line = d->intx_level && intx_pin(d) &&
 		    !(cfg16(d, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE) && !msix_enabled_locked(d);
@@ -182,7 +100,7 @@ void pci_intx_set(struct pci_device *d, int level)
 	d->intx_level = level != 0;
 	uint16_t status = cfg16(d, PCI_STATUS) & (uint16_t)~PCI_STATUS_INTERRUPT;
 	le_put(d->config + PCI_STATUS, 2, status | (d->intx_level ? PCI_STATUS_INTERRUPT : 0));
-	intx_update(d);
+	pci_intx_update(d);
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -194,7 +112,7 @@ uint32_t pci_slot_gsi(uint8_t slot, uint8_t pin)
 
 /* --- MSI-X vectors (all under d->lock) --- */
 
-static bool msix_vector_masked(const struct pci_device *d, unsigned i)
+bool pci_msix_vector_masked(const struct pci_device *d, unsigned i)
 {
 	uint16_t ctrl = cfg16(d, d->msix->cap + 2);
 	return !(ctrl & MSIX_CTRL_ENABLE) || (ctrl & MSIX_CTRL_FUNCTION_MASK) ||
@@ -209,7 +127,7 @@ static void msix_fire(struct msix_vector *v)
 }
 
 /* Points the vector's GSI at the message the guest programmed, if it is not there already. */
-static void msix_route(struct pci_device *d, struct msix_vector *v)
+void pci_msix_route(struct pci_device *d, struct msix_vector *v)
 {
 	uint64_t addr = le_get(v->entry, 4) | (uint64_t)le_get(v->entry + 4, 4) << 32;
 	uint32_t data = le_get(v->entry + 8, 4);
@@ -230,10 +148,10 @@ static void msix_route(struct pci_device *d, struct msix_vector *v)
  * follows the entry, and an interrupt that arrived while masked is delivered now. */
 static void msix_vector_update(struct pci_device *d, unsigned i, bool was_masked)
 {
-	if (msix_vector_masked(d, i))
+	if (pci_msix_vector_masked(d, i))
 		return;
 	struct msix_vector *v = &d->msix->v[i];
-	msix_route(d, v);
+	pci_msix_route(d, v);
 	uint64_t bit = 1ULL << (i % 64);
 	if (was_masked && (d->msix->pba[i / 64] & bit)) {
 		d->msix->pba[i / 64] &= ~bit;
@@ -251,7 +169,7 @@ static void msix_table_access(struct pci_device *d, uint64_t off, uint8_t *data,
 		memcpy(data, entry + field, len);
 		return;
 	}
-	bool was_masked = msix_vector_masked(d, vec);
+	bool was_masked = pci_msix_vector_masked(d, vec);
 	for (uint32_t i = 0; i < len; i++, field++) {
 		if (field < MSIX_ENTRY_VECTOR_CTRL)
 			entry[field] = data[i];
@@ -304,7 +222,7 @@ bool pci_msix_notify(struct pci_device *d, unsigned vector)
 		return has_pin;
 	}
 	/* Under the lock, so a vector the guest masks is never signalled after the mask. */
-	if (msix_vector_masked(d, vector))
+	if (pci_msix_vector_masked(d, vector))
 		d->msix->pba[vector / 64] |= 1ULL << (vector % 64);
 	else
 		msix_fire(&d->msix->v[vector]);
@@ -336,7 +254,7 @@ static uint64_t bar_reg_addr(const struct pci_device *d, int i)
 
 /* Makes bars[] follow the BAR and command registers (read under d->lock by the caller into
  * addr[]/active[]); returns the mask of BARs whose decoding changed. Holds cfg_lock. */
-static unsigned bars_publish(struct pci_device *d, const uint64_t *addr, const bool *active)
+unsigned pci_bars_publish(struct pci_device *d, const uint64_t *addr, const bool *active)
 {
 	unsigned changed = 0;
 	pthread_rwlock_wrlock(&d->bus->map_lock);
@@ -354,7 +272,7 @@ static unsigned bars_publish(struct pci_device *d, const uint64_t *addr, const b
 }
 
 /* What bars[] should say, from config space. Holds d->lock. */
-static void bars_decode(const struct pci_device *d, uint64_t *addr, bool *active)
+void pci_bars_decode(const struct pci_device *d, uint64_t *addr, bool *active)
 {
 	uint16_t cmd = cfg16(d, PCI_COMMAND);
 	for (int i = 0; i < PCI_NUM_BARS; i++) {
@@ -489,17 +407,17 @@ static void cfg_access(struct pci_device *d, uint32_t off, uint8_t *data, uint32
 	if (msix_ctrl)
 		msix_control_written(d, old_msix_ctrl);
 	if (msix_ctrl || cfg16(d, PCI_COMMAND) != old_cmd)
-		intx_update(d);
+		pci_intx_update(d);
 	bool bars = overlaps(off, len, PCI_COMMAND, 2) ||
 		    overlaps(off, len, PCI_BASE_ADDRESS_0, 4 * PCI_NUM_BARS);
 	uint64_t addr[PCI_NUM_BARS];
 	bool active[PCI_NUM_BARS];
 	if (bars)
-		bars_decode(d, addr, active);
+		pci_bars_decode(d, addr, active);
 	pthread_mutex_unlock(&d->lock);
 
 	if (bars) {
-		unsigned changed = bars_publish(d, addr, active);
+		unsigned changed = pci_bars_publish(d, addr, active);
 		for (int i = 0; i < PCI_NUM_BARS; i++)
 			if ((changed & (1u << i)) && d->bar_changed)
 				d->bar_changed(d, i);
@@ -863,119 +781,6 @@ void pci_device_unregister(struct pci_device *d)
 	msix_free(d, bus->vm);
 	pthread_mutex_destroy(&d->lock);
 	d->bus = NULL;
-}
-
-/* --- snapshots --- */
-
-/* One device: config space, INTx level, MSI-X table and pending bits. */
-static void pci_device_save(struct pci_device *d, struct stream *s)
-{
-	pthread_mutex_lock(&d->lock);
-	stream_put_bytes(s, d->config, PCI_CONFIG_SIZE);
-	stream_put_u8(s, (uint8_t)d->intx_level);
-	unsigned n = d->msix ? d->msix->n : 0;
-	stream_put_u32(s, n);
-	for (unsigned i = 0; i < n; i++)
-		stream_put_bytes(s, d->msix->v[i].entry, MSIX_ENTRY_SIZE);
-	for (unsigned w = 0; w < (n + 63) / 64; w++)
-		stream_put_u64(s, d->msix->pba[w]);
-	pthread_mutex_unlock(&d->lock);
-}
-
-/* Reads one device's state and checks it against the device as created: only bits the guest
- * may write (wmask) and the INTx status bit may differ, the vector count must match, vector
- * control has only its mask bit, no pending bit beyond the vectors. Nothing is changed on a
- * failure (-EBADMSG). */
-static int pci_device_load(struct pci_device *d, struct stream *s)
-{
-	uint8_t *config = malloc(PCI_CONFIG_SIZE);
-	struct msix_vector *v = NULL;
-	uint64_t *pba = NULL;
-	if (!config)
-		return -ENOMEM;
-	stream_get_bytes(s, config, PCI_CONFIG_SIZE);
-	uint8_t intx = stream_get_u8(s);
-	unsigned n = d->msix ? d->msix->n : 0;
-	bool bad = intx > 1 || stream_get_u32(s) != n;
-	if (!stream_error(s) && !bad && n) {
-		v = calloc(n, sizeof(*v));
-		pba = calloc((n + 63) / 64, sizeof(*pba));
-		if (!v || !pba)
-			stream_fail(s, -ENOMEM);
-	}
-	for (unsigned i = 0; i < n && !stream_error(s) && !bad; i++) {
-		stream_get_bytes(s, v[i].entry, MSIX_ENTRY_SIZE);
-		bad = v[i].entry[MSIX_ENTRY_VECTOR_CTRL] & ~MSIX_ENTRY_CTRL_MASKBIT;
-	}
-	for (unsigned w = 0; w < (n + 63) / 64 && !stream_error(s) && !bad; w++) {
-		pba[w] = stream_get_u64(s);
-		bad = n < 64 * (w + 1) && (pba[w] >> (n % 64));
-	}
-	pthread_mutex_lock(&d->lock);
-	for (unsigned i = 0; i < PCI_CONFIG_SIZE && !bad; i++) {
-		uint8_t fixed = (uint8_t)~d->wmask[i];
-		if (i == PCI_STATUS)
-			fixed &= (uint8_t)~PCI_STATUS_INTERRUPT;
-		bad = (config[i] ^ d->config[i]) & fixed;
-	}
-	int r = stream_error(s) ? stream_error(s) : bad ? -EBADMSG : 0;
-	if (r == 0) {
-		memcpy(d->config, config, PCI_CONFIG_SIZE);
-		d->intx_level = intx;
-		for (unsigned i = 0; i < n; i++) {
-			memcpy(d->msix->v[i].entry, v[i].entry, MSIX_ENTRY_SIZE);
-			if (!msix_vector_masked(d, i))
-				msix_route(d, &d->msix->v[i]); /* the GSIs are this process's own */
-		}
-		if (n)
-			memcpy(d->msix->pba, pba, (n + 63) / 64 * sizeof(*pba));
-		intx_update(d);
-	}
-	uint64_t addr[PCI_NUM_BARS];
-	bool active[PCI_NUM_BARS];
-	bars_decode(d, addr, active);
-	pthread_mutex_unlock(&d->lock);
-	/* BARs decoding now get their dispatch and the device's doorbells (bar_changed). */
-	unsigned changed = r == 0 ? bars_publish(d, addr, active) : 0;
-	for (int i = 0; i < PCI_NUM_BARS; i++)
-		if ((changed & (1u << i)) && d->bar_changed)
-			d->bar_changed(d, i);
-	free(config);
-	free(v);
-	free(pba);
-	return r;
-}
-
-void pci_bus_save(struct pci_bus *bus, struct stream *s)
-{
-	pthread_mutex_lock(&bus->cfg_lock);
-	stream_put_u32(s, bus->cf8);
-	for (int slot = 0; slot < PCI_MAX_SLOTS; slot++) {
-		stream_put_u8(s, bus->slots[slot] != NULL);
-		if (bus->slots[slot])
-			pci_device_save(bus->slots[slot], s);
-	}
-	pthread_mutex_unlock(&bus->cfg_lock);
-}
-
-int pci_bus_load(struct pci_bus *bus, struct stream *s, uint32_t version)
-{
-	if (version != PCI_BUS_STATE_VERSION)
-		return -EBADMSG;
-	pthread_mutex_lock(&bus->cfg_lock);
-	uint32_t cf8 = stream_get_u32(s);
-	int r = cf8 & ~CF8_MASK ? -EBADMSG : 0;
-	bus->cf8 = cf8 & CF8_MASK;
-	/* The restored VM has the same devices in the same slots, or the file is not its own. */
-	for (int slot = 0; slot < PCI_MAX_SLOTS && r == 0; slot++) {
-		bool present = stream_get_u8(s) != 0;
-		if (stream_error(s) || present != (bus->slots[slot] != NULL))
-			r = stream_error(s) ? stream_error(s) : -EBADMSG;
-		else if (present)
-			r = pci_device_load(bus->slots[slot], s);
-	}
-	pthread_mutex_unlock(&bus->cfg_lock);
-	return r;
 }
 
 /* --- the bus --- */
