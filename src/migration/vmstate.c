@@ -27,6 +27,8 @@
 #define CLOCK_VERSION 1
 #define PCI_TAG STREAM_TAG('P', 'C', 'I', ' ')
 #define VIRTIO_TAG STREAM_TAG('V', 'I', 'R', 'T')
+#define VIRTIO_NET_TAG STREAM_TAG('V', 'N', 'E', 'T')
+#define VIRTIO_CONSOLE_TAG STREAM_TAG('V', 'C', 'O', 'N')
 
 /* The chips of KVM_GET_IRQCHIP, in this order in the section. */
 static const uint32_t irqchip_ids[] = { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
@@ -72,32 +74,92 @@ static int device_load(struct vm *vm, enum vmstate_device d, struct stream *s, u
 
 int vmstate_check_supported(struct vm *vm)
 {
-	const struct vm_config *c = vm->cfg;
-	const char *what = c->nnics ? "virtio-net (--net)" : c->vconsole.path ?
-			   "virtio-console (--vconsole)" : NULL;
-	if (what) {
-		log_error("cannot snapshot this VM: its %s device cannot be saved yet", what);
-		return -ENOTSUP;
-	}
+	(void)vm; /* every device kvmkit has can be saved; the place to refuse one that cannot */
 	return 0;
 }
 
-/* The virtio devices in a fixed order (disks, then the rng): instance i of "VIRT". */
+/* The virtio devices in a fixed order: disks, the rng, the NICs, the console; instance i of
+ * "VIRT" (the newer kinds last, so a VM without them numbers its devices as before). */
+enum virtio_kind { VIRTIO_BLK, VIRTIO_RNG, VIRTIO_NET, VIRTIO_CONSOLE };
+struct virtio_ref {
+	enum virtio_kind kind;
+	unsigned index; /* among the devices of its kind */
+};
+
 static unsigned vmstate_nvirtio(const struct vm *vm)
 {
-	return vm->cfg->ndisks + (vm->rng != NULL);
+	return vm->cfg->ndisks + (vm->rng != NULL) + vm->cfg->nnics + (vm->vconsole != NULL);
+}
+
+static struct virtio_ref vmstate_virtio_ref(const struct vm *vm, unsigned i)
+{
+	if (i < vm->cfg->ndisks)
+		return (struct virtio_ref){ VIRTIO_BLK, i };
+	i -= vm->cfg->ndisks;
+	if (vm->rng && i-- == 0)
+		return (struct virtio_ref){ VIRTIO_RNG, 0 };
+	if (i < vm->cfg->nnics)
+		return (struct virtio_ref){ VIRTIO_NET, i };
+	return (struct virtio_ref){ VIRTIO_CONSOLE, 0 };
 }
 
 static struct virtio_transport *vmstate_virtio(struct vm *vm, unsigned i)
 {
-	return i < vm->cfg->ndisks ? virtio_blk_transport(vm->disks[i])
-				   : virtio_rng_transport(vm->rng);
+	struct virtio_ref r = vmstate_virtio_ref(vm, i);
+	switch (r.kind) {
+	case VIRTIO_BLK: return virtio_blk_transport(vm->disks[r.index]);
+	case VIRTIO_RNG: return virtio_rng_transport(vm->rng);
+	case VIRTIO_NET: return virtio_net_transport(vm->nics[r.index]);
+	case VIRTIO_CONSOLE: break;
+	}
+	return virtio_console_transport(vm->vconsole);
+}
+
+/* The section of a device's own state, saved before its "VIRT" (tag 0: none). */
+static const struct {
+	uint32_t tag;
+	uint32_t version;
+	const char *name;
+} virtio_own[] = {
+	[VIRTIO_NET] = { VIRTIO_NET_TAG, VIRTIO_NET_STATE_VERSION, "virtio-net" },
+	[VIRTIO_CONSOLE] = { VIRTIO_CONSOLE_TAG, VIRTIO_CONSOLE_STATE_VERSION, "virtio-console" },
+};
+
+static bool virtio_has_own(struct virtio_ref r)
+{
+	return r.kind < sizeof(virtio_own) / sizeof(virtio_own[0]) && virtio_own[r.kind].tag;
+}
+
+static void virtio_own_save(struct vm *vm, struct virtio_ref r, struct stream *s)
+{
+	if (r.kind == VIRTIO_NET)
+		virtio_net_save(vm->nics[r.index], s);
+	else if (r.kind == VIRTIO_CONSOLE)
+		virtio_console_save(vm->vconsole, s);
+}
+
+static int virtio_own_load(struct vm *vm, struct virtio_ref r, struct stream *s, uint32_t v)
+{
+	if (r.kind == VIRTIO_NET)
+		return virtio_net_load(vm->nics[r.index], s, v);
+	if (r.kind == VIRTIO_CONSOLE)
+		return virtio_console_load(vm->vconsole, s, v);
+	return -EBADMSG;
+}
+
+/* The console keeps its driver's state through a snapshot's stop and start (see devices.h). */
+static void virtio_hold(struct vm *vm, struct virtio_ref r, bool hold)
+{
+	if (r.kind == VIRTIO_CONSOLE)
+		virtio_console_hold_driver_state(vm->vconsole, hold);
 }
 
 void vmstate_stop_devices(struct vm *vm)
 {
-	for (unsigned i = 0; i < vmstate_nvirtio(vm); i++)
+	for (unsigned i = 0; i < vmstate_nvirtio(vm); i++) {
+		virtio_hold(vm, vmstate_virtio_ref(vm, i), true);
 		virtio_device_stop(virtio_transport_device(vmstate_virtio(vm, i)));
+	}
 }
 
 void vmstate_restart_devices(struct vm *vm)
@@ -106,6 +168,7 @@ void vmstate_restart_devices(struct vm *vm)
 		struct virtio_device *d = virtio_transport_device(vmstate_virtio(vm, i));
 		if (virtio_device_restart(d) < 0)
 			virtio_device_broken(d, "the device could not start again after a snapshot");
+		virtio_hold(vm, vmstate_virtio_ref(vm, i), false);
 	}
 }
 
@@ -189,6 +252,15 @@ int vmstate_save(struct vm *vm, struct stream *s)
 		r = stream_end_section(s);
 	}
 	for (unsigned i = 0; i < vmstate_nvirtio(vm) && r == 0; i++) {
+		struct virtio_ref ref = vmstate_virtio_ref(vm, i);
+		if (virtio_has_own(ref)) {
+			stream_begin_section(s, virtio_own[ref.kind].tag, ref.index,
+					     virtio_own[ref.kind].version);
+			virtio_own_save(vm, ref, s);
+			r = stream_end_section(s);
+			if (r < 0)
+				break;
+		}
 		stream_begin_section(s, VIRTIO_TAG, i, VIRTIO_TRANSPORT_STATE_VERSION);
 		virtio_transport_save(vmstate_virtio(vm, i), s);
 		r = stream_end_section(s);
@@ -284,8 +356,13 @@ static int vmstate_load_pci_virtio(struct vmstate_loader *l, const struct stream
 			  l->source, pci ? "PCI" : "virtio device");
 		return -EBADMSG;
 	}
+	/* A device the saved driver had started starts now, with the state loaded before. */
+	if (!pci)
+		virtio_hold(vm, vmstate_virtio_ref(vm, i), true);
 	int r = pci ? pci_bus_load(vm->pci, s, sec->version)
 		    : virtio_transport_load(vmstate_virtio(vm, i), s, sec->version);
+	if (!pci)
+		virtio_hold(vm, vmstate_virtio_ref(vm, i), false);
 	if (r == 0)
 		r = stream_end_read(s);
 	if (r < 0) {
@@ -298,6 +375,37 @@ static int vmstate_load_pci_virtio(struct vmstate_loader *l, const struct stream
 		return r;
 	}
 	*seen = true;
+	return 0;
+}
+
+/* "VNET" and "VCON": a device's own state, once, and before its "VIRT" (which starts it). */
+static int vmstate_load_virtio_own(struct vmstate_loader *l, const struct stream_section *sec,
+				   struct stream *s)
+{
+	struct vm *vm = l->vm;
+	unsigned n = vmstate_nvirtio(vm), i;
+	struct virtio_ref ref = { VIRTIO_BLK, 0 };
+	for (i = 0; i < n; i++) {
+		ref = vmstate_virtio_ref(vm, i);
+		if (virtio_has_own(ref) && virtio_own[ref.kind].tag == sec->tag &&
+		    ref.index == sec->instance)
+			break;
+	}
+	const char *name = sec->tag == VIRTIO_NET_TAG ? "virtio-net" : "virtio-console";
+	if (i == n || l->own_loaded[i] || l->virtio_loaded[i]) {
+		log_error("%s holds %s state the VM does not have, has twice or has after the "
+			  "device's: the file is damaged", l->source, name);
+		return -EBADMSG;
+	}
+	int r = virtio_own_load(vm, ref, s, sec->version);
+	if (r == 0)
+		r = stream_end_read(s);
+	if (r < 0) {
+		log_error("%s: the state of %s device %u is damaged, from a newer kvmkit or from a VM "
+			  "with another MAC address", l->source, name, sec->instance);
+		return r;
+	}
+	l->own_loaded[i] = true;
 	return 0;
 }
 
@@ -314,6 +422,9 @@ int vmstate_load_section(struct vmstate_loader *l, const struct stream_section *
 	case PCI_TAG:
 	case VIRTIO_TAG:
 		return vmstate_load_pci_virtio(l, sec, s);
+	case VIRTIO_NET_TAG:
+	case VIRTIO_CONSOLE_TAG:
+		return vmstate_load_virtio_own(l, sec, s);
 	case IRQCHIP_TAG: seen = &l->irqchip; name = "interrupt controller"; break;
 	case PIT_TAG:     seen = &l->pit;     name = "PIT"; break;
 	case CLOCK_TAG:   seen = &l->clock;   name = "clock"; break;
@@ -378,7 +489,8 @@ int vmstate_loader_finish(struct vmstate_loader *l, bool check)
 		r = -EBADMSG;
 	}
 	for (unsigned i = 0; check && i < vmstate_nvirtio(l->vm) && r == 0; i++) {
-		if (!l->virtio_loaded[i]) {
+		struct virtio_ref ref = vmstate_virtio_ref(l->vm, i);
+		if (!l->virtio_loaded[i] || (virtio_has_own(ref) && !l->own_loaded[i])) {
 			log_error("%s lacks the state of virtio device %u: the file is damaged",
 				  l->source, i);
 			r = -EBADMSG;

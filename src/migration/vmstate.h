@@ -1,7 +1,8 @@
 /* The VM's state other than RAM and configuration, as migration stream sections: every vCPU
  * ("CPU "), the irqchip ("IRQC": both 8259s and the IOAPIC), the PIT ("PIT "), the kvmclock
  * ("CLCK"), the platform devices ("SERL", "RTC ", "KBC ", "ACPI"), the PCI bus ("PCI ") and the
- * virtio devices ("VIRT", instance = disk index, then the rng). Snapshots write it after
+ * virtio devices ("VIRT", instance: the disks, the rng, the NICs, the console in this order;
+ * virtio-net's "VNET" (instance: NIC index) and virtio-console's "VCON" precede their "VIRT"). Snapshots write it after
  * the RAM description; live migration sends it after the last RAM pass, over a socket. */
 #ifndef KVMKIT_MIGRATION_VMSTATE_H
 #define KVMKIT_MIGRATION_VMSTATE_H
@@ -16,10 +17,10 @@ struct stream;
 struct stream_section;
 
 #define VMSTATE_NDEVICES 4 /* the platform devices */
-#define VMSTATE_MAX_VIRTIO (VM_MAX_DISKS + 1) /* disks and the rng */
+#define VMSTATE_MAX_VIRTIO (VM_MAX_DISKS + 1 + VM_MAX_NICS + 1) /* disks, rng, NICs, console */
 
-/* Whether this VM's state can be saved at all: 0, or -ENOTSUP after printing why (virtio-net
- * and virtio-console cannot be saved yet). */
+/* Whether this VM's state can be saved at all: 0, or -ENOTSUP after printing why (every device
+ * kvmkit has can be saved today). */
 int vmstate_check_supported(struct vm *vm);
 
 /* Around a save (RAM included): stops the virtio devices, draining their requests so that none
@@ -42,6 +43,7 @@ struct vmstate_loader {
 	bool device_loaded[VMSTATE_NDEVICES];
 	bool pci;
 	bool virtio_loaded[VMSTATE_MAX_VIRTIO];
+	bool own_loaded[VMSTATE_MAX_VIRTIO]; /* "VNET", "VCON" */
 };
 
 int vmstate_loader_init(struct vmstate_loader *l, struct vm *vm, const char *source);

@@ -2,6 +2,9 @@
 #ifndef KVMKIT_VIRTIO_DEVICES_H
 #define KVMKIT_VIRTIO_DEVICES_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "block/block.h"
 
 struct vm;
@@ -40,5 +43,22 @@ struct virtio_blk_write_log {
 };
 void virtio_blk_log_writes(struct virtio_blk *blk, const struct virtio_blk_write_log *log);
 struct virtio_transport *virtio_rng_transport(struct virtio_rng *rng);
+
+/* virtio-net and virtio-console keep state of their own beside the transport's, saved in a
+ * section before it (stopped device) and loaded before it (not started yet). Load returns 0
+ * or -EBADMSG. */
+struct stream;
+#define VIRTIO_NET_STATE_VERSION 1
+struct virtio_transport *virtio_net_transport(struct virtio_net *net);
+void virtio_net_save(struct virtio_net *net, struct stream *s);
+int virtio_net_load(struct virtio_net *net, struct stream *s, uint32_t version);
+#define VIRTIO_CONSOLE_STATE_VERSION 1
+struct virtio_transport *virtio_console_transport(struct virtio_console *con);
+void virtio_console_save(struct virtio_console *con, struct stream *s);
+int virtio_console_load(struct virtio_console *con, struct stream *s, uint32_t version);
+/* The console's start and stop also serve a driver's reset, which forgets the MULTIPORT
+ * control state; between hold(true) and hold(false) they are a snapshot's stop and restart
+ * (or a restore's start), which keep it. */
+void virtio_console_hold_driver_state(struct virtio_console *con, bool hold);
 
 #endif

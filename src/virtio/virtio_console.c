@@ -2,7 +2,15 @@
  * control protocol names the port, and its bytes travel over a unix stream socket kvmkit
  * listens on, one client at a time. Everything runs on the I/O thread and never blocks it:
  * the socket is read only into receive buffers the guest gave, and a transmit buffer the
- * socket cannot take yet waits (with the ones behind it) until the socket is writable. */
+ * socket cannot take yet waits (with the ones behind it) until the socket is writable.
+ *
+ * Snapshots and migration: the core saves the queues; the device adds its MULTIPORT control
+ * state (port announced, ready, opened by the guest, messages owed) and how much of the next
+ * transmit buffer the socket already took. Stopping for a save gives the buffers a handler
+ * holds back to the ring, so that the saved indices and the restarted device agree. The
+ * socket's client is the host's and is not migrated: a restored VM listens again, and the
+ * guest is told the host end is closed (PORT_OPEN 0, host_connected false) until a client
+ * connects. */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -16,6 +24,7 @@
 #include "lib/iov.h"
 #include "lib/le.h"
 #include "lib/log.h"
+#include "migration/stream.h"
 #include "virtio/devices.h"
 #include "virtio/transport.h"
 #include "virtio/virtio.h"
@@ -74,6 +83,8 @@ struct virtio_console {
 	 * which the socket has not taken yet (tx_seg: its first segment not fully written). */
 	bool rx_held, tx_held;
 	uint32_t tx_seg;
+	uint32_t tx_skip;           /* bytes of the next transmit buffer sent before a snapshot */
+	bool hold;                  /* start and stop are a snapshot's: keep the driver's state */
 	struct virtq_elem rx, tx, ctl;
 };
 
@@ -275,6 +286,24 @@ static bool tx_write(struct virtio_console *con)
 	return true;
 }
 
+/* A transmit buffer given back at a snapshot's stop, popped again: what went out before is
+ * not sent twice. */
+static void tx_skip_sent(struct virtio_console *con)
+{
+	struct virtq_elem *e = &con->tx;
+	size_t skip = con->tx_skip;
+	con->tx_skip = 0;
+	while (skip > 0 && con->tx_seg < e->out_num) {
+		struct iovec *io = &e->iov[con->tx_seg];
+		size_t n = skip < io->iov_len ? skip : io->iov_len;
+		io->iov_base = (uint8_t *)io->iov_base + n;
+		io->iov_len -= n;
+		skip -= n;
+		if (io->iov_len == 0)
+			con->tx_seg++;
+	}
+}
+
 /* Guest to socket, in order. Without a client the bytes are dropped (as QEMU does for a
  * disconnected chardev); a socket that is full stops the queue until it is writable again. */
 static void tx_pump(struct virtio_console *con)
@@ -296,6 +325,7 @@ static void tx_pump(struct virtio_console *con)
 				break;
 			con->tx_held = true;
 			con->tx_seg = 0;
+			tx_skip_sent(con);
 		}
 		if (con->client_fd >= 0 && !tx_write(con))
 			break; /* the client's EPOLLOUT resumes */
@@ -383,28 +413,97 @@ static void con_config_read(struct virtio_device *d, uint32_t off, uint8_t *data
 	memcpy(data, con->config + off, len);
 }
 
-/* A fresh driver starts the control protocol from scratch; the client stays connected. */
-static void con_forget_driver(struct virtio_console *con)
+/* A fresh driver (after a reset) starts the control protocol from scratch; the client stays
+ * connected. A snapshot's restart, or a restore, goes on with the state it had. */
+static int con_start(struct virtio_device *d)
 {
+	struct virtio_console *con = d->opaque;
 	pthread_mutex_lock(&con->lock);
-	con->port_added = con->port_ready = con->guest_open = false;
-	con->send_add = con->send_name = con->send_open = false;
+	if (!con->hold) {
+		con->port_added = con->port_ready = con->guest_open = false;
+		con->send_add = con->send_name = con->send_open = false;
+		con->tx_skip = 0;
+	}
+	pthread_mutex_unlock(&con->lock);
+	return 0;
+}
+
+/* Nothing is in flight outside the handlers. The buffers they hold go back to the ring, to be
+ * popped again at the next start: a receive buffer has nothing in it yet, and of a transmit
+ * buffer only the part the socket has not taken will be sent (a reset forgets even that). */
+static void con_stop(struct virtio_device *d)
+{
+	struct virtio_console *con = d->opaque;
+	pthread_mutex_lock(&con->lock);
+	if (con->rx_held)
+		virtq_unpop(&d->queues[Q_RX].vq, 1);
+	if (con->tx_held) {
+		const struct virtq_elem *e = &con->tx;
+		size_t left = iov_size(&e->iov[con->tx_seg], e->out_num - con->tx_seg);
+		con->tx_skip = (uint32_t)(e->out_len - left);
+		virtq_unpop(&d->queues[Q_TX].vq, 1);
+	}
 	con->rx_held = con->tx_held = false;
 	pthread_mutex_unlock(&con->lock);
 }
 
-static int con_start(struct virtio_device *d)
+/* --- snapshots --- */
+
+enum {
+	ST_PORT_ADDED = 1 << 0,
+	ST_PORT_READY = 1 << 1,
+	ST_GUEST_OPEN = 1 << 2,
+	ST_SEND_ADD = 1 << 3,
+	ST_SEND_NAME = 1 << 4,
+	ST_SEND_OPEN = 1 << 5,
+	ST_ALL = (1 << 6) - 1,
+};
+
+struct virtio_transport *virtio_console_transport(struct virtio_console *con)
 {
-	con_forget_driver(d->opaque);
+	return con->transport;
+}
+
+void virtio_console_hold_driver_state(struct virtio_console *con, bool hold)
+{
+	pthread_mutex_lock(&con->lock);
+	con->hold = hold;
+	pthread_mutex_unlock(&con->lock);
+}
+
+void virtio_console_save(struct virtio_console *con, struct stream *s)
+{
+	pthread_mutex_lock(&con->lock);
+	uint8_t flags = (con->port_added ? ST_PORT_ADDED : 0) | (con->port_ready ? ST_PORT_READY : 0) |
+			(con->guest_open ? ST_GUEST_OPEN : 0) | (con->send_add ? ST_SEND_ADD : 0) |
+			(con->send_name ? ST_SEND_NAME : 0) | (con->send_open ? ST_SEND_OPEN : 0);
+	stream_put_u8(s, flags);
+	stream_put_u32(s, con->tx_skip);
+	pthread_mutex_unlock(&con->lock);
+}
+
+int virtio_console_load(struct virtio_console *con, struct stream *s, uint32_t version)
+{
+	if (version != VIRTIO_CONSOLE_STATE_VERSION)
+		return -EBADMSG;
+	uint8_t flags = stream_get_u8(s);
+	uint32_t tx_skip = stream_get_u32(s); /* any: as if the guest had shortened its buffer */
+	if (stream_error(s) || (flags & ~ST_ALL))
+		return -EBADMSG;
+	pthread_mutex_lock(&con->lock);
+	con->port_added = flags & ST_PORT_ADDED;
+	con->port_ready = flags & ST_PORT_READY;
+	con->guest_open = flags & ST_GUEST_OPEN;
+	con->send_add = flags & ST_SEND_ADD;
+	con->send_name = flags & ST_SEND_NAME;
+	/* The saved VM's client did not come along: the driver hears whether one is here. */
+	con->send_open = (flags & ST_SEND_OPEN) || con->port_ready;
+	con->tx_skip = tx_skip;
+	pthread_mutex_unlock(&con->lock);
 	return 0;
 }
 
-/* Nothing is in flight outside the handlers: held buffers are the driver's again (the rest of
- * a partly written transmit buffer is dropped). */
-static void con_stop(struct virtio_device *d)
-{
-	con_forget_driver(d->opaque);
-}
+/* --- setup --- */
 
 static const struct virtio_device_ops con_ops = {
 	.name = "virtio-console",

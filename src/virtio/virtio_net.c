@@ -3,19 +3,34 @@
  * frame spreads over several buffers when the driver accepts MRG_RXBUF. Checksum and TSO
  * offloads are offered only when the backend does them (TAP's vnet header). Everything runs on
  * the I/O thread and completes there: a reset leaves nothing in flight. When the receive ring
- * is empty the backend is paused (its frame kept) until the driver adds buffers. */
+ * is empty the backend is paused (its frame kept) until the driver adds buffers.
+ *
+ * Snapshots and migration: the core saves features, status and the queues; the device adds its
+ * configuration (MAC, link status) in a section of its own. Nothing else is pending between
+ * two I/O-thread handlers: a received frame is copied and published whole (one used-index
+ * update, MRG_RXBUF's buffers included) inside one handler, and a transmit buffer is sent and
+ * pushed inside one. The frame a backend keeps while the receive ring is full stays in the
+ * source's backend (a target drops it, as a full ring would have). The backend is the host's
+ * and is not migrated: the target opens its own (the TAP named by its own --net; a fresh
+ * libslirp, where the guest's NAT connections are gone and its DHCP lease is simply renewed).
+ * After a restore the device sends RARP announcements, as QEMU's self-announce does, so that
+ * switches learn the MAC's new port. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "lib/iov.h"
 #include "lib/le.h"
 #include "lib/log.h"
+#include "migration/stream.h"
 #include "net/net.h"
 #include "virtio/devices.h"
 #include "virtio/transport.h"
 #include "virtio/virtio.h"
+#include "vmm/iothread.h"
 #include "vmm/vm.h"
 
 /* Linux posts one buffer per entry (about 1.5 KiB with MRG_RXBUF): 256 hold several 64 KiB frames. */
@@ -58,6 +73,13 @@ enum { Q_RX, Q_TX, NET_NUM_QUEUES };
 #define CFG_SIZE         10
 #define VIRTIO_NET_S_LINK_UP 1
 
+/* Self-announcement after a restore: QEMU's defaults (5 rounds, 50 ms then 100 ms more each). */
+#define ANNOUNCE_ROUNDS 5
+#define ANNOUNCE_FIRST_MS 50
+#define ANNOUNCE_STEP_MS 100
+#define ETH_P_RARP 0x8035
+#define RARP_FRAME_LEN 60 /* the 42 bytes of Ethernet + RARP, padded to the minimum frame */
+
 struct rx_used {
 	uint16_t head;
 	uint32_t len;
@@ -76,6 +98,8 @@ struct virtio_net {
 	struct rx_used rx_used[NET_QUEUE_SIZE];
 	struct iovec tx_iov[VIRTQ_MAX_SEGS + 1];
 	uint64_t rx_frames, rx_dropped, tx_frames, tx_dropped, tx_errors;
+	int announce_fd;                    /* timerfd of the self-announcement, -1 if none */
+	unsigned announce_left;             /* I/O thread: rounds still to send */
 };
 
 /* Copies len bytes from src (from byte soff) into dst (from byte doff); returns the count. */
@@ -369,6 +393,77 @@ static void net_stop(struct virtio_device *d)
 	(void)d; /* frames are handled wholly inside the I/O thread's handlers: none in flight */
 }
 
+/* --- snapshots ------------------------------------------------------------------------------ */
+
+/* A RARP "reverse request" from our MAC for our MAC (QEMU's announce frame): switches learn
+ * the port, nobody answers. */
+static void announce_send(struct virtio_net *net)
+{
+	uint8_t hdr[NET_VNET_HDR_LEN] = { 0 }, f[RARP_FRAME_LEN] = { 0 };
+	const uint8_t *mac = net->config + CFG_MAC;
+	memset(f, 0xff, 6);                    /* broadcast */
+	memcpy(f + 6, mac, 6);
+	static const uint8_t rarp[] = { 0x80, 0x35, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x03 };
+	_Static_assert(sizeof(rarp) == 10 && ETH_P_RARP == 0x8035, "type, htype, ptype, hlen, plen, op");
+	memcpy(f + 12, rarp, sizeof(rarp));
+	memcpy(f + 22, mac, 6);                /* sender's hardware address; IP 0 */
+	memcpy(f + 32, mac, 6);                /* target's hardware address; IP 0 */
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { f, sizeof(f) } };
+	bool h = net->be->vnet_hdr;
+	if (net->be->ops->send(net->be, h ? iov : iov + 1, h ? 2 : 1) < 0)
+		net->tx_errors++;
+}
+
+static int announce_arm(struct virtio_net *net, unsigned ms)
+{
+	struct itimerspec t = { .it_value = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 } };
+	return timerfd_settime(net->announce_fd, 0, &t, NULL) < 0 ? -errno : 0;
+}
+
+/* I/O thread: one round of the announcement, and the next one armed. */
+static void announce_fired(void *opaque, uint32_t events)
+{
+	(void)events;
+	struct virtio_net *net = opaque;
+	uint64_t n;
+	if (read(net->announce_fd, &n, sizeof(n)) != sizeof(n) || net->announce_left == 0)
+		return;
+	announce_send(net);
+	/* Ever further apart, in case the first ones went out before the network was ready. */
+	if (--net->announce_left > 0)
+		announce_arm(net, ANNOUNCE_FIRST_MS +
+				  ANNOUNCE_STEP_MS * (ANNOUNCE_ROUNDS - net->announce_left));
+}
+
+struct virtio_transport *virtio_net_transport(struct virtio_net *net)
+{
+	return net->transport;
+}
+
+void virtio_net_save(struct virtio_net *net, struct stream *s)
+{
+	stream_put_bytes(s, net->config, CFG_SIZE);
+}
+
+int virtio_net_load(struct virtio_net *net, struct stream *s, uint32_t version)
+{
+	uint8_t config[CFG_SIZE];
+	if (version != VIRTIO_NET_STATE_VERSION)
+		return -EBADMSG;
+	stream_get_bytes(s, config, CFG_SIZE);
+	/* Nothing in the configuration changes at run time: the MAC is the one this VM was given
+	 * (another one means the file belongs to another VM), the link is up. */
+	if (stream_error(s) || memcmp(config, net->config, CFG_SIZE) != 0)
+		return -EBADMSG;
+	/* The VM does not run yet: the first round goes out once it has for a little while. */
+	net->announce_left = ANNOUNCE_ROUNDS;
+	if (announce_arm(net, ANNOUNCE_FIRST_MS) < 0)
+		log_warn("virtio-net: cannot announce the MAC's new place to the network");
+	return 0;
+}
+
+/* --- device setup --------------------------------------------------------------------------- */
+
 static const struct virtio_device_ops net_ops = {
 	.name = "virtio-net",
 	.device_id = VIRTIO_ID_NET,
@@ -405,6 +500,11 @@ struct virtio_net *virtio_net_create(struct vm *vm, const struct vm_nic *nic)
 		log_error("virtio-net: out of memory");
 		return NULL;
 	}
+	net->announce_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (net->announce_fd < 0) {
+		log_error("virtio-net: cannot create a timer: %s", strerror(errno));
+		goto fail;
+	}
 	net->be = net_backend_open(vm->io, nic);
 	if (!net->be)
 		goto fail;
@@ -418,18 +518,26 @@ struct virtio_net *virtio_net_create(struct vm *vm, const struct vm_nic *nic)
 		log_error("virtio-net: cannot start the %s backend: %s", net->be->kind, strerror(-r));
 		goto fail_vdev;
 	}
+	if (iothread_add(vm->io, net->announce_fd, EPOLLIN, announce_fired, net) < 0) {
+		log_error("virtio-net: cannot watch its timer");
+		goto fail_vdev;
+	}
 	net->transport = virtio_transport_create(vm, &net->vdev);
 	if (!net->transport)
-		goto fail_vdev;
+		goto fail_timer;
 	log_debug("virtio-net: %s backend, mac %02x:%02x:%02x:%02x:%02x:%02x", net->be->kind,
 		  nic->mac[0], nic->mac[1], nic->mac[2], nic->mac[3], nic->mac[4], nic->mac[5]);
 	return net;
 
+fail_timer:
+	iothread_remove(vm->io, net->announce_fd);
 fail_vdev:
 	virtio_device_destroy(&net->vdev);
 fail_be:
 	net->be->ops->destroy(net->be);
 fail:
+	if (net->announce_fd >= 0)
+		close(net->announce_fd);
 	free(net);
 	return NULL;
 }
@@ -441,6 +549,8 @@ void virtio_net_destroy(struct virtio_net *net)
 	virtio_transport_destroy(net->transport);
 	/* The device stops first (no more doorbells); the backend's handlers then find it stopped
 	 * until the backend is gone. */
+	iothread_remove(net->vdev.vm->io, net->announce_fd); /* before the backend it sends to */
+	close(net->announce_fd);
 	virtio_device_destroy(&net->vdev);
 	net->be->ops->destroy(net->be);
 	log_debug("virtio-net: received %llu frames (%llu dropped), sent %llu (%llu dropped, "

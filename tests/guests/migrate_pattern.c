@@ -4,7 +4,11 @@
  * The LAPIC timer and the PIT tick meanwhile and must keep ticking; a second vCPU, when the
  * MADT lists one, runs the same pattern over its own range with interrupts off; a virtio-rng
  * and a virtio-blk disk, when there are (--rng, --disk, on PCI or virtio-mmio), must answer
- * polled requests every pass, and the disk must keep what the previous pass wrote. */
+ * polled requests every pass, and the disk must keep what the previous pass wrote. A virtio-net
+ * NIC on user-mode networking (--net user) must answer an ARP request for the gateway every
+ * pass; a virtio-console (--vconsole) must take the port's output every pass after the
+ * MULTIPORT set-up, and its "host open/closed" messages are counted (a restored device sends
+ * one, which only a device that kept the port's state can). */
 #include "lib/acpi.h"
 #include "lib/intr.h"
 #include "lib/virtio_pci.h"
@@ -58,8 +62,10 @@ uint8_t ap_stack[4096] __attribute__((aligned(16)));
 
 void ap_main(void);
 
-/* --- a polling virtio driver (PCI or virtio-mmio): queue 0 only, no interrupts --- */
+/* --- a polling virtio driver (PCI or virtio-mmio): one chain per queue at a time, no
+ * interrupts --- */
 #define QSIZE 8
+#define MAX_QUEUES 4
 struct vring {
     struct { uint64_t addr; uint32_t len; uint16_t flags, next; } desc[QSIZE]
         __attribute__((aligned(16)));
@@ -70,19 +76,29 @@ struct vring {
 
 struct vdev {
     const char *name;
-    struct vring *r;
-    uintptr_t doorbell;
+    unsigned nq;
+    uint32_t features;          /* the low feature word the driver accepts */
+    struct vring *r[MAX_QUEUES];
+    uintptr_t doorbell[MAX_QUEUES];
     bool mmio;                  /* the doorbell is virtio-mmio's 32-bit QueueNotify */
-    uint16_t avail_idx;
+    uint16_t avail_idx[MAX_QUEUES];
     uint32_t answers;
 };
 
 #define DESC_NEXT  1
 #define DESC_WRITE 2
 
-static struct vring rng_ring, blk_ring;
-static struct vdev rng = { "virtio-rng", &rng_ring, 0, false, 0, 0 };
-static struct vdev blk = { "virtio-blk", &blk_ring, 0, false, 0, 0 };
+static struct vring rng_ring, blk_ring, net_rings[2], con_rings[4];
+static struct vdev rng = { .name = "virtio-rng", .nq = 1, .r = { &rng_ring } };
+static struct vdev blk = { .name = "virtio-blk", .nq = 1, .r = { &blk_ring } };
+/* Queues: receive, transmit. */
+static struct vdev net = { .name = "virtio-net", .nq = 2, .r = { &net_rings[0], &net_rings[1] } };
+/* Queues: port 0 receive and transmit, control receive and transmit; MULTIPORT. */
+#define PCI_DEVICE_NET     0x1041
+#define PCI_DEVICE_CONSOLE 0x1043
+#define CON_F_MULTIPORT    (1u << 1)
+static struct vdev con = { .name = "virtio-console", .nq = 4, .features = CON_F_MULTIPORT,
+                           .r = { &con_rings[0], &con_rings[1], &con_rings[2], &con_rings[3] } };
 
 static uint32_t pci_read32(unsigned slot, unsigned off)
 {
@@ -95,7 +111,7 @@ static uint8_t pci_read8(unsigned slot, unsigned off)
     return (uint8_t)(pci_read32(slot, off) >> (8 * (off & 3)));
 }
 
-/* Finds the PCI function, enables it and its queue 0; false if there is none. */
+/* Finds the PCI function, enables it and its queues; false if there is none. */
 static bool vdev_setup_pci(struct vdev *d, uint16_t pci_device_id)
 {
     for (unsigned slot = 0; slot < 32; slot++) {
@@ -119,17 +135,21 @@ static bool vdev_setup_pci(struct vdev *d, uint16_t pci_device_id)
         }
         mmio_write8(c + CC_STATUS, 0);
         mmio_write8(c + CC_STATUS, ST_ACK | ST_DRIVER);
+        mmio_write32(c + CC_GFSELECT, 0);
+        mmio_write32(c + CC_GF, d->features);
         mmio_write32(c + CC_GFSELECT, 1);
         mmio_write32(c + CC_GF, F_VERSION_1);
         mmio_write8(c + CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
-        mmio_write16(c + CC_Q_SELECT, 0);
-        mmio_write16(c + CC_Q_SIZE, QSIZE);
-        mmio_write16(c + CC_Q_MSIX, 0xffff);               /* polled: no interrupts */
-        mmio_write32(c + CC_Q_DESC, (uint32_t)(uintptr_t)d->r->desc);
-        mmio_write32(c + CC_Q_DRIVER, (uint32_t)(uintptr_t)&d->r->avail);
-        mmio_write32(c + CC_Q_DEVICE, (uint32_t)(uintptr_t)&d->r->used);
-        d->doorbell = notify + mmio_read16(c + CC_Q_NOFF) * mult;
-        mmio_write16(c + CC_Q_ENABLE, 1);
+        for (unsigned q = 0; q < d->nq; q++) {
+            mmio_write16(c + CC_Q_SELECT, (uint16_t)q);
+            mmio_write16(c + CC_Q_SIZE, QSIZE);
+            mmio_write16(c + CC_Q_MSIX, 0xffff);           /* polled: no interrupts */
+            mmio_write32(c + CC_Q_DESC, (uint32_t)(uintptr_t)d->r[q]->desc);
+            mmio_write32(c + CC_Q_DRIVER, (uint32_t)(uintptr_t)&d->r[q]->avail);
+            mmio_write32(c + CC_Q_DEVICE, (uint32_t)(uintptr_t)&d->r[q]->used);
+            d->doorbell[q] = notify + mmio_read16(c + CC_Q_NOFF) * mult;
+            mmio_write16(c + CC_Q_ENABLE, 1);
+        }
         mmio_write8(c + CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
         return (mmio_read8(c + CC_STATUS) & (ST_DRIVER_OK | ST_NEEDS_RESET)) == ST_DRIVER_OK;
     }
@@ -149,17 +169,21 @@ static bool vdev_setup_mmio(struct vdev *d, uint32_t virtio_id)
             continue;                                   /* "virt", version 2, the device */
         mmio_write32(w + 0x070, 0);
         mmio_write32(w + 0x070, ST_ACK | ST_DRIVER);
-        mmio_write32(w + 0x024, 1);                     /* driver features, high word */
+        mmio_write32(w + 0x024, 0);                     /* driver features, low word */
+        mmio_write32(w + 0x020, d->features);
+        mmio_write32(w + 0x024, 1);                     /* high word */
         mmio_write32(w + 0x020, F_VERSION_1);
         mmio_write32(w + 0x070, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
-        mmio_write32(w + 0x030, 0);                     /* queue 0 */
-        mmio_write32(w + 0x038, QSIZE);
-        mmio_write32(w + 0x080, (uint32_t)(uintptr_t)d->r->desc);
-        mmio_write32(w + 0x090, (uint32_t)(uintptr_t)&d->r->avail);
-        mmio_write32(w + 0x0a0, (uint32_t)(uintptr_t)&d->r->used);
-        mmio_write32(w + 0x044, 1);                     /* ready */
+        for (unsigned q = 0; q < d->nq; q++) {
+            mmio_write32(w + 0x030, q);                 /* queue select */
+            mmio_write32(w + 0x038, QSIZE);
+            mmio_write32(w + 0x080, (uint32_t)(uintptr_t)d->r[q]->desc);
+            mmio_write32(w + 0x090, (uint32_t)(uintptr_t)&d->r[q]->avail);
+            mmio_write32(w + 0x0a0, (uint32_t)(uintptr_t)&d->r[q]->used);
+            mmio_write32(w + 0x044, 1);                 /* ready */
+            d->doorbell[q] = w + 0x050;
+        }
         mmio_write32(w + 0x070, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
-        d->doorbell = w + 0x050;
         d->mmio = true;
         return (mmio_read32(w + 0x070) & (ST_DRIVER_OK | ST_NEEDS_RESET)) == ST_DRIVER_OK;
     }
@@ -171,43 +195,64 @@ static bool vdev_setup(struct vdev *d, uint16_t pci_device_id, uint32_t virtio_i
     return vdev_setup_pci(d, pci_device_id) || vdev_setup_mmio(d, virtio_id);
 }
 
-/* Puts descriptors [0, n) as one chain, rings and waits (bounded) until the device used it;
- * returns the bytes it says it wrote. The buffers are described by the caller in d->r->desc. */
-static uint32_t vdev_request(struct vdev *d, unsigned n, uint32_t pass)
+/* Makes descriptors [0, n) of queue q available as one chain and rings its doorbell. The
+ * buffers are described by the caller (vdesc). */
+static void vdev_post(struct vdev *d, unsigned q, unsigned n)
 {
+    struct vring *r = d->r[q];
     for (unsigned i = 0; i + 1 < n; i++) {
-        d->r->desc[i].flags |= DESC_NEXT;
-        d->r->desc[i].next = (uint16_t)(i + 1);
+        r->desc[i].flags |= DESC_NEXT;
+        r->desc[i].next = (uint16_t)(i + 1);
     }
-    d->r->avail.ring[d->avail_idx % QSIZE] = 0;
+    r->avail.ring[d->avail_idx[q] % QSIZE] = 0;
     __asm__ volatile("" : : : "memory");
-    d->r->avail.idx = ++d->avail_idx;
+    r->avail.idx = ++d->avail_idx[q];
     if (d->mmio)
-        mmio_write32(d->doorbell, 0);                   /* the queue's index */
+        mmio_write32(d->doorbell[q], q);                /* the queue's index */
     else
-        mmio_write16(d->doorbell, 0);
-    uint64_t start = rdtsc();
-    while (*(volatile uint16_t *)&d->r->used.idx != d->avail_idx)
-        if (rdtsc() - start > DEVICE_STALL_TICKS * tsc_per_tick)
-            guest_fail("pass %u: the %s did not answer request %u (used index %u)", pass,
-                       d->name, d->avail_idx, *(volatile uint16_t *)&d->r->used.idx);
-    d->answers++;
-    return d->r->used.ring[(d->avail_idx - 1) % QSIZE].len;
+        mmio_write16(d->doorbell[q], (uint16_t)q);
 }
 
-static void vdesc(struct vdev *d, unsigned i, void *buf, uint32_t len, uint16_t flags)
+/* Whether the device used the chain last posted on queue q. */
+static bool vdev_done(struct vdev *d, unsigned q)
 {
-    d->r->desc[i].addr = (uint32_t)(uintptr_t)buf;
-    d->r->desc[i].len = len;
-    d->r->desc[i].flags = flags;
+    return *(volatile uint16_t *)&d->r[q]->used.idx == d->avail_idx[q];
+}
+
+/* Waits (bounded) until the device used the chain posted on queue q; returns the bytes it
+ * says it wrote. */
+static uint32_t vdev_wait(struct vdev *d, unsigned q, uint32_t pass)
+{
+    uint64_t start = rdtsc();
+    while (!vdev_done(d, q))
+        if (rdtsc() - start > DEVICE_STALL_TICKS * tsc_per_tick)
+            guest_fail("pass %u: the %s did not answer request %u on queue %u (used index %u)",
+                       pass, d->name, d->avail_idx[q], q,
+                       *(volatile uint16_t *)&d->r[q]->used.idx);
+    d->answers++;
+    return d->r[q]->used.ring[(d->avail_idx[q] - 1) % QSIZE].len;
+}
+
+static uint32_t vdev_request(struct vdev *d, unsigned q, unsigned n, uint32_t pass)
+{
+    vdev_post(d, q, n);
+    return vdev_wait(d, q, pass);
+}
+
+static void vdesc(struct vdev *d, unsigned q, unsigned i, void *buf, uint32_t len,
+                  uint16_t flags)
+{
+    d->r[q]->desc[i].addr = (uint32_t)(uintptr_t)buf;
+    d->r[q]->desc[i].len = len;
+    d->r[q]->desc[i].flags = flags;
 }
 
 /* virtio-rng: 16 random bytes. */
 static void rng_request(uint32_t pass)
 {
     static uint8_t buf[16];
-    vdesc(&rng, 0, buf, sizeof(buf), DESC_WRITE);
-    uint32_t got = vdev_request(&rng, 1, pass);
+    vdesc(&rng, 0, 0, buf, sizeof(buf), DESC_WRITE);
+    uint32_t got = vdev_request(&rng, 0, 1, pass);
     if (got != sizeof(buf))
         guest_fail("pass %u: the virtio-rng wrote %u bytes, want %u", pass, got,
                    (unsigned)sizeof(buf));
@@ -221,10 +266,10 @@ static uint8_t blk_io(uint32_t type, uint64_t sector, uint8_t *data, uint32_t pa
     hdr.type = type;
     hdr.sector = sector;
     status = 0xff;
-    vdesc(&blk, 0, &hdr, sizeof(hdr), 0);
-    vdesc(&blk, 1, data, 512, type == 0 ? DESC_WRITE : 0);
-    vdesc(&blk, 2, &status, 1, DESC_WRITE);
-    vdev_request(&blk, 3, pass);
+    vdesc(&blk, 0, 0, &hdr, sizeof(hdr), 0);
+    vdesc(&blk, 0, 1, data, 512, type == 0 ? DESC_WRITE : 0);
+    vdesc(&blk, 0, 2, &status, 1, DESC_WRITE);
+    vdev_request(&blk, 0, 3, pass);
     return status;
 }
 
@@ -242,6 +287,126 @@ static void blk_check(uint32_t pass)
     memcpy(sector, &pass, 4);
     if (blk_io(1, 1, sector, pass) != 0)
         guest_fail("pass %u: virtio-blk write failed", pass);
+}
+
+static uint32_t vdev_used_len(struct vdev *d, unsigned q)
+{
+    return d->r[q]->used.ring[(d->avail_idx[q] - 1) % QSIZE].len;
+}
+
+/* Fails the test once `what` has not happened for DEVICE_STALL_TICKS. */
+static void device_deadline(uint64_t start, const char *what, uint32_t pass)
+{
+    if (rdtsc() - start > DEVICE_STALL_TICKS * tsc_per_tick)
+        guest_fail("pass %u: %s", pass, what);
+}
+
+/* virtio-net on user-mode networking: who has 10.0.2.2 (slirp's gateway), tell 10.0.2.15 (the
+ * address its DHCP hands out). Without MRG_RXBUF each frame comes in one buffer after the
+ * 12-byte virtio_net_hdr_v1. */
+#define NET_HDR 12
+static const uint8_t guest_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
+static uint8_t net_rx_buf[NET_HDR + 1514];
+static uint32_t net_arp_replies;
+
+static void net_post_rx(void)
+{
+    vdesc(&net, 0, 0, net_rx_buf, sizeof(net_rx_buf), DESC_WRITE);
+    vdev_post(&net, 0, 1);
+}
+
+static void net_check(uint32_t pass)
+{
+    static uint8_t tx[NET_HDR + 42];
+    static const uint8_t arp[] = { 0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1 };
+    uint8_t *f = tx + NET_HDR;
+    memset(f, 0xff, 6);
+    memcpy(f + 6, guest_mac, 6);
+    memcpy(f + 12, arp, sizeof(arp));
+    memcpy(f + 22, guest_mac, 6);
+    f[28] = 10, f[29] = 0, f[30] = 2, f[31] = 15;
+    f[38] = 10, f[39] = 0, f[40] = 2, f[41] = 2;
+    vdesc(&net, 1, 0, tx, sizeof(tx), 0);
+    vdev_request(&net, 1, 1, pass);
+    /* Other frames (IPv6 router advertisements) may come first. */
+    for (uint64_t start = rdtsc();; device_deadline(start, "no ARP reply through virtio-net", pass)) {
+        if (!vdev_done(&net, 0))
+            continue;
+        const uint8_t *g = net_rx_buf + NET_HDR;
+        bool reply = vdev_used_len(&net, 0) >= NET_HDR + 42 && g[12] == 0x08 && g[13] == 0x06 &&
+                     g[21] == 2 && g[28] == 10 && g[29] == 0 && g[30] == 2 && g[31] == 2;
+        net_post_rx();
+        if (reply) {
+            net_arp_replies++;
+            return;
+        }
+    }
+}
+
+/* virtio-console with MULTIPORT: control messages {le32 id, le16 event, le16 value}. */
+#define CON_DEVICE_READY 0
+#define CON_DEVICE_ADD   1
+#define CON_PORT_READY   3
+#define CON_PORT_OPEN    6
+#define CON_PORT_NAME    7
+static uint8_t con_ctrl_in[300];
+static bool con_added, con_named;
+static uint32_t con_host_msgs;        /* PORT_OPEN: whether a host client is there */
+
+static void con_ctrl_post(void)
+{
+    vdesc(&con, 2, 0, con_ctrl_in, sizeof(con_ctrl_in), DESC_WRITE);
+    vdev_post(&con, 2, 1);
+}
+
+static void con_ctrl_send(uint16_t event, uint16_t value, uint32_t pass)
+{
+    static struct { uint32_t id; uint16_t event, value; } msg;
+    msg.id = 0;
+    msg.event = event;
+    msg.value = value;
+    vdesc(&con, 3, 0, &msg, sizeof(msg), 0);
+    vdev_request(&con, 3, 1, pass);
+}
+
+/* Takes the control messages that came meanwhile. */
+static void con_ctrl_poll(void)
+{
+    while (vdev_done(&con, 2)) {
+        uint16_t event = (uint16_t)(con_ctrl_in[4] | con_ctrl_in[5] << 8);
+        if (vdev_used_len(&con, 2) >= 8) {
+            con_added |= event == CON_DEVICE_ADD;
+            con_named |= event == CON_PORT_NAME;
+            con_host_msgs += event == CON_PORT_OPEN;
+        }
+        con_ctrl_post();
+    }
+}
+
+/* The driver's side of MULTIPORT's set-up: ready, the port added, named and its host end
+ * reported; then the guest opens the port. */
+static void con_setup(void)
+{
+    con_ctrl_post();
+    con_ctrl_send(CON_DEVICE_READY, 1, 0);
+    for (uint64_t start = rdtsc(); !con_added; device_deadline(start, "no DEVICE_ADD", 0))
+        con_ctrl_poll();
+    con_ctrl_send(CON_PORT_READY, 1, 0);
+    for (uint64_t start = rdtsc(); !con_named || !con_host_msgs;
+         device_deadline(start, "no PORT_NAME and PORT_OPEN", 0))
+        con_ctrl_poll();
+    con_ctrl_send(CON_PORT_OPEN, 1, 0);
+}
+
+/* Every pass a line to the port (dropped by the device while no client is connected). */
+static void con_check(uint32_t pass)
+{
+    static char line[] = "migrate_pattern: pass ........\n";
+    line[22] = (char)('0' + pass / 10 % 10);
+    line[23] = (char)('0' + pass % 10);
+    con_ctrl_poll();
+    vdesc(&con, 1, 0, line, sizeof(line) - 1, 0);
+    vdev_request(&con, 1, 1, pass);
 }
 
 /* The AP's real-mode start: protected mode with the kernel's GDT, a stack, then ap_main. */
@@ -356,6 +521,8 @@ int guest_main(const struct multiboot_info *mbi)
     bool ap = start_ap();
     bool have_rng = vdev_setup(&rng, PCI_DEVICE_RNG, 4);
     bool have_blk = vdev_setup(&blk, PCI_DEVICE_BLK, 2);
+    bool have_net = vdev_setup(&net, PCI_DEVICE_NET, 1);
+    bool have_con = vdev_setup(&con, PCI_DEVICE_CONSOLE, 3);
     const char *rng_note = !have_rng ? "" : rng.mmio ? "; a virtio-rng (mmio) answers every pass"
                                                      : "; a virtio-rng answers every pass";
     kprintf("migrate_pattern: %s; BSP pages 0x%x-0x%x, %u passes%s\n",
@@ -364,6 +531,16 @@ int guest_main(const struct multiboot_info *mbi)
     if (have_blk)
         kprintf("migrate_pattern: a virtio-blk (%s) reads and writes sector 1 every pass\n",
                 blk.mmio ? "mmio" : "pci");
+    if (have_net) {
+        net_post_rx();
+        kprintf("migrate_pattern: a virtio-net (%s) gets an ARP reply every pass\n",
+                net.mmio ? "mmio" : "pci");
+    }
+    if (have_con) {
+        con_setup();
+        kprintf("migrate_pattern: a virtio-console (%s) port takes a line every pass\n",
+                con.mmio ? "mmio" : "pci");
+    }
 
     struct watch lapic = { "the LAPIC timer", TIMER_STALL_TICKS, 0, 0 };
     struct watch pit = { "the PIT", TIMER_STALL_TICKS, 0, 0 };
@@ -387,8 +564,13 @@ int guest_main(const struct multiboot_info *mbi)
             rng_request(pass);
         if (have_blk)
             blk_check(pass);
-        kprintf("migrate_pattern: pass %u lapic %u pit %u ap %u rng %u blk %u\n", pass,
-                lapic_ticks, pit_ticks, ap_passes, rng.answers, blk.answers);
+        if (have_net)
+            net_check(pass);
+        if (have_con)
+            con_check(pass);
+        kprintf("migrate_pattern: pass %u lapic %u pit %u ap %u rng %u blk %u arp %u "
+                "con_open_msgs %u\n", pass, lapic_ticks, pit_ticks, ap_passes, rng.answers,
+                blk.answers, net_arp_replies, con_host_msgs);
     }
     cli();
     for (uint32_t a = BSP_RANGE_START; a < BSP_RANGE_END; a += PAGE)
