@@ -478,8 +478,8 @@ int migrate_start(struct vm *vm, const char *uri, const struct migrate_params *p
 	if (r < 0)
 		return r;
 	if (vmstate_check_supported(vm) < 0) {
-		snprintf(why, why_len, "this VM has devices whose state cannot be migrated yet "
-			 "(virtio-net, virtio-console)");
+		snprintf(why, why_len, "this VM has a device whose state cannot be migrated (kvmkit's "
+			 "error output names it)");
 		return -ENOTSUP;
 	}
 	r = params->block ? block_mig_check(vm, why, why_len)

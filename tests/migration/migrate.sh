@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Live migration tests on the host's /dev/kvm (tier A): the migrate_pattern guest (which checks
 # every page it wrote, every pass) moved between kvmkit processes over unix:, tcp:, exec: and
-# file:, with a virtio-rng and a virtio-blk disk on shared storage, with block migration to a
+# file:, with a virtio-rng and a virtio-blk disk on shared storage, with virtio-net and a
+# virtio-console port, with block migration to a
 # target with its own empty disk, through the human monitor (migrate -d, info migrate, then
 # savevm DIR and --restore DIR), onward along a chain of three processes, cancelled mid-way (the
 # source runs on) and retried, and refused cleanly by a target started with a different
@@ -154,11 +155,13 @@ def quit_source(src):
         pass
     src.wait(10)
 
-def one_hop(uri_out, uri_in=None, extra=(), target_first=True):
-    """Source -> target; the guest ends on the target. uri_in: the target's, if different."""
+def one_hop(uri_out, uri_in=None, extra=(), target_first=True, target_extra=None):
+    """Source -> target; the guest ends on the target. uri_in: the target's, if different;
+    target_extra: the target's device options, if they must differ (their own sockets)."""
     why = []
     extra = list(extra)
-    tgt = VM(extra, incoming=uri_in or uri_out) if target_first else None
+    tgt_extra = list(target_extra) if target_extra is not None else extra
+    tgt = VM(tgt_extra, incoming=uri_in or uri_out) if target_first else None
     if target_first:
         time.sleep(0.3)
     src = VM(extra)
@@ -167,7 +170,7 @@ def one_hop(uri_out, uri_in=None, extra=(), target_first=True):
         info = migrate(src, uri_out, why)
         expect_completed(src, info, why, "migration")
         if not target_first:
-            tgt = VM(extra, incoming=uri_in)
+            tgt = VM(tgt_extra, incoming=uri_in)
         quit_source(src)
         expect_finished(tgt, why, "target")
         if tgt.last_pass() > 0 and src.last_pass() >= tgt.last_pass() + 1:
@@ -206,6 +209,14 @@ def test_virtio_shared_disk():
     with open(disk, "wb") as f:
         f.truncate(1 << 20)
     return one_hop("unix:" + os.path.join(tmp, "v.sock"), extra=["--rng", "--disk", "path=" + disk])
+
+# virtio-net (user networking: the guest ARPs every pass) and a virtio-console port the guest
+# writes a line to every pass: their state moves, each side with its own console socket.
+def test_net_console():
+    base = ["--rng", "--net", "user"]
+    return one_hop("unix:" + os.path.join(tmp, "nc.sock"),
+                   extra=base + ["--vconsole", os.path.join(tmp, "con1.sock")],
+                   target_extra=base + ["--vconsole", os.path.join(tmp, "con2.sock")])
 
 # Block migration: the target has its own, empty disk file; the guest checks every pass that
 # sector 1 holds the previous pass's number, so the disk's content must have come along.
