@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Live migration tests on the host's /dev/kvm (tier A): the migrate_pattern guest (which checks
 # every page it wrote, every pass) moved between kvmkit processes over unix:, tcp:, exec: and
-# file:, with a virtio-rng and a virtio-blk disk on shared storage, with virtio-net and a
-# virtio-console port, with block migration to a
-# target with its own empty disk, through the human monitor (migrate -d, info migrate, then
-# savevm DIR and --restore DIR), onward along a chain of three processes, cancelled mid-way (the
-# source runs on) and retried, and refused cleanly by a target started with a different
-# --memory or given a cut, damaged or foreign stream. The guest must finish with its check passed on the last target; no process may
-# print a sanitizer report (run it with a build-sanitize binary too).
+# file:; with a virtio-rng and a virtio-blk disk on shared storage; with virtio-net and a
+# virtio-console port; with block migration to a target with its own empty disk; through the
+# human monitor (migrate -d, info migrate, then savevm DIR and --restore DIR); onward along a
+# chain of three processes; cancelled mid-way (the source runs on) and retried; and refused
+# cleanly by a target started with a different --memory or given a cut, damaged or foreign
+# stream. The guest must finish with its check passed on the last target; no process may print
+# a sanitizer report (run it with a build-sanitize binary too).
 #
 # usage: migrate.sh KVMKIT_BINARY GUESTS_DIR [NAME_GLOB]
 #   Prints "PASS name" or "FAIL name (why)" per test, then "N passed, N failed". Exit status 0
