@@ -2,7 +2,14 @@
  * 10.0.2.3, DHCP from 10.0.2.15; fec0::/64), host port forwarding. Slirp runs wholly on the I/O
  * thread: its sockets sit in a private epoll set watched by that thread, its timers on a
  * timerfd. While the guest has no receive buffers, frames wait in a short queue and slirp's
- * sockets are not read, so host peers see TCP flow control instead of losses. */
+ * sockets are not read, so host peers see TCP flow control instead of losses.
+ *
+ * Snapshots and migration do not save slirp (slirp_state_save is not used): what libslirp can
+ * save is its DHCP lease table, the IP id counter and guestfwd connections (not offered here);
+ * the guest's NAT connections are host sockets it cannot save either. A restored VM gets a
+ * fresh slirp: host forwards listen again, the guest's TCP connections through it are reset,
+ * and its DHCP renewal of 10.0.2.15 is granted again (slirp hands a requested free address in
+ * its range to whoever asks), so nothing of value is lost. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <libslirp.h>

@@ -16,6 +16,7 @@
  * After a restore the device sends RARP announcements, as QEMU's self-announce does, so that
  * switches learn the MAC's new port. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -77,7 +78,6 @@ enum { Q_RX, Q_TX, NET_NUM_QUEUES };
 #define ANNOUNCE_ROUNDS 5
 #define ANNOUNCE_FIRST_MS 50
 #define ANNOUNCE_STEP_MS 100
-#define ETH_P_RARP 0x8035
 #define RARP_FRAME_LEN 60 /* the 42 bytes of Ethernet + RARP, padded to the minimum frame */
 
 struct rx_used {
@@ -99,7 +99,7 @@ struct virtio_net {
 	struct iovec tx_iov[VIRTQ_MAX_SEGS + 1];
 	uint64_t rx_frames, rx_dropped, tx_frames, tx_dropped, tx_errors;
 	int announce_fd;                    /* timerfd of the self-announcement, -1 if none */
-	unsigned announce_left;             /* I/O thread: rounds still to send */
+	atomic_uint announce_left;          /* rounds still to send (set by a restore) */
 };
 
 /* Copies len bytes from src (from byte soff) into dst (from byte doff); returns the count. */
@@ -403,8 +403,8 @@ static void announce_send(struct virtio_net *net)
 	const uint8_t *mac = net->config + CFG_MAC;
 	memset(f, 0xff, 6);                    /* broadcast */
 	memcpy(f + 6, mac, 6);
+	/* EtherType RARP; Ethernet, IPv4, their address lengths; op 3: reverse request */
 	static const uint8_t rarp[] = { 0x80, 0x35, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x03 };
-	_Static_assert(sizeof(rarp) == 10 && ETH_P_RARP == 0x8035, "type, htype, ptype, hlen, plen, op");
 	memcpy(f + 12, rarp, sizeof(rarp));
 	memcpy(f + 22, mac, 6);                /* sender's hardware address; IP 0 */
 	memcpy(f + 32, mac, 6);                /* target's hardware address; IP 0 */
@@ -416,7 +416,8 @@ static void announce_send(struct virtio_net *net)
 
 static int announce_arm(struct virtio_net *net, unsigned ms)
 {
-	struct itimerspec t = { .it_value = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 } };
+	struct itimerspec t = { .it_value = { .tv_sec = ms / 1000,
+					      .tv_nsec = (long)(ms % 1000) * 1000000 } };
 	return timerfd_settime(net->announce_fd, 0, &t, NULL) < 0 ? -errno : 0;
 }
 
@@ -426,13 +427,14 @@ static void announce_fired(void *opaque, uint32_t events)
 	(void)events;
 	struct virtio_net *net = opaque;
 	uint64_t n;
-	if (read(net->announce_fd, &n, sizeof(n)) != sizeof(n) || net->announce_left == 0)
+	if (read(net->announce_fd, &n, sizeof(n)) != sizeof(n) ||
+	    atomic_load(&net->announce_left) == 0)
 		return;
 	announce_send(net);
 	/* Ever further apart, in case the first ones went out before the network was ready. */
-	if (--net->announce_left > 0)
-		announce_arm(net, ANNOUNCE_FIRST_MS +
-				  ANNOUNCE_STEP_MS * (ANNOUNCE_ROUNDS - net->announce_left));
+	unsigned left = atomic_fetch_sub(&net->announce_left, 1) - 1;
+	if (left > 0)
+		announce_arm(net, ANNOUNCE_FIRST_MS + ANNOUNCE_STEP_MS * (ANNOUNCE_ROUNDS - left));
 }
 
 struct virtio_transport *virtio_net_transport(struct virtio_net *net)
@@ -456,7 +458,7 @@ int virtio_net_load(struct virtio_net *net, struct stream *s, uint32_t version)
 	if (stream_error(s) || memcmp(config, net->config, CFG_SIZE) != 0)
 		return -EBADMSG;
 	/* The VM does not run yet: the first round goes out once it has for a little while. */
-	net->announce_left = ANNOUNCE_ROUNDS;
+	atomic_store(&net->announce_left, ANNOUNCE_ROUNDS);
 	if (announce_arm(net, ANNOUNCE_FIRST_MS) < 0)
 		log_warn("virtio-net: cannot announce the MAC's new place to the network");
 	return 0;

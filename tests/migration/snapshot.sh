@@ -148,6 +148,47 @@ net_console_chain() { # transport
 test_chain_net_console() { net_console_chain pci; }
 test_chain_net_console_mmio() { net_console_chain mmio; }
 
+# With --net tap (root only), in a network namespace of its own whose kernel has the gateway's
+# address 10.0.2.2 on the TAP and answers the guest's ARP; after each restore the NIC sends
+# RARP self-announcements from its MAC (5 over 1.25 s; a run killed sooner sends fewer), which
+# a packet socket on the TAP counts.
+test_chain_tap() {
+    local ns=kvmkit-snapshot-$$
+    if ((EUID != 0)) || ! ip netns add "$ns" 2>/dev/null; then
+        echo "    (skipped: needs root and ip netns)"
+        return 0
+    fi
+    local real_bin cap n
+    real_bin=$(realpath "$bin")
+    local bin=$tmp/kvmkit-in-netns # run_vm's kvmkit, for this test
+    printf '#!/bin/sh\nexec ip netns exec %s %s "$@"\n' "$ns" "$real_bin" >"$bin"
+    chmod +x "$bin"
+    if ip -n "$ns" tuntap add dev tap0 mode tap && ip -n "$ns" addr add 10.0.2.2/24 dev tap0 &&
+       ip -n "$ns" link set tap0 up; then
+        ip netns exec "$ns" python3 - "$tmp/rarp" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8035))
+s.bind(("tap0", 0))
+n = 0
+while True:
+    f = s.recv(2048)
+    if f[6:12] == bytes.fromhex("525400123456") and f[20:22] == b"\x00\x03":
+        n += 1
+        open(sys.argv[1], "w").write(str(n))
+PY
+        cap=$!
+        save_restore_chain 1 --net tap,ifname=tap0
+        kill "$cap" 2>/dev/null
+        wait "$cap" 2>/dev/null
+        n=$(cat "$tmp/rarp" 2>/dev/null || echo 0)
+        echo "    RARP announcements seen on the TAP over 3 restores: $n"
+        ((n >= 7)) || why+=("$n RARP announcements on the TAP, want 5 after the last restore and some after each other")
+    else
+        why+=("cannot set up a TAP in a network namespace")
+    fi
+    ip netns del "$ns"
+}
+
 # A VM restored from s1 saves back into s1 while its RAM is mapped from s1/memory: the new
 # files must not change the running VM's memory, and s1 must then restore to the end.
 test_save_in_place() {
@@ -217,15 +258,15 @@ test_refusals() {
 
 # Flips a random byte inside a random section's payload of $1 and fixes that section's CRC, so
 # the damage reaches the field checks (and KVM's) behind the CRC; prints the section's tag.
-damage_section() { # state-file seed
-    python3 - "$1" "$2" <<'PY'
+damage_section() { # state-file seed [tags: only sections with one of these, e.g. "VNET VCON"]
+    python3 - "$1" "$2" "${3:-}" <<'PY'
 import random, struct, sys, zlib
-path, seed = sys.argv[1], int(sys.argv[2])
+path, seed, tags = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
 data = bytearray(open(path, "rb").read())
 sections, off = [], 12
 while off + 16 <= len(data):
     length = struct.unpack_from("<I", data, off + 12)[0]
-    if length:
+    if length and (not tags or data[off:off + 4].decode("ascii", "replace") in tags):
         sections.append((off, length))
     off += 16 + length + 4
 rng = random.Random(seed)
@@ -234,6 +275,26 @@ data[off + 16 + rng.randrange(length)] ^= rng.randrange(1, 256)
 struct.pack_into("<I", data, off + 16 + length, zlib.crc32(bytes(data[off:off + 16 + length])))
 open(path, "wb").write(data)
 print(data[off:off + 4].decode("ascii", "replace"))
+PY
+}
+
+# Rewrites $1's sections: "drop TAG" removes the first TAG section, "late TAG" moves it behind
+# the section after it (a device's own state after its VIRT).
+move_section() { # state-file op tag
+    python3 - "$@" <<'PY'
+import struct, sys
+path, op, tag = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+data = open(path, "rb").read()
+head, secs, off = data[:12], [], 12
+while off + 16 <= len(data):
+    end = off + 16 + struct.unpack_from("<I", data, off + 12)[0] + 4
+    secs.append(data[off:end])
+    off = end
+i = next(i for i, s in enumerate(secs) if s[:4] == tag)
+sec = secs.pop(i)
+if op == "late":
+    secs.insert(i + 1, sec)
+open(path, "wb").write(head + b"".join(secs) + data[off:])
 PY
 }
 
@@ -266,7 +327,40 @@ test_tamper() {
     echo "    tamper outcomes:${counts%;}"
 }
 
-for name in chain_2cpus chain_1cpu chain_virtio chain_virtio_mmio chain_net_console chain_net_console_mmio save_in_place restore_time refusals tamper; do
+# The sections of virtio-net and virtio-console: damaged behind a valid CRC (as test_tamper),
+# missing, or after their device's VIRT; the last two must be refused in one sentence.
+test_tamper_net_console() {
+    run_vm 2 --kernel "$guest" --memory 128M --cpus 1 --net user --vconsole "$tmp/con.sock" \
+        --snapshot-at-exit "$tmp/s1"
+    expect_saved "first run"
+    local i tag counts=""
+    declare -A outcome=()
+    for ((i = 1; i <= ${SNAPSHOT_TAMPER_ROUNDS:-30}; i++)); do
+        rm -rf "$tmp/bad"
+        cp -r "$tmp/s1" "$tmp/bad"
+        tag=$(damage_section "$tmp/bad/state" "$i" "VNET VCON")
+        timeout -k 2 1 "$bin" run --restore "$tmp/bad" --serial none </dev/null >/dev/null 2>"$tmp/err"
+        rc=$?
+        outcome[$rc]=$((${outcome[$rc]:-0} + 1))
+        if grep -q "Sanitizer\|runtime error" "$tmp/err" || [[ $rc -ne 1 && $rc -ne 124 && $rc -ne 137 ]]; then
+            why+=("round $i (section '$tag'): exit status $rc")
+            sed 's/^/    stderr| /' "$tmp/err" | head -20
+        fi
+    done
+    for rc in "${!outcome[@]}"; do counts+=" status $rc: ${outcome[$rc]};"; done
+    echo "    tamper outcomes:${counts%;}"
+    local op t
+    for op in drop late; do
+        for t in VNET VCON; do
+            rm -rf "$tmp/bad"
+            cp -r "$tmp/s1" "$tmp/bad"
+            move_section "$tmp/bad/state" "$op" "$t"
+            expect_refusal "$op $t" "the file is damaged" --restore "$tmp/bad"
+        done
+    done
+}
+
+for name in chain_2cpus chain_1cpu chain_virtio chain_virtio_mmio chain_net_console chain_net_console_mmio chain_tap save_in_place restore_time refusals tamper tamper_net_console; do
     # shellcheck disable=SC2053  # the filter is a glob on purpose
     [[ $name == $filter ]] || continue
     rm -rf "$tmp"/s* "$tmp/bad" "$tmp/disk.img"

@@ -16,10 +16,13 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
+#include <zlib.h>
 #include <unistd.h>
 
 #include "fake_memory.h"
+#include "migration/stream.h"
 #include "net/hostfwd.h"
 #include "net/net.h"
 #include "virtio/devices.h"
@@ -116,10 +119,12 @@ void virtio_transport_destroy(struct virtio_transport *t)
 /* The self-announcement's timer watch: kept for a test to fire (there is no I/O thread). */
 static iothread_fn timer_fn;
 static void *timer_opaque;
+static int timer_fd;
 
 int iothread_add(struct iothread *t, int fd, uint32_t events, iothread_fn fn, void *opaque)
 {
-	(void)t, (void)fd, (void)events;
+	(void)t, (void)events;
+	timer_fd = fd;
 	timer_fn = fn;
 	timer_opaque = opaque;
 	return 0;
@@ -641,6 +646,70 @@ static void test_reset_starts_clean(void **state)
 	teardown_dev();
 }
 
+/* The device's own state (its configuration) in a section, loaded back into dev. */
+static int state_round_trip(const uint8_t *patch_mac, uint32_t version)
+{
+	struct stream w, r;
+	stream_init_mem_writer(&w);
+	stream_write_header(&w, "KVMKITUT", 1);
+	stream_begin_section(&w, 1, 0, version);
+	virtio_net_save(net, &w);
+	stream_end_section(&w);
+	stream_flush(&w);
+	size_t len;
+	const uint8_t *data = stream_mem_data(&w, &len);
+	uint8_t *copy = malloc(len);
+	assert_non_null(copy);
+	memcpy(copy, data, len);
+	stream_close(&w);
+	if (patch_mac) { /* the MAC is the payload's first bytes: fix the CRC after it */
+		memcpy(copy + 12 + 16, patch_mac, 6);
+		uint32_t crc = (uint32_t)crc32(0, copy + 12, 16 + 10);
+		memcpy(copy + 12 + 16 + 10, &crc, 4);
+	}
+	struct stream_section sec;
+	uint32_t v;
+	stream_init_mem_reader(&r, copy, len);
+	assert_int_equal(stream_read_header(&r, "KVMKITUT", 1, &v), 0);
+	assert_int_equal(stream_next_section(&r, &sec), 0);
+	int ret = virtio_net_load(net, &r, sec.version);
+	stream_close(&r);
+	free(copy);
+	return ret;
+}
+
+/* After a restore: five RARP frames from the NIC's MAC, ever further apart (QEMU's
+ * self-announce). A file with another MAC or version is refused. */
+static void test_state_and_announce(void **state)
+{
+	(void)state;
+	setup_dev(false, 0, 16, F_MAC | F_STATUS);
+	static const uint8_t other[6] = { 0x52, 0x54, 0, 0x12, 0x34, 0x57 };
+	assert_int_equal(state_round_trip(other, VIRTIO_NET_STATE_VERSION), -EBADMSG);
+	assert_int_equal(state_round_trip(NULL, VIRTIO_NET_STATE_VERSION + 1), -EBADMSG);
+	assert_int_equal(fb.nsent, 0);
+	assert_int_equal(state_round_trip(NULL, VIRTIO_NET_STATE_VERSION), 0);
+	static const uint8_t mac[6] = { 0x52, 0x54, 0, 0x12, 0x34, 0x56 };
+	for (int i = 0; i < 5; i++) {
+		struct pollfd p = { .fd = timer_fd, .events = POLLIN };
+		assert_int_equal(poll(&p, 1, 2000), 1);
+		timer_fn(timer_opaque, POLLIN);
+		assert_int_equal(fb.nsent, i + 1);
+		const uint8_t *f = fb.sent[i];
+		assert_int_equal(fb.sent_len[i], 60);
+		static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+		static const uint8_t rarp[10] = { 0x80, 0x35, 0, 1, 0x08, 0, 6, 4, 0, 3 };
+		assert_memory_equal(f, bcast, 6);
+		assert_memory_equal(f + 6, mac, 6);
+		assert_memory_equal(f + 12, rarp, 10);
+		assert_memory_equal(f + 22, mac, 6);
+		assert_memory_equal(f + 32, mac, 6);
+	}
+	struct pollfd p = { .fd = timer_fd, .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 600), 0); /* no sixth round */
+	teardown_dev();
+}
+
 /* --- hostfwd rules --- */
 
 static void expect_fwd(const char *spec, bool udp, const char *haddr, int hport,
@@ -699,6 +768,7 @@ int main(void)
 		cmocka_unit_test(test_tx_broken_ring),
 		cmocka_unit_test(test_tx_budget),
 		cmocka_unit_test(test_reset_starts_clean),
+		cmocka_unit_test(test_state_and_announce),
 		cmocka_unit_test(test_hostfwd_parse),
 	};
 	return cmocka_run_group_tests_name("net", tests, NULL, NULL);
