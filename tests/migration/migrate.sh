@@ -155,22 +155,23 @@ def quit_source(src):
         pass
     src.wait(10)
 
-def one_hop(uri_out, uri_in=None, extra=(), target_first=True, target_extra=None):
+def one_hop(uri_out, uri_in=None, extra=(), target_first=True, target_extra=None,
+            machine=MACHINE):
     """Source -> target; the guest ends on the target. uri_in: the target's, if different;
     target_extra: the target's device options, if they must differ (their own sockets)."""
     why = []
     extra = list(extra)
     tgt_extra = list(target_extra) if target_extra is not None else extra
-    tgt = VM(tgt_extra, incoming=uri_in or uri_out) if target_first else None
+    tgt = VM(tgt_extra, incoming=uri_in or uri_out, machine=machine) if target_first else None
     if target_first:
         time.sleep(0.3)
-    src = VM(extra)
+    src = VM(extra, machine=machine)
     try:
         wait_pass(src, 3)
         info = migrate(src, uri_out, why)
         expect_completed(src, info, why, "migration")
         if not target_first:
-            tgt = VM(tgt_extra, incoming=uri_in)
+            tgt = VM(tgt_extra, incoming=uri_in, machine=machine)
         quit_source(src)
         expect_finished(tgt, why, "target")
         if tgt.last_pass() > 0 and src.last_pass() >= tgt.last_pass() + 1:
@@ -209,6 +210,12 @@ def test_virtio_shared_disk():
     with open(disk, "wb") as f:
         f.truncate(1 << 20)
     return one_hop("unix:" + os.path.join(tmp, "v.sock"), extra=["--rng", "--disk", "path=" + disk])
+
+# Two vCPUs: the AP dirties its own range with interrupts off; both must park for the last pass.
+def test_two_vcpus():
+    machine = list(MACHINE)
+    machine[machine.index("--cpus") + 1] = "2"
+    return one_hop("unix:" + os.path.join(tmp, "smp.sock"), machine=machine)
 
 # virtio-net (user networking: the guest ARPs every pass) and a virtio-console port the guest
 # writes a line to every pass: their state moves, each side with its own console socket.
