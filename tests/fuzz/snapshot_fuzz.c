@@ -44,6 +44,17 @@ void pci_bus_save(struct pci_bus *b, struct stream *s) { (void)b; (void)s; abort
 int pci_bus_load(struct pci_bus *b, struct stream *s, uint32_t v) { (void)b; (void)s; (void)v; abort(); }
 struct virtio_transport *virtio_blk_transport(struct virtio_blk *b) { (void)b; abort(); }
 struct virtio_transport *virtio_rng_transport(struct virtio_rng *r) { (void)r; abort(); }
+struct virtio_transport *virtio_net_transport(struct virtio_net *n) { (void)n; abort(); }
+void virtio_net_save(struct virtio_net *n, struct stream *s) { (void)n; (void)s; abort(); }
+int virtio_net_load(struct virtio_net *n, struct stream *s, uint32_t v) { (void)n; (void)s; (void)v; abort(); }
+struct virtio_transport *virtio_console_transport(struct virtio_console *c) { (void)c; abort(); }
+void virtio_console_save(struct virtio_console *c, struct stream *s) { (void)c; (void)s; abort(); }
+int virtio_console_load(struct virtio_console *c, struct stream *s, uint32_t v)
+{
+	(void)c; (void)s; (void)v;
+	abort();
+}
+void virtio_console_hold_driver_state(struct virtio_console *c, bool hold) { (void)c; (void)hold; abort(); }
 struct virtio_device *virtio_transport_device(struct virtio_transport *t) { (void)t; abort(); }
 void virtio_transport_save(struct virtio_transport *t, struct stream *s) { (void)t; (void)s; abort(); }
 int virtio_transport_load(struct virtio_transport *t, struct stream *s, uint32_t v)
