@@ -148,6 +148,114 @@ net_console_chain() { # transport
 test_chain_net_console() { net_console_chain pci; }
 test_chain_net_console_mmio() { net_console_chain mmio; }
 
+# A console client stays connected while HMP savevm saves the running VM three times: it must
+# read every line the guest writes to the port once and in order, and the driver hears nothing
+# new (the device kept its state through each stop and restart). The last snapshot restored,
+# the socket listens again: the driver hears the host end closed, then a new client connect
+# (2 + 2 messages at the end), and that client reads the restored guest's lines to the end.
+test_console_client() {
+    python3 - "$bin" "$guest" "$tmp" <<'PY' >"$tmp/py" 2>&1
+import json, re, socket, subprocess, sys, time
+kvmkit, guest, tmp = sys.argv[1:4]
+why = []
+
+def start(args, name):
+    out = open("%s/%s.out" % (tmp, name), "wb")
+    err = open("%s/%s.err" % (tmp, name), "wb")
+    return subprocess.Popen([kvmkit, "run", "--serial", "stdio"] + args,
+                            stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+
+def serial(name):
+    return open("%s/%s.out" % (tmp, name), "rb").read().decode(errors="replace").replace("\r", "")
+
+def wait_for(proc, name, pattern, limit=60):
+    t = time.time()
+    while time.time() - t < limit and proc.poll() is None:
+        m = re.findall(pattern, serial(name), re.M)
+        if m:
+            return m
+        time.sleep(0.05)
+    return None
+
+def client(path):
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(path)
+    c.settimeout(0.1)
+    return c
+
+def drain(c, proc, buf):
+    while True:
+        try:
+            d = c.recv(65536)
+            if not d:
+                return buf
+            buf += d
+        except socket.timeout:
+            if proc.poll() is not None:
+                return buf
+
+def lines(buf):
+    return [int(n) for n in re.findall(rb"^migrate_pattern: pass (\d\d)\.+$", buf, re.M)]
+
+def last_pass(name):
+    m = re.findall(r"^migrate_pattern: pass (\d+) .* con_open_msgs (\d+)$", serial(name), re.M)
+    return (int(m[-1][0]), int(m[-1][1])) if m else (0, 0)
+
+con = tmp + "/con.sock"
+src = start(["--kernel", guest, "--memory", "128M", "--net", "user", "--vconsole", con,
+             "--control", "unix:" + tmp + "/qmp"], "src")
+if not wait_for(src, "src", r"a virtio-console .* every pass"):
+    sys.exit("the source's guest did not set up its console port")
+c = client(con)
+q = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+q.connect(tmp + "/qmp")
+qf = q.makefile("rw")
+qf.readline()
+def qmp(cmd, **args):
+    qf.write(json.dumps({"execute": cmd, "arguments": args}) + "\n")
+    qf.flush()
+    while True:
+        r = json.loads(qf.readline())
+        if "return" in r or "error" in r:
+            return r
+qmp("qmp_capabilities")
+for k in (1, 2, 3):
+    at = last_pass("src")[0]
+    wait_for(src, "src", r"^migrate_pattern: pass %d " % (at + 3))
+    r = qmp("human-monitor-command", **{"command-line": "savevm %s/sv%d" % (tmp, k)})
+    if "error" in r or "snapshot saved" not in serial("src") + open(tmp + "/src.err").read():
+        why.append("savevm %d: %r" % (k, r))
+got = drain(c, src, b"")
+src.wait(timeout=120)
+if src.returncode != 33:
+    why.append("source: exit status %d, want 33" % src.returncode)
+if lines(got) != list(range(1, 61)):
+    why.append("the source's client read passes %s, want 1..60 once each" % lines(got))
+if last_pass("src") != (60, 2):
+    why.append("source: last pass and console messages %s, want (60, 2)" % (last_pass("src"),))
+
+dst = start(["--restore", tmp + "/sv3"], "dst")
+if not wait_for(dst, "dst", r"^migrate_pattern: pass \d+ "):
+    why.append("the restored guest does not run")
+c2 = client(con)
+got2 = drain(c2, dst, b"")
+dst.wait(timeout=120)
+if dst.returncode != 33:
+    why.append("restored: exit status %d, want 33" % dst.returncode)
+seen = lines(got2)
+if not seen or seen != list(range(seen[0], 61)) or seen[0] < 3:
+    why.append("the restored VM's client read passes %s, want the rest up to 60" % seen)
+if last_pass("dst") != (60, 4):
+    why.append("restored: last pass and console messages %s, want (60, 4)" % (last_pass("dst"),))
+print("; ".join(why))
+sys.exit(1 if why else 0)
+PY
+    local r=$?
+    cp "$tmp/src.out" "$tmp/out" 2>/dev/null
+    cat "$tmp/src.err" "$tmp/dst.err" >"$tmp/err" 2>/dev/null
+    ((r == 0)) || { why+=("$(tail -1 "$tmp/py")"); sed "s/^/    py| /" "$tmp/py" | head -12; }
+}
+
 # With --net tap (root only), in a network namespace of its own whose kernel has the gateway's
 # address 10.0.2.2 on the TAP and answers the guest's ARP; after each restore the NIC sends
 # RARP self-announcements from its MAC (5 over 1.25 s; a run killed sooner sends fewer), which
@@ -360,7 +468,7 @@ test_tamper_net_console() {
     done
 }
 
-for name in chain_2cpus chain_1cpu chain_virtio chain_virtio_mmio chain_net_console chain_net_console_mmio chain_tap save_in_place restore_time refusals tamper tamper_net_console; do
+for name in chain_2cpus chain_1cpu chain_virtio chain_virtio_mmio chain_net_console chain_net_console_mmio chain_tap console_client save_in_place restore_time refusals tamper tamper_net_console; do
     # shellcheck disable=SC2053  # the filter is a glob on purpose
     [[ $name == $filter ]] || continue
     rm -rf "$tmp"/s* "$tmp/bad" "$tmp/disk.img"
