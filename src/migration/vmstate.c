@@ -391,7 +391,7 @@ static int vmstate_load_virtio_own(struct vmstate_loader *l, const struct stream
 		    ref.index == sec->instance)
 			break;
 	}
-	const char *name = sec->tag == VIRTIO_NET_TAG ? "virtio-net" : "virtio-console";
+	const char *name = virtio_own[sec->tag == VIRTIO_NET_TAG ? VIRTIO_NET : VIRTIO_CONSOLE].name;
 	if (i == n || l->own_loaded[i] || l->virtio_loaded[i]) {
 		log_error("%s holds %s state the VM does not have, has twice or has after the "
 			  "device's: the file is damaged", l->source, name);
@@ -401,8 +401,9 @@ static int vmstate_load_virtio_own(struct vmstate_loader *l, const struct stream
 	if (r == 0)
 		r = stream_end_read(s);
 	if (r < 0) {
-		log_error("%s: the state of %s device %u is damaged, from a newer kvmkit or from a VM "
-			  "with another MAC address", l->source, name, sec->instance);
+		log_error("%s: the state of %s device %u is damaged or from a newer kvmkit%s",
+			  l->source, name, sec->instance,
+			  ref.kind == VIRTIO_NET ? " (or it had another MAC address)" : "");
 		return r;
 	}
 	l->own_loaded[i] = true;
