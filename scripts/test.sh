@@ -68,6 +68,7 @@ if build build; then
 	stage "snapshots (save/restore chains, restore time, refusals, tamper)" \
 		bash tests/migration/snapshot.sh build/kvmkit build/tests/guests
 	stage "snapshot state fuzz (60 s)" bash tests/fuzz/snapshot_run.sh 60
+	stage "live migration (tier A)" bash tests/migration/migrate.sh build/kvmkit build/tests/guests
 else
 	failed=$((failed + 1)); failures+=("build")
 fi
@@ -79,6 +80,9 @@ if build build-sanitize -Db_sanitize=address,undefined -Db_lundef=false; then
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
 		stage "snapshots (ASan+UBSan)" bash tests/migration/snapshot.sh build-sanitize/kvmkit \
 		build-sanitize/tests/guests
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+		stage "live migration (ASan+UBSan)" bash tests/migration/migrate.sh \
+		build-sanitize/kvmkit build-sanitize/tests/guests
 else
 	failed=$((failed + 1)); failures+=("sanitizer build")
 fi

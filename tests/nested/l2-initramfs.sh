@@ -19,7 +19,9 @@ set -euo pipefail
 #                                   kernel's ff_pwr_btn counter rises: what acpid would do)
 #   kvmkit.test=writer              mount /dev/vda (ext4) on /mnt and append "line N" to /mnt/log
 #                                   5 times a second (sync every 10), print "L2-TICK n up=UPTIME
-#                                   rt=EPOCH lines=N" every second; at the ACPI power button stop
+#                                   rt=EPOCH lines=N net=X" every second (X: what
+#                                   http://10.0.2.2:8080/host says through eth0 with 10.0.2.15, the
+#                                   user-mode network's host, or none); at the ACPI power button stop
 #                                   the writer, check every line is there once and in order
 #                                   ("L2-WRITER-OK N" or "L2-WRITER-BAD why"), unmount, power off
 #   kvmkit.test=virtio-root         mount /dev/vda (ext4) and switch_root to it, running its
@@ -127,6 +129,16 @@ writer)
     while [ ! -b /dev/vda ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
     mkdir -p /mnt
     mount -t ext4 /dev/vda /mnt || echo "L2-WRITER-BAD mount failed"
+    net= n=0
+    while [ ! -e /sys/class/net/eth0 ] && [ -e /sys/bus/virtio/drivers/virtio_net ] && [ $n -lt 50 ]; do
+        sleep 0.1; n=$((n + 1))
+    done
+    if [ -e /sys/class/net/eth0 ]; then
+        ip link set lo up
+        ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up &&
+            ip route add default via 10.0.2.2 && net=1
+        echo "L2-NET eth0 ${net:-setup-failed}"
+    fi
     touch /mnt/log
     (i=$(wc -l < /mnt/log)
      while [ ! -f /tmp/stop ]; do
@@ -144,7 +156,10 @@ writer)
         read -r b _ < $btn
         [ "$b" != "$b0" ] && break
         read -r up _ < /proc/uptime
-        echo "L2-TICK $n up=$up rt=$(date +%s) lines=$(wc -l < /mnt/log)"
+        nv=
+        # (busybox 1.35 wget crashes with -T: timeout bounds it)
+        [ -n "$net" ] && nv=$(timeout 5 wget -q -O - http://10.0.2.2:8080/host 2>/dev/null)
+        echo "L2-TICK $n up=$up rt=$(date +%s) lines=$(wc -l < /mnt/log) net=${nv:-none}"
         n=$((n + 1))
         sleep 1
     done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tier B test: a stock Linux guest writing a file on its virtio disk keeps running across a
-# snapshot save/restore and a live migration with its disk between two "hosts" (network
-# namespaces of the nested host); afterwards the file is intact and the guest's clock is sane.
+# snapshot save/restore and a live migration with its disk and its user-mode network between two
+# "hosts" (network namespaces of the nested host); afterwards the file is intact, the guest
+# reaches the new host's network, and its clock is sane.
 set -euo pipefail
 
 usage() {
@@ -11,8 +12,9 @@ Usage: tests/nested/migrate_linux.sh KVMKIT_BINARY [options]
   --kvmkit-args STR  more kvmkit options for every process (e.g. "--transport mmio")
   --known-bug C=WHY  report check C as XFAIL with WHY instead of failing
 The guest (kvmkit.test=writer in the L2 initramfs) appends numbered lines to a file on its
-ext4 root disk (made by mke2fs in L1) and prints a tick with its clocks and line count every
-second. In L1:
+ext4 disk (made by mke2fs in L1) and prints a tick with its clocks, line count and what
+http://10.0.2.2:8080/host returns through its virtio-net NIC (--net user: each host's own
+busybox httpd answers with the host's name) every second. In L1:
   1. VM A runs on disk a.img; after a few ticks QMP stop + HMP "savevm DIR" + quit;
   2. kvmkit run --restore DIR resumes it (same disk); ticks and lines go on;
   3. a target kvmkit in a second network namespace (a veth pair between the two) waits with
@@ -20,7 +22,7 @@ second. In L1:
      (block migration: no shared storage) until query-migrate says completed; the source quits;
   4. on the target the ticks go on; system_powerdown: the guest stops its writer, checks that
      every line is there once and in order, unmounts, powers off; e2fsck -fn b.img is clean.
-Checks: each phase's progress, migration completed with its downtime, the file intact, the
+Checks: each phase's progress, each host's network reached, migration completed, the file intact, the
 guest's uptime never going back and its wall clock within 60 s of L1's, exit status 0.
 Prints "N passed, N failed"; exits 0 only if all pass. Needs socat, mke2fs, e2fsck, ip.
 USAGE
@@ -64,7 +66,7 @@ hmp() { # SOCK COMMAND-LINE
 APPEND="console=ttyS0 kvmkit.test=writer panic=-1 quiet"
 machine() { # the options A and B share (B gets its own disk)
     set -- --kernel /payload/l2/vmlinuz --initrd /payload/l2/initramfs.cpio --memory 256M \
-        --cpus 2 --serial stdio
+        --cpus 2 --serial stdio --net user
     echo "$@"
 }
 ./mke2fs -q -F -t ext4 /tmp/a.img 64M || echo "MKFS-FAILED"
@@ -82,6 +84,12 @@ nsenter -t "$nsb" -n /payload/ip addr add 10.77.0.2/24 dev vb
 nsenter -t "$nsb" -n /payload/ip link set vb up
 nsenter -t "$nsb" -n /payload/ip link set lo up
 ping -c 1 -W 5 10.77.0.2 >/dev/null 2>&1 && echo "NETNS-OK" || echo "NETNS-FAILED"
+# Each host's web server names the host (the guest reaches it as 10.0.2.2:8080).
+mkdir -p /tmp/wwwa /tmp/wwwb
+echo hostA > /tmp/wwwa/host
+echo hostB > /tmp/wwwb/host
+httpd -p 127.0.0.1:8080 -h /tmp/wwwa
+nsenter -t "$nsb" -n httpd -p 127.0.0.1:8080 -h /tmp/wwwb
 
 # 1. VM A, then stop + savevm + quit.
 l1_boot a "$L2_TIMEOUT" /payload/kvmkit run $(machine) --append "$APPEND" \
@@ -149,6 +157,8 @@ check r/no-boot "$( ! grep -q 'L2-INIT-REACHED' <<< "$l2r"; echo $?)" "the resto
 mig=$(sed -n 's/^MIGRATE-RESULT //p' <<< "$clean")
 check migrate/completed "$(grep -q '"completed"' <<< "$mig"; echo $?)" "query-migrate: ${mig:-nothing}"
 check b/resumes "$( [[ $(phase b) -ge 4 ]]; echo $?)" "the target printed $(phase b) ticks"
+check net/a "$(grep -q '^L2-TICK .* net=hostA' <<< "$l2a"; echo $?)" "VM A never reached host A's server: $(grep '^L2-TICK' <<< "$l2a" | tail -n1)"
+check net/b "$(grep -q '^L2-TICK .* net=hostB' <<< "$l2b"; echo $?)" "after the migration the guest never reached host B's server: $(grep '^L2-TICK' <<< "$l2b" | tail -n1)"
 check b/no-boot "$( ! grep -q 'L2-INIT-REACHED' <<< "$l2b"; echo $?)" "the target booted anew instead of resuming"
 check file/intact "$(grep -q '^L2-WRITER-OK [0-9]' <<< "$l2b"; echo $?)" "$(grep -m1 '^L2-WRITER' <<< "$l2b" || echo 'no L2-WRITER line')"
 # Lines written: more after each phase than before it.
