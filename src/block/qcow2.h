@@ -85,5 +85,22 @@ struct qcow2 {
 /* pwrite until all of buf is written (EINTR retried); 0 or -errno. Shared by the driver
  * and block_create. */
 int q_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+/* pread of len bytes; what lies beyond the end of the file reads as zeroes. 0 or -errno. */
+int q_pread(int fd, void *buf, size_t len, uint64_t off);
+
+/* The driver's open path (qcow2_open.c) and what undoes it. */
+int qcow2_open(struct block_dev *bd);
+void qcow2_free(struct qcow2 *s);
+
+/* Big-endian header fields. */
+static inline uint32_t qcow2_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline uint64_t qcow2_be64(const uint8_t *p)
+{
+	return (uint64_t)qcow2_be32(p) << 32 | qcow2_be32(p + 4);
+}
 
 #endif
