@@ -88,6 +88,22 @@ int q_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 /* pread of len bytes; what lies beyond the end of the file reads as zeroes. 0 or -errno. */
 int q_pread(int fd, void *buf, size_t len, uint64_t off);
 
+/* What a new version 3 image (16-bit refcounts) has in its header. */
+struct qcow2_new_header {
+	uint32_t cluster_bits;
+	uint64_t size;
+	uint32_t l1_entries;
+	uint64_t l1_offset;
+	uint64_t rt_offset;
+	uint32_t rt_clusters;
+	bool lazy_refcounts;
+	uint8_t compression;
+};
+/* Fills the header's first QCOW2_NEW_HEADER_LEN bytes of c (which must be zeroed). In
+ * qcow2_create.c; used by block_create and kvmkit-img's streaming writer. */
+#define QCOW2_NEW_HEADER_LEN 112u /* 104 + the compression type byte, padded to 8 */
+void qcow2_fill_header(uint8_t *c, const struct qcow2_new_header *h);
+
 /* The driver's open path (qcow2_open.c) and what undoes it. */
 int qcow2_open(struct block_dev *bd);
 void qcow2_free(struct qcow2 *s);

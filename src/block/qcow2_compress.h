@@ -34,20 +34,4 @@ void qcow2_compressor_free(struct qcow2_compressor *c);
 ssize_t qcow2_compress(struct qcow2_compressor *c, void *dst, size_t cap, const void *src,
 		       size_t len);
 
-/* What a new version 3 image (16-bit refcounts) has in its header. */
-struct qcow2_new_header {
-	uint32_t cluster_bits;
-	uint64_t size;
-	uint32_t l1_entries;
-	uint64_t l1_offset;
-	uint64_t rt_offset;
-	uint32_t rt_clusters;
-	bool lazy_refcounts;
-	uint8_t compression;
-};
-/* Fills the header's first QCOW2_NEW_HEADER_LEN bytes of c (which must be zeroed). In
- * qcow2_create.c. */
-#define QCOW2_NEW_HEADER_LEN 112u /* 104 + the compression type byte, padded to 8 */
-void qcow2_fill_header(uint8_t *c, const struct qcow2_new_header *h);
-
 #endif
