@@ -1,5 +1,6 @@
 /* Inside the control plane: the QMP server's state shared by qmp.c (sockets, protocol,
- * events), qmp_commands.c (the command table), monitor.c (the human monitor) and client_io.c (a client's input and output buffers). */
+ * events), qmp_commands.c (the command table), monitor.c (the human monitor) and client_io.c
+ * (a client's input and output buffers). */
 #ifndef KVMKIT_CONTROL_CONTROL_INT_H
 #define KVMKIT_CONTROL_CONTROL_INT_H
 
