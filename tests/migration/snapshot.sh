@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Snapshot tests on the host's /dev/kvm (tier A): the migrate_pattern guest saved and restored
 # three times in a row in new processes (2 vCPUs, then 1, then with virtio-rng and virtio-blk on
-# PCI and on virtio-mmio), a snapshot replaced in place while the
-# VM runs from it, how fast a 256 MiB guest restores, clean refusals of conflicting options and
-# damaged snapshots, and damage behind valid CRCs that must never crash kvmkit.
+# PCI and on virtio-mmio, then with virtio-net on user networking and a virtio-console port on
+# both, then on a TAP as root), a console client across HMP savevm and a restore, a snapshot
+# replaced in place while the VM runs from it, how fast a 256 MiB guest restores, clean refusals
+# of conflicting options and damaged snapshots, and damage behind valid CRCs (all sections, then
+# virtio-net's and virtio-console's) that must never crash kvmkit.
 #
 # usage: snapshot.sh KVMKIT_BINARY GUESTS_DIR [NAME_GLOB]
 #   Prints "PASS name" or "FAIL name (why)" + the captured output per test, then "N passed, N
