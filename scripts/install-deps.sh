@@ -16,6 +16,7 @@ packages=(
 	libjansson-dev
 	# tier A comparison and tier B nested host (QEMU TCG as L1), its images and tools
 	qemu-system-x86 busybox-static cpio lz4 xz-utils zstd binutils file e2fsprogs socat python3 clang
+	iproute2
 )
 
 missing=()
