@@ -468,11 +468,8 @@ int img_check(int argc, char **argv)
 		img_error("Unknown option value for -r (expecting 'leaks' or 'all'): %s", repair);
 		return 1;
 	}
-	if (optind != argc - 1) {
-		img_error(optind >= argc ? "expecting one image file name"
-					 : "expecting only one image file name");
+	if (!img_one_file(argc))
 		return 1;
-	}
 	const char *path = argv[optind];
 	if (!img_known_format(path, fmt))
 		return 1;

@@ -253,11 +253,8 @@ int img_commit(int argc, char **argv)
 		default: img_error("unknown option '%s'", argv[optind - 1]); return 1;
 		}
 	}
-	if (optind != argc - 1) {
-		img_error(optind >= argc ? "expecting one image file name"
-					 : "expecting only one image file name");
+	if (!img_one_file(argc))
 		return 1;
-	}
 	struct commit c = { .path = argv[optind], .show = show && !quiet };
 	c.top.fd = c.top.q.fd = -1; /* nothing open yet: commit_close may run */
 	if (!img_known_format(c.path, fmt)) /* before anything is opened */

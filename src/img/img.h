@@ -27,6 +27,8 @@ void img_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * afterwards). Returns -1 to go on, or the exit status to return (0 after --help, 1 after an
  * error it printed). */
 int img_parse_fmt_output(int argc, char **argv, const char *cmd, const char **fmt, bool *json);
+/* After getopt: exactly one operand (the image) is left, else one error sentence and false. */
+bool img_one_file(int argc);
 /* Prints s as a JSON string (quotes, backslashes and control characters escaped). */
 void img_json_str(const char *s);
 

@@ -196,11 +196,8 @@ int img_rebase(int argc, char **argv)
 		default: img_error("unknown option '%s'", argv[optind - 1]); return 1;
 		}
 	}
-	if (optind != argc - 1) {
-		img_error(optind >= argc ? "expecting one image file name"
-					 : "expecting only one image file name");
+	if (!img_one_file(argc))
 		return 1;
-	}
 	rb.path = argv[optind];
 	rb.show = show && !quiet;
 	rb.top.fd = rb.top.q.fd = -1; /* nothing open yet */

@@ -314,11 +314,8 @@ int img_snapshot(int argc, char **argv)
 		if (r < 0)
 			return 1;
 	}
-	if (optind != argc - 1) {
-		img_error(optind >= argc ? "expecting one image file name"
-					 : "expecting only one image file name");
+	if (!img_one_file(argc))
 		return 1;
-	}
 	const char *path = argv[optind];
 	if (!img_known_format(path, fmt) || (!fmt && !(fmt = img_probe(path))))
 		return 1;

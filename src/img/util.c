@@ -207,6 +207,15 @@ void img_size_str(uint64_t v, char *buf, size_t len)
 }
 
 /* Prints s as a JSON string (quotes, backslashes and control characters escaped). */
+bool img_one_file(int argc)
+{
+	if (optind == argc - 1)
+		return true;
+	img_error(optind >= argc ? "expecting one image file name"
+				 : "expecting only one image file name");
+	return false;
+}
+
 void img_json_str(const char *s)
 {
 	putchar('"');
@@ -251,10 +260,7 @@ int img_parse_fmt_output(int argc, char **argv, const char *cmd, const char **fm
 		img_error("--output must be 'human' or 'json', not '%s'", output);
 		return 1;
 	}
-	if (optind != argc - 1) {
-		img_error(optind >= argc ? "expecting one image file name"
-					 : "expecting only one image file name");
+	if (!img_one_file(argc))
 		return 1;
-	}
 	return -1;
 }

@@ -1,9 +1,10 @@
 #!/bin/bash
 # Fuzzes kvmkit's qcow2 header and table parser (src/block/qcow2_open.c, and qcow2.c, through
 # block_open) with libFuzzer under ASan+UBSan for a bounded time, starting from the tiny
-# qemu-img images in tests/fuzz/corpus/. Prints "1 passed, 0 failed" when nothing crashed, leaked, timed out
-# (-timeout, per input) or ran out of memory (-rss_limit_mb / -malloc_limit_mb) in the time;
-# else "0 passed, 1 failed", the input that did it and the sanitizer report.
+# qemu-img images in tests/fuzz/corpus/. Prints "1 passed, 0 failed" when nothing crashed,
+# leaked, timed out (-timeout, per input) or ran out of memory (-rss_limit_mb /
+# -malloc_limit_mb) in the time; else "0 passed, 1 failed", the input that did it and the
+# sanitizer report.
 # Usage: tests/fuzz/run.sh [SECONDS] [extra libFuzzer flags...]   (default 60 s)
 #   A crash input replays with: build-fuzz/qcow2_fuzz FILE  (QCOW2_FUZZ_VERBOSE=1 for the
 #   block layer's messages). The binary and crash inputs go to build-fuzz/ (git-ignored).
