@@ -107,7 +107,7 @@ static int q_backing_read(struct block_dev *bd, uint64_t off, void *buf, size_t 
 	return w.result;
 }
 
-/* ---- refcounts (refcount_order 3..6 writable: whole big-endian bytes) ---- */
+/* ---- refcounts (any width: 1..64 bits) ---- */
 
 /* Metadata that cannot be right: the request fails, and a writable image gets the corrupt bit
  * (as QEMU does) so that nothing writes to it again before a repair; reads go on. */
@@ -209,6 +209,18 @@ static int q_grow_reftable(struct qcow2 *s, uint64_t need)
 	return r;
 }
 
+/* Where refcount entry k of a block lies: *width bytes at byte *at of the block (big-endian),
+ * or, for entries narrower than a byte, bits *shift.. of one byte (first entry in the least
+ * significant bits, as QEMU packs them). */
+static void q_rc_locate(const struct qcow2 *s, uint64_t k, uint64_t *at, size_t *width,
+			unsigned *shift)
+{
+	unsigned bits = 1u << s->refcount_order;
+	*width = bits >= 8 ? bits / 8 : 1;
+	*at = bits >= 8 ? k * *width : k * bits / 8;
+	*shift = bits >= 8 ? 0 : (unsigned)(k * bits % 8);
+}
+
 static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned depth)
 {
 	if (depth > 8)
@@ -216,7 +228,10 @@ static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned
 	uint32_t rb_bits = s->cluster_bits + 3 - s->refcount_order; /* log2 entries per block */
 	uint64_t idx = host >> (s->cluster_bits + rb_bits);
 	uint64_t k = (host >> s->cluster_bits) & ((1ull << rb_bits) - 1);
-	size_t width = 1u << (s->refcount_order - 3);
+	uint64_t max = s->refcount_order == 6 ? UINT64_MAX : (1ull << (1u << s->refcount_order)) - 1;
+	uint64_t in;
+	size_t width;
+	unsigned shift;
 	if (idx >= s->rt_entries) {
 		/* Releasing a cluster no refcount block covers: it was never counted (a damaged L2
 		 * entry pointing past the file, found by fuzzing). Growing the table for it would
@@ -243,7 +258,8 @@ static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned
 		memset(s->zbuf, 0, s->cluster_size);
 		if (self) {
 			uint64_t kb = (block >> s->cluster_bits) & ((1ull << rb_bits) - 1);
-			s->zbuf[kb * width + width - 1] = 1;
+			q_rc_locate(s, kb, &in, &width, &shift);
+			s->zbuf[in + width - 1] = (uint8_t)(1u << shift);
 		}
 		if ((r = q_pwrite(s->fd, s->zbuf, s->cluster_size, block)) < 0 ||
 		    (r = q_sync(s)) < 0)
@@ -257,12 +273,13 @@ static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned
 				 (unsigned long long)block);
 	}
 	uint8_t raw[8] = { 0 };
-	uint64_t at = block + k * width;
+	q_rc_locate(s, k, &in, &width, &shift);
+	uint64_t at = block + in;
 	int r = q_pread(s->fd, raw + 8 - width, width, at);
 	if (r < 0)
 		return r;
-	uint64_t v = qcow2_be64(raw);
-	uint64_t max = s->refcount_order == 6 ? UINT64_MAX : (1ull << (1u << s->refcount_order)) - 1;
+	uint64_t whole = qcow2_be64(raw); /* the bytes that hold the entry */
+	uint64_t v = (whole >> shift) & max;
 	if (delta < 0 && v == 0 && s->dirty)
 		return 0; /* a stale count in a dirty image: left for the repair */
 	if ((delta > 0 && v == max) || (delta < 0 && v == 0)) {
@@ -275,7 +292,7 @@ static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned
 				 (unsigned long long)host);
 	}
 	v = delta > 0 ? v + 1 : v - 1;
-	uint64_t be = htobe64(v);
+	uint64_t be = htobe64((whole & ~(max << shift)) | v << shift);
 	memcpy(raw, &be, 8);
 	return q_pwrite(s->fd, raw + 8 - width, width, at);
 }

@@ -183,9 +183,6 @@ int qcow2_open(struct block_dev *bd)
 	if (s->refcount_order > 6)
 		Q_FAIL(-EINVAL, "disk image '%s': refcount_order %u is above 6", p,
 		       s->refcount_order);
-	if (!bd->readonly && s->refcount_order < 3)
-		Q_FAIL(-ENOTSUP, "disk image '%s' has %u-bit refcounts, which kvmkit can only open "
-		       "read-only", p, 1u << s->refcount_order);
 	if (s->size > (1ull << 61) || s->size == 0)
 		Q_FAIL(-EINVAL, "disk image '%s': virtual size %llu is invalid", p,
 		       (unsigned long long)s->size);

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Cross-validates kvmkit's qcow2 driver against qemu-img, the reference implementation: images
 # qemu-img makes read correctly through kvmkit (cluster sizes 512..2M, backing files, compressed,
-# v2, internal snapshots), and images kvmkit writes pass `qemu-img check` and compare equal to a raw reference.
+# v2, internal snapshots), and images kvmkit writes (refcounts of every width) pass
+# `qemu-img check` and compare equal to a raw reference.
 # Usage: tests/qcow2/run.sh [path/to/qcow2-io]  (default: build/tests/qcow2/qcow2-io)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -48,6 +49,11 @@ for cs in 512 4096 65536 2097152; do
 	qemu-img create -q -f qcow2 -o cluster_size=$cs q$cs.qcow2 6M
 	truncate -s 0 ref$cs.raw && truncate -s 6M ref$cs.raw
 	writes "qemu-img-made image, cluster size $cs" q$cs.qcow2 ref$cs.raw $cs
+done
+for rb in 1 2 4 8 64; do
+	qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=$rb rb$rb.qcow2 6M
+	truncate -s 0 refrb$rb.raw && truncate -s 6M refrb$rb.raw
+	writes "refcount_bits=$rb" rb$rb.qcow2 refrb$rb.raw $((rb + 40))
 done
 qemu-img create -q -f qcow2 -o cluster_size=512 grow.qcow2 64M
 truncate -s 64M refg.raw
