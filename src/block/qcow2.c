@@ -574,10 +574,11 @@ static int q_write_part(struct qcow2 *s, struct block_dev *bd, uint64_t g, const
 			return r;
 		if (src && (r = q_pwrite(s->fd, src, n, h + in)) < 0)
 			return r;
-		/* The file reaches the cluster's end, as checkers expect (a zero byte where
-		 * zeroes are due anyway, so it never needs to know whether it is the last). */
+		/* The file reaches the cluster's end before an L2 entry can point there (else a
+		 * crash could leave an entry past the end of the file): a zero byte where zeroes
+		 * are due anyway, unless the data just written ends there. */
 		static const uint8_t zero_byte;
-		if (in + n < s->cluster_size &&
+		if ((!src || in + n < s->cluster_size) &&
 		    (r = q_pwrite(s->fd, &zero_byte, 1, h + s->cluster_size - 1)) < 0)
 			return r;
 	} else {

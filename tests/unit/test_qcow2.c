@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -154,6 +155,40 @@ static void test_random_writes(void **state)
 
 /* An overlay reads its backing file where it has nothing; writes (partial clusters copy the
  * rest from the backing file) and zeroes (zero flag) go to the overlay only. */
+/* A new cluster the file does not reach yet, written only at its end with write-zeroes (no
+ * data to write): the file must still reach the cluster's end before the L2 entry points
+ * there, or a crash leaves an entry past the end of the file (qemu-img check: corrupt). */
+static void test_tail_zeroes_reach_file_end(void **state)
+{
+	(void)state;
+	char path[256];
+	img(path, "tail.qcow2");
+	create(path, "qcow2", 1 << 20, 65536, NULL);
+	struct block_dev *bd = open_fmt(path, "qcow2", false);
+	assert_int_equal(run(bd, BLOCK_OP_WRITE_ZEROES, 0x18000, NULL, 0x8000), 0);
+	assert_int_equal(run(bd, BLOCK_OP_FLUSH, 0, NULL, 0), 0);
+	/* The data cluster the L2 entry of guest cluster 1 names lies inside the file. */
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	uint64_t l1, l2, data;
+	assert_int_equal(pread(fd, &l1, 8, 40), 8);
+	assert_int_equal(pread(fd, &l2, 8, (off_t)be64toh(l1)), 8);
+	assert_int_equal(pread(fd, &data, 8, (off_t)(be64toh(l2) & 0x00fffffffffffe00ull) + 8), 8);
+	data = be64toh(data) & 0x00fffffffffffe00ull;
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	close(fd);
+	assert_true(data != 0);
+	assert_true(data + 65536 <= (uint64_t)st.st_size);
+	static uint8_t buf[65536];
+	memset(buf, 0xaa, sizeof(buf));
+	assert_int_equal(run(bd, BLOCK_OP_READ, 0x10000, buf, sizeof(buf)), 0);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], 0);
+	block_close(bd);
+	unlink(path);
+}
+
 static void test_backing(void **state)
 {
 	(void)state;
@@ -405,6 +440,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_random_writes),
+		cmocka_unit_test(test_tail_zeroes_reach_file_end),
 		cmocka_unit_test(test_backing),
 		cmocka_unit_test(test_hostile_headers),
 		cmocka_unit_test(test_backing_loops),
