@@ -194,6 +194,36 @@ int block_submit(struct block_dev *bd, struct block_request *req)
 	return 0;
 }
 
+struct block_wait {
+	bool done;
+	int result;
+};
+
+static void block_wait_done(struct block_request *req, int result)
+{
+	struct block_wait *w = req->opaque;
+	w->done = true;
+	w->result = result;
+}
+
+int block_io(struct block_dev *bd, enum block_op op, uint64_t off, void *buf, uint64_t len)
+{
+	struct iovec iov = { buf, len };
+	struct block_wait w = { false, 0 };
+	struct block_request req = { .op = op, .offset = off, .iov = &iov, .iovcnt = 1,
+				     .len = len, .done = block_wait_done, .opaque = &w };
+	int r = block_submit(bd, &req);
+	if (r < 0)
+		return r;
+	while (!w.done) {
+		struct pollfd pfd = { .fd = block_completion_fd(bd), .events = POLLIN };
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			return -errno;
+		block_process_completions(bd);
+	}
+	return w.result;
+}
+
 void block_plug(struct block_dev *bd)
 {
 	block_engine_plug(bd->engine);

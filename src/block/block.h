@@ -62,6 +62,11 @@ bool block_readonly(const struct block_dev *bd);
  * only if both run on the same thread: the block device belongs to one event loop. */
 int block_submit(struct block_dev *bd, struct block_request *req);
 
+/* A synchronous request: submits one (buf, len) request and waits for it on the calling
+ * thread, running block_process_completions meanwhile (so other requests of bd in flight
+ * complete too). For tools and for a format driver reading its backing file. 0 or -errno. */
+int block_io(struct block_dev *bd, enum block_op op, uint64_t off, void *buf, uint64_t len);
+
 /* Between block_plug and block_unplug, requests are collected and handed to the kernel as one
  * batch at unplug (a device plugs while it drains its queue). Plugs nest. */
 void block_plug(struct block_dev *bd);

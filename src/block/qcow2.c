@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,36 +76,6 @@ static int q_sync(struct qcow2 *s)
 }
 
 /* Synchronous request on another block device (the backing file), run on its own loop. */
-struct q_wait {
-	bool done;
-	int result;
-};
-
-static void q_wait_done(struct block_request *req, int result)
-{
-	struct q_wait *w = req->opaque;
-	w->done = true;
-	w->result = result;
-}
-
-static int q_backing_read(struct block_dev *bd, uint64_t off, void *buf, size_t len)
-{
-	struct iovec iov = { buf, len };
-	struct q_wait w = { false, 0 };
-	struct block_request req = { .op = BLOCK_OP_READ, .offset = off, .iov = &iov,
-				     .iovcnt = 1, .done = q_wait_done, .opaque = &w };
-	int r = block_submit(bd, &req);
-	if (r < 0)
-		return r;
-	while (!w.done) {
-		struct pollfd pfd = { .fd = block_completion_fd(bd), .events = POLLIN };
-		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
-			return -errno;
-		block_process_completions(bd);
-	}
-	return w.result;
-}
-
 /* ---- refcounts (any width: 1..64 bits) ---- */
 
 /* Metadata that cannot be right: the request fails, and a writable image gets the corrupt bit
@@ -450,7 +419,7 @@ static int q_read_part(struct qcow2 *s, struct block_dev *bd, uint64_t g, uint8_
 		uint64_t bsize = block_size(s->backing);
 		if (g < bsize) {
 			have = bsize - g < n ? bsize - g : n;
-			if ((r = q_backing_read(s->backing, g, dst, have)) < 0)
+			if ((r = block_io(s->backing, BLOCK_OP_READ, g, dst, have)) < 0)
 				return r;
 		}
 	}

@@ -39,17 +39,17 @@ static int copy_run(struct commit *c, uint64_t pos, uint64_t len, enum img_alloc
 {
 	int r;
 	if (a == IMG_ALLOC_ZERO) {
-		if ((r = img_io(c->base, BLOCK_OP_WRITE_ZEROES, pos, NULL, len)) < 0)
+		if ((r = block_io(c->base, BLOCK_OP_WRITE_ZEROES, pos, NULL, len)) < 0)
 			img_error("error while writing zeroes to '%s' at offset %llu: %s",
 				  c->base_path, (unsigned long long)pos, strerror(-r));
 		return r;
 	}
-	if ((r = img_io(c->img, BLOCK_OP_READ, pos, c->buf, len)) < 0) {
+	if ((r = block_io(c->img, BLOCK_OP_READ, pos, c->buf, len)) < 0) {
 		img_error("error while reading '%s' at offset %llu: %s", c->path,
 			  (unsigned long long)pos, strerror(-r));
 		return r;
 	}
-	if ((r = img_io(c->base, BLOCK_OP_WRITE, pos, c->buf, len)) < 0)
+	if ((r = block_io(c->base, BLOCK_OP_WRITE, pos, c->buf, len)) < 0)
 		img_error("error while writing '%s' at offset %llu: %s", c->base_path,
 			  (unsigned long long)pos, strerror(-r));
 	return r;
@@ -69,7 +69,7 @@ static int copy_top(struct commit *c)
 			r = copy_run(c, pos, len, a);
 		img_progress(c->show, pos + len, size, &last);
 	}
-	if (r == 0 && (r = img_io(c->base, BLOCK_OP_FLUSH, 0, NULL, 0)) < 0)
+	if (r == 0 && (r = block_io(c->base, BLOCK_OP_FLUSH, 0, NULL, 0)) < 0)
 		img_error("error while flushing '%s': %s", c->base_path, strerror(-r));
 	if (c->show)
 		printf("\n");

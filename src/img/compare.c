@@ -68,8 +68,8 @@ int img_compare(int argc, char **argv)
 		printf("Warning: Image size mismatch!\n");
 	for (uint64_t off = 0; rc == 0 && off < common; off += COMPARE_CHUNK) {
 		uint64_t n = common - off < COMPARE_CHUNK ? common - off : COMPARE_CHUNK;
-		if (img_io(a, BLOCK_OP_READ, off, ba, n) < 0 ||
-		    img_io(b, BLOCK_OP_READ, off, bb, n) < 0) {
+		if (block_io(a, BLOCK_OP_READ, off, ba, n) < 0 ||
+		    block_io(b, BLOCK_OP_READ, off, bb, n) < 0) {
 			img_error("error while reading offset %llu", (unsigned long long)off);
 			rc = 2;
 		} else if (memcmp(ba, bb, n) != 0) {
@@ -85,7 +85,7 @@ int img_compare(int argc, char **argv)
 	uint64_t end = sa > sb ? sa : sb;
 	for (uint64_t off = common; rc == 0 && off < end; off += COMPARE_CHUNK) {
 		uint64_t n = end - off < COMPARE_CHUNK ? end - off : COMPARE_CHUNK;
-		if (img_io(longer, BLOCK_OP_READ, off, ba, n) < 0) {
+		if (block_io(longer, BLOCK_OP_READ, off, ba, n) < 0) {
 			img_error("error while reading offset %llu", (unsigned long long)off);
 			rc = 2;
 		} else if (!img_all_zero(ba, n)) {

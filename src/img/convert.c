@@ -109,7 +109,7 @@ static int read_chunk(struct reader *rd, uint64_t off, uint8_t *buf, uint64_t n)
 			return data;
 		if (!data)
 			memset(buf + (pos - off), 0, len);
-		else if ((data = img_io(rd->src, BLOCK_OP_READ, pos, buf + (pos - off), len)) < 0)
+		else if ((data = block_io(rd->src, BLOCK_OP_READ, pos, buf + (pos - off), len)) < 0)
 			return data;
 		pos += len;
 	}

@@ -1,5 +1,5 @@
-/* kvmkit-img's shared pieces: the subcommands, synchronous I/O on a block device, format
- * probing, qcow2 header facts for `info`, and -o option lists. */
+/* kvmkit-img's shared pieces: the subcommands, format probing, qcow2 header facts for
+ * `info`, and -o option lists. */
 #ifndef KVMKIT_IMG_IMG_H
 #define KVMKIT_IMG_IMG_H
 
@@ -40,8 +40,6 @@ bool img_known_format(const char *path, const char *fmt);
 /* block_open with the format given or probed; prints one sentence on failure. */
 int img_open(const char *path, const char *fmt, bool readonly, struct block_dev **out);
 
-/* Synchronous requests: submit, then wait for the completion on the device's fd. */
-int img_io(struct block_dev *bd, enum block_op op, uint64_t off, void *buf, uint64_t len);
 
 bool img_all_zero(const uint8_t *p, size_t len);
 

@@ -38,7 +38,7 @@ static int read_new(struct rebase *rb, uint64_t pos, uint64_t len)
 	if (have > len)
 		have = len;
 	memset(rb->new + have, 0, len - have);
-	int r = have ? img_io(rb->nb, BLOCK_OP_READ, pos, rb->new, have) : 0;
+	int r = have ? block_io(rb->nb, BLOCK_OP_READ, pos, rb->new, have) : 0;
 	if (r < 0)
 		img_error("error while reading the new backing file '%s' at offset %llu: %s",
 			  rb->name, (unsigned long long)pos, strerror(-r));
@@ -62,7 +62,7 @@ static int write_differences(struct rebase *rb, uint64_t pos, uint64_t len)
 			at += len - at < cs ? len - at : cs;
 			continue;
 		}
-		int r = img_io(rb->img, BLOCK_OP_WRITE, pos + at, rb->old + at, end - at);
+		int r = block_io(rb->img, BLOCK_OP_WRITE, pos + at, rb->old + at, end - at);
 		if (r < 0) {
 			img_error("error while writing '%s' at offset %llu: %s", rb->path,
 				  (unsigned long long)(pos + at), strerror(-r));
@@ -76,7 +76,7 @@ static int write_differences(struct rebase *rb, uint64_t pos, uint64_t len)
 /* One run of clusters that FILE does not hold: what reads differently is copied in. */
 static int keep_run(struct rebase *rb, uint64_t pos, uint64_t len)
 {
-	int r = img_io(rb->img, BLOCK_OP_READ, pos, rb->old, len);
+	int r = block_io(rb->img, BLOCK_OP_READ, pos, rb->old, len);
 	if (r < 0) {
 		img_error("error while reading '%s' at offset %llu: %s", rb->path,
 			  (unsigned long long)pos, strerror(-r));
@@ -101,7 +101,7 @@ static int copy_differences(struct rebase *rb)
 			r = keep_run(rb, pos, len);
 		img_progress(rb->show, pos + len, size, &last);
 	}
-	if (r == 0 && (r = img_io(rb->img, BLOCK_OP_FLUSH, 0, NULL, 0)) < 0)
+	if (r == 0 && (r = block_io(rb->img, BLOCK_OP_FLUSH, 0, NULL, 0)) < 0)
 		img_error("error while flushing '%s': %s", rb->path, strerror(-r));
 	if (rb->show)
 		printf("\n");

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,36 +57,6 @@ int img_open(const char *path, const char *fmt, bool readonly, struct block_dev 
 	struct block_options o = { .path = path, .format = fmt, .readonly = readonly,
 				   .cache = BLOCK_CACHE_WRITEBACK };
 	return block_open(&o, out);
-}
-
-struct img_wait {
-	bool finished;
-	int result;
-};
-
-static void img_done(struct block_request *req, int result)
-{
-	struct img_wait *w = req->opaque;
-	w->finished = true;
-	w->result = result;
-}
-
-int img_io(struct block_dev *bd, enum block_op op, uint64_t off, void *buf, uint64_t len)
-{
-	struct iovec iov = { buf, len };
-	struct img_wait w = { false, 0 };
-	struct block_request req = { .op = op, .offset = off, .iov = &iov, .iovcnt = 1,
-				     .len = len, .done = img_done, .opaque = &w };
-	int r = block_submit(bd, &req);
-	if (r < 0)
-		return r;
-	while (!w.finished) {
-		struct pollfd pfd = { .fd = block_completion_fd(bd), .events = POLLIN };
-		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
-			return -errno;
-		block_process_completions(bd);
-	}
-	return w.result;
 }
 
 void img_progress(bool on, uint64_t done, uint64_t total, int *last)

@@ -6,7 +6,6 @@
  * QCOW2_FUZZ_VERBOSE=1 prints the block layer's error messages (quiet by default: speed). */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -36,33 +35,6 @@ void log_warn(const char *fmt, ...) { va_list ap; va_start(ap, fmt); vlog(fmt, a
 void log_debug(const char *fmt, ...) { (void)fmt; }
 
 static char img_path[256];
-
-static bool finished;
-static int status;
-
-static void done(struct block_request *req, int result)
-{
-	(void)req;
-	finished = true;
-	status = result;
-}
-
-static int run(struct block_dev *bd, enum block_op op, uint64_t off, void *buf, uint64_t len)
-{
-	struct iovec iov = { buf, len };
-	struct block_request req = { .op = op, .offset = off, .iov = &iov, .iovcnt = 1,
-				     .len = len, .done = done };
-	finished = false;
-	int r = block_submit(bd, &req);
-	if (r < 0)
-		return r;
-	while (!finished) {
-		struct pollfd pfd = { .fd = block_completion_fd(bd), .events = POLLIN };
-		poll(&pfd, 1, 1000);
-		block_process_completions(bd);
-	}
-	return status;
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -130,17 +102,17 @@ static void one(const uint8_t *data, size_t size, bool readonly)
 			continue;
 		if (len > dsize - off)
 			len = dsize - off;
-		run(bd, BLOCK_OP_READ, off, buf, len);
+		block_io(bd, BLOCK_OP_READ, off, buf, len);
 	}
 	if (!readonly) {
 		memset(buf, 0xa5, 4096);
 		uint64_t off = (h >> 8) % dsize, len = 4096;
 		if (len > dsize - off)
 			len = dsize - off;
-		run(bd, BLOCK_OP_WRITE, off, buf, len);
-		run(bd, BLOCK_OP_WRITE_ZEROES, 0, NULL, dsize < 8192 ? dsize : 8192);
-		run(bd, BLOCK_OP_READ, off, buf, len);
-		run(bd, BLOCK_OP_FLUSH, 0, NULL, 0);
+		block_io(bd, BLOCK_OP_WRITE, off, buf, len);
+		block_io(bd, BLOCK_OP_WRITE_ZEROES, 0, NULL, dsize < 8192 ? dsize : 8192);
+		block_io(bd, BLOCK_OP_READ, off, buf, len);
+		block_io(bd, BLOCK_OP_FLUSH, 0, NULL, 0);
 	}
 	block_close(bd);
 }

@@ -19,7 +19,6 @@
  * QCOW2_IO_CACHE=none|unsafe picks the cache mode (default writeback). */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,33 +26,6 @@
 #include <unistd.h>
 
 #include "block/block.h"
-
-static bool finished;
-static int status;
-
-static void done(struct block_request *req, int result)
-{
-	(void)req;
-	finished = true;
-	status = result;
-}
-
-static int run(struct block_dev *bd, enum block_op op, uint64_t off, void *buf, uint64_t len)
-{
-	struct iovec iov = { buf, len };
-	struct block_request req = { .op = op, .offset = off, .iov = &iov, .iovcnt = 1,
-				     .len = len, .done = done };
-	finished = false;
-	int r = block_submit(bd, &req);
-	if (r < 0)
-		return r;
-	while (!finished) {
-		struct pollfd pfd = { .fd = block_completion_fd(bd), .events = POLLIN };
-		poll(&pfd, 1, -1);
-		block_process_completions(bd);
-	}
-	return status;
-}
 
 static uint64_t rnd(uint64_t *s)
 {
@@ -83,10 +55,10 @@ static int randwrite(struct block_dev *bd, uint64_t seed, long n)
 	for (long i = 0; i < n && r >= 0; i++) {
 		uint64_t off = rnd(&seed) % blocks * 4096;
 		memset(buf, (int)(i % 255) + 1, 4096);
-		r = run(bd, BLOCK_OP_WRITE, off, buf, 4096);
+		r = block_io(bd, BLOCK_OP_WRITE, off, buf, 4096);
 	}
 	if (r >= 0)
-		r = run(bd, BLOCK_OP_FLUSH, 0, NULL, 0);
+		r = block_io(bd, BLOCK_OP_FLUSH, 0, NULL, 0);
 	double t = now() - t0;
 	free(buf);
 	if (r < 0) {
@@ -132,7 +104,7 @@ int main(int argc, char **argv)
 		uint8_t *buf = malloc(chunk);
 		for (uint64_t off = 0; out >= 0 && off < size && rc == 0; off += chunk) {
 			uint64_t n = size - off < chunk ? size - off : chunk;
-			int r = run(bd, BLOCK_OP_READ, off, buf, n);
+			int r = block_io(bd, BLOCK_OP_READ, off, buf, n);
 			if (r < 0 || pwrite(out, buf, n, (off_t)off) != (ssize_t)n) {
 				fprintf(stderr, "qcow2-io: read at %llu: %s\n",
 					(unsigned long long)off, strerror(-r));
@@ -160,7 +132,7 @@ int main(int argc, char **argv)
 			uint8_t v = (uint8_t)rnd(&seed);
 			for (uint64_t k = 0; k < len; k++)
 				buf[k] = zero ? 0 : (uint8_t)(v + k * 7 + (k >> 9));
-			int r = run(bd, zero ? BLOCK_OP_WRITE_ZEROES : BLOCK_OP_WRITE, off, buf, len);
+			int r = block_io(bd, zero ? BLOCK_OP_WRITE_ZEROES : BLOCK_OP_WRITE, off, buf, len);
 			if (r < 0 || pwrite(ref, buf, len, (off_t)off) != (ssize_t)len) {
 				fprintf(stderr, "qcow2-io: write at %llu+%llu: %s\n",
 					(unsigned long long)off, (unsigned long long)len, strerror(-r));
@@ -170,7 +142,7 @@ int main(int argc, char **argv)
 		free(buf);
 		if (ref < 0 || close(ref) < 0)
 			rc = 1;
-		if (rc == 0 && run(bd, BLOCK_OP_FLUSH, 0, NULL, 0) < 0)
+		if (rc == 0 && block_io(bd, BLOCK_OP_FLUSH, 0, NULL, 0) < 0)
 			rc = 1;
 	} else if (strcmp(cmd, "crashwrite") == 0 && argc == 6) {
 		FILE *log = fopen(argv[4], "a");
@@ -191,9 +163,9 @@ int main(int argc, char **argv)
 			fprintf(log, "P %llu %llu %u\n", (unsigned long long)off,
 				(unsigned long long)len, pat);
 			fflush(log);
-			int r = run(bd, pat ? BLOCK_OP_WRITE : BLOCK_OP_WRITE_ZEROES, off, buf, len);
+			int r = block_io(bd, pat ? BLOCK_OP_WRITE : BLOCK_OP_WRITE_ZEROES, off, buf, len);
 			if (r >= 0 && i % 8 == 0) {
-				r = run(bd, BLOCK_OP_FLUSH, 0, NULL, 0);
+				r = block_io(bd, BLOCK_OP_FLUSH, 0, NULL, 0);
 				if (r >= 0) {
 					fprintf(log, "F\n");
 					fflush(log);
