@@ -252,9 +252,12 @@ int block_mig_recv(struct vm *vm, const struct stream_section *sec, struct strea
 	uint64_t off = stream_get_u64(s);
 	uint32_t len = stream_get_u32(s);
 	uint8_t kind = stream_get_u8(s);
-	if (!recv_open[i] || len == 0 || len > BLOCK_MIG_CHUNK || kind > 1 ||
-	    off > recv_sizes[i] || len > recv_sizes[i] - off)
-		stream_fail(s, -EBADMSG);
+	/* Checked before buf is touched: the peer chooses len, and buf holds one chunk. */
+	if (stream_error(s) < 0 || !recv_open[i] || len == 0 || len > BLOCK_MIG_CHUNK ||
+	    kind > 1 || off > recv_sizes[i] || len > recv_sizes[i] - off) {
+		log_error("the migration from %s brings a damaged chunk of disk %u", uri, i);
+		return -EBADMSG;
+	}
 	if (kind == 1)
 		stream_get_bytes(s, buf, len);
 	else
