@@ -148,8 +148,13 @@ struct i8042 *i8042_create(struct vm *vm)
 	k->status = STATUS_SYS;
 	k->ctr = 0x30; /* ports disabled, no interrupts, as after a firmware probe */
 	k->out_port = OUT_RESET_N | 0x02; /* not in reset, A20 on */
-	if (bus_register(&vm->pio_bus, PORT_I8042_DATA, 1, i8042_data_access, k, "i8042") < 0 ||
-	    bus_register(&vm->pio_bus, PORT_I8042_CMD, 1, i8042_cmd_access, k, "i8042") < 0) {
+	if (bus_register(&vm->pio_bus, PORT_I8042_DATA, 1, i8042_data_access, k, "i8042") < 0) {
+		i8042_destroy(k);
+		return NULL;
+	}
+	/* The data port must not stay registered with k freed behind it. */
+	if (bus_register(&vm->pio_bus, PORT_I8042_CMD, 1, i8042_cmd_access, k, "i8042") < 0) {
+		bus_unregister(&vm->pio_bus, PORT_I8042_DATA, k);
 		i8042_destroy(k);
 		return NULL;
 	}

@@ -37,6 +37,19 @@ int bus_register(struct bus *bus, uint64_t base, uint64_t len, bus_access_fn acc
 	return 0;
 }
 
+int bus_unregister(struct bus *bus, uint64_t base, const void *opaque)
+{
+	for (int i = 0; i < bus->nranges; i++) {
+		if (bus->ranges[i].base != base || bus->ranges[i].opaque != opaque)
+			continue;
+		memmove(&bus->ranges[i], &bus->ranges[i + 1],
+			(size_t)(bus->nranges - i - 1) * sizeof(*bus->ranges));
+		bus->nranges--;
+		return 0;
+	}
+	return -ENOENT;
+}
+
 static const struct bus_range *bus_find(const struct bus *bus, uint64_t addr)
 {
 	int lo = 0, hi = bus->nranges - 1;

@@ -30,6 +30,10 @@ struct bus {
 /* Adds a range; -EEXIST if it overlaps another, -ENOMEM. */
 int bus_register(struct bus *bus, uint64_t base, uint64_t len, bus_access_fn access,
 		 void *opaque, const char *name);
+/* Removes the range registered at base for opaque (what bus_register was given), so a device
+ * that fails half-way through its set-up, or goes away, leaves nothing behind that points at
+ * it. Only while no vCPU runs (lookups take no lock). Returns 0 or -ENOENT. */
+int bus_unregister(struct bus *bus, uint64_t base, const void *opaque);
 /* Dispatches an access; returns false if nothing is mapped there (reads then see all ones). */
 bool bus_dispatch(const struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len,
 		  bool is_write);

@@ -1,0 +1,85 @@
+/* Unit tests of the device bus (vmm/bus.c): registration, overlap, dispatch and unregistration,
+ * and a device that fails half-way through registering its ranges (i8042) leaving none behind. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch/x86/layout.h"
+#include "hw/devices.h"
+#include "vmm/bus.h"
+#include "vmm/vm.h"
+
+static int accesses;
+
+static void count_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			 bool is_write)
+{
+	(void)opaque, (void)offset, (void)is_write;
+	memset(data, 0x5a, len);
+	accesses++;
+}
+
+void vm_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status)
+{
+	(void)vm, (void)reason, (void)exit_status;
+	fail_msg("the i8042 under test stopped the VM");
+}
+
+static void test_unregister(void **state)
+{
+	(void)state;
+	struct bus bus = { 0 };
+	int a, b;
+	uint8_t data[1];
+	assert_int_equal(bus_register(&bus, 0x10, 4, count_access, &a, "a"), 0);
+	assert_int_equal(bus_register(&bus, 0x20, 4, count_access, &b, "b"), 0);
+	assert_int_equal(bus_register(&bus, 0x12, 4, count_access, &b, "b"), -EEXIST);
+	/* Only the owner's range at that base goes. */
+	assert_int_equal(bus_unregister(&bus, 0x10, &b), -ENOENT);
+	assert_int_equal(bus_unregister(&bus, 0x11, &a), -ENOENT);
+	assert_int_equal(bus_unregister(&bus, 0x10, &a), 0);
+	assert_int_equal(bus_unregister(&bus, 0x10, &a), -ENOENT);
+	accesses = 0;
+	assert_false(bus_dispatch(&bus, 0x10, data, 1, false));
+	assert_int_equal(data[0], 0xff);
+	assert_true(bus_dispatch(&bus, 0x21, data, 1, false));
+	assert_int_equal(accesses, 1);
+	/* The freed place can be taken again. */
+	assert_int_equal(bus_register(&bus, 0x12, 4, count_access, &b, "b"), 0);
+	assert_int_equal(bus.nranges, 2);
+	bus_destroy(&bus);
+}
+
+/* The command port is taken: i8042 fails, and its data port must not stay behind pointing at
+ * the freed controller. */
+static void test_i8042_partial_failure(void **state)
+{
+	(void)state;
+	struct vm *vm = calloc(1, sizeof(*vm));
+	assert_non_null(vm);
+	int other;
+	assert_int_equal(bus_register(&vm->pio_bus, PORT_I8042_CMD, 1, count_access, &other,
+				      "other"), 0);
+	assert_null(i8042_create(vm));
+	uint8_t data[1];
+	assert_false(bus_dispatch(&vm->pio_bus, PORT_I8042_DATA, data, 1, false));
+	assert_int_equal(vm->pio_bus.nranges, 1);
+	bus_destroy(&vm->pio_bus);
+	free(vm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_unregister),
+		cmocka_unit_test(test_i8042_partial_failure),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
