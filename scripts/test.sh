@@ -11,28 +11,44 @@ bash scripts/install-deps.sh || { echo "test: cannot install dependencies"; exit
 
 passed=0
 failed=0
+skipped=0
 failures=()
+skips=()
 
-# Adds one stage's counts, read from a log's "Ok: N ... Fail: N" (meson) or
-# "N passed, N failed" (our scripts) lines.
+# Adds one stage's counts, read from a log's "Ok: N ... Fail: N ... Skipped: N" (meson) or
+# "N passed, N failed[, N skipped]" (our scripts) lines; the "SKIP: why" lines name what a
+# skipped test needs. Exit status 77 is a skip, not a failure. A stage that ran no test at all
+# failed: this script installs everything its stages need, so nothing may be skipped whole.
 count() {
-	local name=$1 log=$2 rc=$3 p f
+	local name=$1 log=$2 rc=$3 p f s line
 	if grep -q '^Ok:' "$log"; then
 		p=$(awk '/^Ok:/ {print $2}' "$log" | tail -1)
 		f=$(awk '/^Fail:/ {print $2}' "$log" | tail -1)
 		f=$((f + $(awk '/^Timeout:/ {print $2}' "$log" | tail -1)))
+		s=$(awk '/^Skipped:/ {print $2}' "$log" | tail -1)
 	else
-		p=$(sed -n 's/^\([0-9]\+\) passed, \([0-9]\+\) failed.*/\1/p' "$log" | tail -1)
-		f=$(sed -n 's/^\([0-9]\+\) passed, \([0-9]\+\) failed.*/\2/p' "$log" | tail -1)
+		line=$(grep -E '^([A-Za-z]+: )?[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$log" | tail -1)
+		p=$(sed -n 's/^\([A-Za-z]*: \)\?\([0-9]\+\) passed.*/\2/p' <<<"$line")
+		f=$(sed -n 's/.* \([0-9]\+\) failed.*/\1/p' <<<"$line")
+		s=$(sed -n 's/.* \([0-9]\+\) skipped$/\1/p' <<<"$line")
 	fi
 	p=${p:-0}
 	f=${f:-0}
+	s=${s:-0}
 	# A stage that failed without reporting a failing test still counts as one failure.
-	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ "$f" -eq 0 ]; then f=1; fi
+	if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+		echo "== $name: ran no test"
+		f=1
+	fi
+	if [ "$s" -gt 0 ]; then
+		skips+=("$name: $s ($(grep 'SKIP' "$log" | sed 's/^ *//' | sort -u | paste -sd ';'))")
+	fi
 	passed=$((passed + p))
 	failed=$((failed + f))
+	skipped=$((skipped + s))
 	[ "$f" -eq 0 ] || failures+=("$name")
-	echo "== $name: $p passed, $f failed"
+	echo "== $name: $p passed, $f failed, $s skipped"
 }
 
 stage() {
@@ -67,7 +83,8 @@ if build build; then
 	stage "qcow2 fuzz (60 s)" bash tests/fuzz/run.sh
 	stage "snapshots (save/restore chains, restore time, refusals, tamper)" \
 		bash tests/migration/snapshot.sh build/kvmkit build/tests/guests
-	stage "snapshot state fuzz (60 s)" bash tests/fuzz/snapshot_run.sh 60
+	stage "snapshot state fuzz (30 s)" bash tests/fuzz/snapshot_run.sh 30
+	stage "QMP request fuzz (30 s)" bash tests/fuzz/qmp_run.sh 30
 	stage "live migration (tier A)" bash tests/migration/migrate.sh build/kvmkit build/tests/guests
 else
 	failed=$((failed + 1)); failures+=("build")
@@ -105,6 +122,7 @@ if [ "$nested" -eq 1 ]; then
 fi
 
 echo
+[ ${#skips[@]} -eq 0 ] || printf 'skipped in %s\n' "${skips[@]}"
 [ ${#failures[@]} -eq 0 ] || echo "failed stages: ${failures[*]}"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

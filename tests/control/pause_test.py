@@ -4,7 +4,7 @@ tick, after cont its ticks go on from where they were; STOP/RESUME events and qu
 follow; the vCPU thread IDs are kvmkit's vcpuN threads; a reset while paused keeps the VM paused
 and the QMP connection; -S starts in prelaunch; system_powerdown reaches the guest as an ACPI
 power button press; quit while paused (with a disk, whose I/O thread is held) exits cleanly.
-Prints PASS/FAIL per check and "N passed, N failed".
+Prints PASS/FAIL per check and "N passed, N failed, N skipped".
 
 usage: pause_test.py KVMKIT TICKER_ELF
 """
@@ -52,7 +52,8 @@ def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     if not os.access("/dev/kvm", os.W_OK):
-        print("SKIP: /dev/kvm is missing or not writable")
+        print("SKIP: needs a writable /dev/kvm")
+        print("0 passed, 0 failed, 1 skipped")
         sys.exit(77)
     kvmkit, guest = sys.argv[1:]
     tmp = tempfile.mkdtemp(prefix="pause_test.")
@@ -74,7 +75,7 @@ def main():
             proc.wait()
             report = sanitizer_report(proc)
             check("no sanitizer report from the VMM", not report, report)
-    print("%d passed, %d failed" % (results.count(True), results.count(False)))
+    print("%d passed, %d failed, 0 skipped" % (results.count(True), results.count(False)))
     sys.exit(0 if all(results) else 1)
 
 

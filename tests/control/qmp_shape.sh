@@ -3,7 +3,7 @@
 # the same read-only disk) and compares the SHAPES of the replies and events: key sets and value
 # types, recursively. Values (versions, thread IDs, paths) may differ; shapes must not, except
 # for the differences accepted below, each with its reason.
-# Prints PASS/FAIL per reply and event, then "N passed, N failed".
+# Prints PASS/FAIL per reply and event, then "N passed, N failed, N skipped".
 #
 # usage: qmp_shape.sh KVMKIT TICKER_ELF [QEMU_BINARY]
 set -u
@@ -16,11 +16,13 @@ kvmkit=$1 guest=$2 qemu=${3:-qemu-system-x86_64}
 here=$(cd "$(dirname "$0")" && pwd)
 client=$here/qmp_client.py
 if [[ ! -w /dev/kvm ]]; then
-    echo "SKIP: /dev/kvm is missing or not writable"
+    echo "SKIP: needs a writable /dev/kvm"
+    echo "0 passed, 0 failed, 1 skipped"
     exit 77
 fi
 if ! command -v "$qemu" >/dev/null; then
-    echo "SKIP: $qemu not installed"
+    echo "SKIP: needs $qemu (Debian: apt-get install qemu-system-x86)"
+    echo "0 passed, 0 failed, 1 skipped"
     exit 77
 fi
 

@@ -1,4 +1,5 @@
-# Shared by the libFuzzer scripts (run.sh: qcow2, snapshot_run.sh: snapshot state), sourced by
+# Shared by the libFuzzer scripts (run.sh: qcow2, snapshot_run.sh: snapshot state, qmp_run.sh:
+# QMP requests), sourced by
 # bash after they set here/root: building a target under ASan+UBSan and running it for a
 # bounded time from a scratch copy of its seed corpus, with the verdict line the test runner
 # counts ("1 passed, 0 failed", or "0 passed, 1 failed" with the report and the input).

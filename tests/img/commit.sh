@@ -173,6 +173,9 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	check "commit into a read-only backing file refused" one_line_error \
 		setpriv --reuid=65534 --regid=65534 --clear-groups "$img" commit ro/o.qcow2
 	check "  overlay and backing file untouched" unchanged ro/o.qcow2 ro/b.qcow2
+else
+	echo "SKIP: 2 read-only backing file tests need root and setpriv"
+	skipped=2
 fi
 
 # --- rebase ---
@@ -256,5 +259,5 @@ check "  a name that fits is accepted" bash -c \
 	"'$img' rebase -u -b $short -F raw small.qcow2 && qemu-img check small.qcow2 >/dev/null && \
 	 backing_is small.qcow2 $short raw"
 
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -17,9 +17,9 @@ if [ $# -gt 0 ] && ! [[ $1 =~ ^[0-9]{3}$ ]]; then # a binary, not a test number
 	shift
 fi
 if ! command -v qemu-img >/dev/null || ! command -v qemu-io >/dev/null; then
-	echo "qemu-img or qemu-io not found (Debian: apt-get install qemu-utils): golden tests skipped"
-	echo "0 passed, 0 failed"
-	exit 0
+	echo "SKIP: the golden tests need qemu-img and qemu-io (Debian: apt-get install qemu-utils)"
+	echo "0 passed, 0 failed, 1 skipped"
+	exit 77
 fi
 if [ ! -x "$bin" ]; then
 	echo "kvmkit-img not found at $bin: build it first (ninja -C build)" >&2
@@ -55,5 +55,5 @@ for t in "${tests[@]}"; do
 	fi
 done
 [ $update = 1 ] && exit 0
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, 0 skipped"
 [ "$failed" -eq 0 ]

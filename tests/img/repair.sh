@@ -223,5 +223,5 @@ if [ -x "$qio_bin" ]; then
 	check "kvmkit driver writes to a preallocation=full image" driver_writes p_full.qcow2
 fi
 
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -1,13 +1,14 @@
 # Shared by the qemu-img cross-validation scripts (tests/qcow2/run.sh, crash.sh, tests/img/run.sh):
-# qemu_img_tests_init WHAT BINARY -> skips (exit 0) without qemu-img, checks BINARY, sets $bin to
-# its absolute path, and cds into a scratch directory removed at exit; check NAME CMD... counts.
+# qemu_img_tests_init WHAT BINARY -> skips (exit 77, "1 skipped") without qemu-img, checks
+# BINARY, sets $bin to its absolute path, and cds into a scratch directory removed at exit;
+# check NAME CMD... counts (passed, failed; a script adds its own skips to skipped).
 qemu_img_tests_init() {
 	local what=$1
 	bin=$2
 	if ! command -v qemu-img >/dev/null; then
-		echo "qemu-img not found (Debian: apt-get install qemu-utils): $what skipped"
-		echo "0 passed, 0 failed"
-		exit 0
+		echo "SKIP: $what: needs qemu-img (Debian: apt-get install qemu-utils)"
+		echo "0 passed, 0 failed, 1 skipped"
+		exit 77
 	fi
 	if [ ! -x "$bin" ]; then
 		echo "$(basename "$bin") not found at $bin: build it first (ninja -C build)" >&2
@@ -19,6 +20,7 @@ qemu_img_tests_init() {
 	cd "$work" || exit 1
 	passed=0
 	failed=0
+	skipped=0
 }
 
 check() { # name, command...
