@@ -12,8 +12,8 @@ packages=(
 	liburing-dev zlib1g-dev libzstd-dev qemu-utils
 	# user-mode networking (--net user): libslirp, whose pkg-config file needs glib's
 	libslirp-dev libglib2.0-dev
-	# the QMP control socket (JSON)
-	libjansson-dev
+	# the QMP control socket (JSON); the seccomp sandbox (--sandbox)
+	libjansson-dev libseccomp-dev
 	# tier A comparison and tier B nested host (QEMU TCG as L1), its images and tools
 	qemu-system-x86 busybox-static cpio lz4 xz-utils zstd binutils file e2fsprogs socat python3 clang
 	iproute2

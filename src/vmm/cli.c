@@ -120,6 +120,13 @@ static int parse_memory(const char *text, uint64_t *out)
 			  (unsigned long long)(MIN_RAM >> 20));
 		return -1;
 	}
+	/* KVM maps RAM in pages and the e820 map and migration count it in MiB: a size that is
+	 * not a whole MiB would be silently rounded somewhere. */
+	if (r == 0 && *out % (1ULL << 20) != 0) {
+		log_error("memory size '%s' is not a whole number of MiB (use a size such as 64M)",
+			  text);
+		return -1;
+	}
 	if (r == -ERANGE || *out > host) {
 		log_error("memory size '%s' is more than this host's %llu MiB of RAM", text,
 			  (unsigned long long)(host >> 20));

@@ -1,8 +1,10 @@
 /* kvmkit's entry point: parse the command line, open the console and the control socket, run
  * the VM (again after each guest reset), and exit with the status the guest's way of stopping
  * calls for. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -32,6 +34,12 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	opts.vm.signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (opts.vm.signal_fd < 0) {
+		/* with the signals blocked and nobody reading them, only SIGKILL could stop us */
+		log_error("cannot create the descriptor kvmkit reads SIGINT and SIGTERM from: %s "
+			  "(raise the open-file limit, ulimit -n)", strerror(errno));
+		return VM_EXIT_STATUS_ERROR;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	vcpu_init_signals();
 
