@@ -237,6 +237,8 @@ void block_unplug(struct block_dev *bd)
 void block_process_completions(struct block_dev *bd)
 {
 	block_engine_process_completions(bd->engine);
+	if (bd->driver->process)
+		bd->driver->process(bd);
 	/* done() may submit more; anything that completes at once is run in this same pass. */
 	while (bd->done_head) {
 		struct block_request *req = bd->done_head;

@@ -1,5 +1,5 @@
 /* The block layer's insides: the device, and the ops table each image format driver fills in
- * (raw now; qcow2 later, doing its own metadata I/O through bd->file). */
+ * (raw, and qcow2 with its metadata work on a worker thread). */
 #ifndef KVMKIT_BLOCK_BLOCK_INT_H
 #define KVMKIT_BLOCK_BLOCK_INT_H
 
@@ -23,6 +23,19 @@ struct block_driver {
 	int (*submit)(struct block_dev *bd, struct block_request *req, uint64_t len);
 	/* block_extent for an in-range [off, off + len), len > 0; optional (NULL: all data). */
 	int (*extent)(struct block_dev *bd, uint64_t off, uint64_t len, uint64_t *n);
+	/* Optional: called from block_process_completions on the event loop thread, to complete
+	 * what the driver finished elsewhere (a worker thread, which kicks the engine's fd). */
+	void (*process)(struct block_dev *bd);
+};
+
+/* Fault injection at a format driver's I/O boundary, for tests (as SQLite's test_vfs): the
+ * qcow2 driver calls hook before each read, write and sync it makes itself (metadata and the
+ * data of allocating writes, on its worker thread; not the data I/O it hands to the engine).
+ * A negative return fails that call with it; the hook may also sleep or wait. */
+enum block_fault_point { BLOCK_FAULT_READ, BLOCK_FAULT_WRITE, BLOCK_FAULT_SYNC };
+struct block_fault {
+	int (*hook)(void *opaque, enum block_fault_point point, uint64_t off, uint64_t len);
+	void *opaque;
 };
 
 struct block_dev {
@@ -37,6 +50,7 @@ struct block_dev {
 	/* completed requests whose done() runs at the end of block_process_completions */
 	struct block_request *done_head;
 	struct block_request **done_tail;
+	struct block_fault fault; /* tests only; set before the first request */
 };
 
 /* Records req's result; its done() runs from block_process_completions (never from inside a

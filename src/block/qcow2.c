@@ -1,10 +1,10 @@
-/* The qcow2 format driver's I/O: guest reads through L1/L2 (with backing files, zero and
- * compressed clusters) and guest writes that allocate clusters with refcounts updated in
+/* The qcow2 format driver's metadata work: guest reads through L1/L2 (with backing files, zero
+ * and compressed clusters) and guest writes that allocate clusters with refcounts updated in
  * crash-safe order, L2 changes written back in dependency order (opening is qcow2_open.c).
  *
- * This version does all its I/O synchronously (pread/pwrite on the image's fd) inside
- * submit and completes the request through block_request_complete: simple to get right, at the
- * cost of blocking the event loop for the duration of each request. */
+ * This code does its I/O synchronously (pread/pwrite on the image's fd). It runs on the image's
+ * worker thread (qcow2_async.c) under the metadata lock, never on the event loop thread, which
+ * sends the reads and in-place writes that the cached tables map straight to the I/O engine. */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +19,7 @@
 #include "block/block_int.h"
 #include "block/qcow2.h"
 #include "block/qcow2_compress.h"
+#include "block/qcow2_io.h"
 #include "lib/log.h"
 
 /* ---- synchronous file I/O ---- */
@@ -68,14 +69,31 @@ int q_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 }
 
 /* An ordering point: what was written before is on disk before anything written after. */
-static int q_sync(struct qcow2 *s)
+int qcow2_sync(struct qcow2 *s)
 {
-	if (s->sync && fdatasync(s->fd) < 0)
-		return -errno;
-	return 0;
+	if (!s->sync)
+		return 0;
+	int r = qcow2_fault(s, BLOCK_FAULT_SYNC, 0, 0);
+	if (r == 0 && fdatasync(s->fd) < 0)
+		r = -errno;
+	return r;
 }
 
-/* Synchronous request on another block device (the backing file), run on its own loop. */
+#define q_sync qcow2_sync
+
+/* The driver's own reads and writes of the image, through the fault-injection point. */
+static int q_rd(struct qcow2 *s, void *buf, size_t len, uint64_t off)
+{
+	int r = qcow2_fault(s, BLOCK_FAULT_READ, off, len);
+	return r < 0 ? r : q_pread(s->fd, buf, len, off);
+}
+
+static int q_wr(struct qcow2 *s, const void *buf, size_t len, uint64_t off)
+{
+	int r = qcow2_fault(s, BLOCK_FAULT_WRITE, off, len);
+	return r < 0 ? r : q_pwrite(s->fd, buf, len, off);
+}
+
 /* ---- refcounts (any width: 1..64 bits) ---- */
 
 /* Metadata that cannot be right: the request fails, and a writable image gets the corrupt bit
@@ -94,9 +112,9 @@ static int q_corrupt(struct qcow2 *s, const char *fmt, ...)
 	}
 	s->broken = true;
 	uint8_t raw[8];
-	int r = q_pread(s->fd, raw, 8, 72);
+	int r = q_rd(s, raw, 8, 72);
 	uint64_t be = htobe64(qcow2_be64(raw) | QCOW2_INCOMPAT_CORRUPT);
-	if (r == 0 && (r = q_pwrite(s->fd, &be, 8, 72)) == 0)
+	if (r == 0 && (r = q_wr(s, &be, 8, 72)) == 0)
 		r = q_sync(s);
 	log_error("disk image '%s' is corrupt: %s; %s (repair it with 'qemu-img check -r all')",
 		  s->path, what, r == 0 ? "it is now marked corrupt" : "marking it corrupt failed");
@@ -153,7 +171,7 @@ static int q_grow_reftable(struct qcow2 *s, uint64_t need)
 	int r = 0;
 	for (uint64_t i = 0; i < entries && r == 0; i++) {
 		uint64_t be = htobe64(rt[i]);
-		r = q_pwrite(s->fd, &be, 8, t + i * 8);
+		r = q_wr(s, &be, 8, t + i * 8);
 	}
 	for (uint64_t i = 0; i < clusters && r == 0; i++)
 		r = q_update_refcount(s, t + i * s->cluster_size, +1, 1);
@@ -164,7 +182,7 @@ static int q_grow_reftable(struct qcow2 *s, uint64_t need)
 	uint32_t n_be = htobe32((uint32_t)clusters);
 	memcpy(h, &off_be, 8);
 	memcpy(h + 8, &n_be, 4);
-	if (r == 0 && (r = q_pwrite(s->fd, h, sizeof(h), 48)) == 0)
+	if (r == 0 && (r = q_wr(s, h, sizeof(h), 48)) == 0)
 		r = q_sync(s);
 	if (r < 0) {
 		/* Memory and disk may now disagree about the refcounts: no more writes. */
@@ -230,11 +248,11 @@ static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned
 			q_rc_locate(s, kb, &in, &width, &shift);
 			s->zbuf[in + width - 1] = (uint8_t)(1u << shift);
 		}
-		if ((r = q_pwrite(s->fd, s->zbuf, s->cluster_size, block)) < 0 ||
+		if ((r = q_wr(s, s->zbuf, s->cluster_size, block)) < 0 ||
 		    (r = q_sync(s)) < 0)
 			return r;
 		uint64_t be = htobe64(block);
-		if ((r = q_pwrite(s->fd, &be, 8, s->rt_offset + idx * 8)) < 0)
+		if ((r = q_wr(s, &be, 8, s->rt_offset + idx * 8)) < 0)
 			return r;
 		s->rt[idx] = block;
 	} else if ((block & (s->cluster_size - 1)) || block >= s->next_free) {
@@ -244,7 +262,7 @@ static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned
 	uint8_t raw[8] = { 0 };
 	q_rc_locate(s, k, &in, &width, &shift);
 	uint64_t at = block + in;
-	int r = q_pread(s->fd, raw + 8 - width, width, at);
+	int r = q_rd(s, raw + 8 - width, width, at);
 	if (r < 0)
 		return r;
 	uint64_t whole = qcow2_be64(raw); /* the bytes that hold the entry */
@@ -263,7 +281,7 @@ static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned
 	v = delta > 0 ? v + 1 : v - 1;
 	uint64_t be = htobe64((whole & ~(max << shift)) | v << shift);
 	memcpy(raw, &be, 8);
-	return q_pwrite(s->fd, raw + 8 - width, width, at);
+	return q_wr(s, raw + 8 - width, width, at);
 }
 
 /* ---- L2 tables ---- */
@@ -289,11 +307,11 @@ static int q_get_l2(struct qcow2 *s, struct block_dev *bd, uint64_t l1i, bool al
 		if ((r = q_alloc_cluster(s, &off, 0)) < 0)
 			return r;
 		memset(s->zbuf, 0, s->cluster_size);
-		if ((r = q_pwrite(s->fd, s->zbuf, s->cluster_size, off)) < 0 || (r = q_sync(s)) < 0)
+		if ((r = q_wr(s, s->zbuf, s->cluster_size, off)) < 0 || (r = q_sync(s)) < 0)
 			return r;
 		e = off | QCOW2_COPIED;
 		uint64_t be = htobe64(e);
-		if ((r = q_pwrite(s->fd, &be, 8, s->l1_offset + l1i * 8)) < 0)
+		if ((r = q_wr(s, &be, 8, s->l1_offset + l1i * 8)) < 0)
 			return r;
 		s->l1[l1i] = e;
 	} else if ((off & (s->cluster_size - 1)) || off > q_file_end(s, bd) - s->cluster_size ||
@@ -317,7 +335,7 @@ static int q_get_l2(struct qcow2 *s, struct block_dev *bd, uint64_t l1i, bool al
 	if (victim->dirty && (r = q_writeback(s)) < 0)
 		return r;
 	victim->offset = 0;
-	if ((r = q_pread(s->fd, victim->table, s->cluster_size, off)) < 0)
+	if ((r = q_rd(s, victim->table, s->cluster_size, off)) < 0)
 		return r;
 	victim->offset = off;
 	victim->last_use = ++s->tick;
@@ -338,10 +356,10 @@ static int q_cow_l2(struct qcow2 *s, struct block_dev *bd, uint64_t l1i,
 	if (r < 0)
 		return r;
 	if ((r = q_alloc_cluster(s, &h, 0)) < 0 ||
-	    (r = q_pwrite(s->fd, c->table, s->cluster_size, h)) < 0 || (r = q_sync(s)) < 0)
+	    (r = q_wr(s, c->table, s->cluster_size, h)) < 0 || (r = q_sync(s)) < 0)
 		return r;
 	uint64_t be = htobe64(h | QCOW2_COPIED);
-	if ((r = q_pwrite(s->fd, &be, 8, s->l1_offset + l1i * 8)) < 0)
+	if ((r = q_wr(s, &be, 8, s->l1_offset + l1i * 8)) < 0)
 		return r;
 	s->l1[l1i] = h | QCOW2_COPIED;
 	c->offset = h; /* the cached copy is now the active table's */
@@ -370,7 +388,7 @@ static int q_inflate(struct qcow2 *s, uint64_t e)
 {
 	uint64_t start, len;
 	q_compressed_range(s, e, &start, &len);
-	int r = q_pread(s->fd, s->zbuf, len, start);
+	int r = q_rd(s, s->zbuf, len, start);
 	if (r < 0)
 		return r;
 	r = qcow2_decompress(s->compression_type, s->cbuf, s->cluster_size, s->zbuf, len);
@@ -411,7 +429,7 @@ static int q_read_part(struct qcow2 *s, struct block_dev *bd, uint64_t g, uint8_
 		if (off & (s->cluster_size - 1))
 			return q_corrupt(s, "data cluster offset 0x%llx is not cluster-aligned",
 					 (unsigned long long)off);
-		return q_pread(s->fd, dst, n, off + in);
+		return q_rd(s, dst, n, off + in);
 	}
 	/* Unallocated: the backing file where it reaches, zeroes beyond. */
 	uint64_t have = 0;
@@ -481,7 +499,7 @@ static int q_writeback(struct qcow2 *s)
 	int r = q_sync(s);
 	for (unsigned i = 0; i < QCOW2_L2_CACHE && r == 0; i++) {
 		struct qcow2_l2_slot *c = &s->l2c[i];
-		if (c->offset && c->dirty && (r = q_pwrite(s->fd, c->table, s->cluster_size,
+		if (c->offset && c->dirty && (r = q_wr(s, c->table, s->cluster_size,
 							     c->offset)) == 0)
 			c->dirty = false;
 	}
@@ -531,9 +549,9 @@ static int q_write_part(struct qcow2 *s, struct block_dev *bd, uint64_t g, const
 			return q_corrupt(s, "data cluster offset 0x%llx is not cluster-aligned",
 					 (unsigned long long)off);
 		if (src)
-			return q_pwrite(s->fd, src, n, off + in);
+			return q_wr(s, src, n, off + in);
 		memset(s->buf, 0, n);
-		return q_pwrite(s->fd, s->buf, n, off + in);
+		return q_wr(s, s->buf, n, off + in);
 	}
 	/* A new cluster: old contents around the write, then the data, written before the L2
 	 * entry points there (q_writeback orders them on disk). */
@@ -541,14 +559,14 @@ static int q_write_part(struct qcow2 *s, struct block_dev *bd, uint64_t g, const
 	if (q_reads_zero(s, e, g - in)) {
 		if ((r = q_alloc_cluster(s, &h, 0)) < 0)
 			return r;
-		if (src && (r = q_pwrite(s->fd, src, n, h + in)) < 0)
+		if (src && (r = q_wr(s, src, n, h + in)) < 0)
 			return r;
 		/* The file reaches the cluster's end before an L2 entry can point there (else a
 		 * crash could leave an entry past the end of the file): a zero byte where zeroes
 		 * are due anyway, unless the data just written ends there. */
 		static const uint8_t zero_byte;
 		if ((!src || in + n < s->cluster_size) &&
-		    (r = q_pwrite(s->fd, &zero_byte, 1, h + s->cluster_size - 1)) < 0)
+		    (r = q_wr(s, &zero_byte, 1, h + s->cluster_size - 1)) < 0)
 			return r;
 	} else {
 		if (n < s->cluster_size &&
@@ -559,7 +577,7 @@ static int q_write_part(struct qcow2 *s, struct block_dev *bd, uint64_t g, const
 		else
 			memset(s->buf + in, 0, n);
 		if ((r = q_alloc_cluster(s, &h, 0)) < 0 ||
-		    (r = q_pwrite(s->fd, s->buf, s->cluster_size, h)) < 0)
+		    (r = q_wr(s, s->buf, s->cluster_size, h)) < 0)
 			return r;
 	}
 	/* The L2 table may have been evicted by the reads above: look it up again. */
@@ -618,15 +636,24 @@ static void iov_copy(const struct iovec *iov, int iovcnt, uint64_t pos, uint8_t 
 	}
 }
 
-static int q_run(struct block_dev *bd, struct block_request *req, uint64_t len)
+int qcow2_flush_meta(struct qcow2 *s)
+{
+	if (s->broken)
+		return -EIO;
+	if (!s->meta_dirty)
+		return 0;
+	int r = q_writeback(s); /* ends with a sync */
+	return r < 0 ? r : 1;
+}
+
+int qcow2_run(struct block_dev *bd, struct block_request *req, uint64_t len)
 {
 	struct qcow2 *s = bd->driver_state;
 	if (s->broken && req->op != BLOCK_OP_READ)
 		return -EIO;
 	if (req->op == BLOCK_OP_FLUSH) {
-		if (s->meta_dirty)
-			return q_writeback(s); /* ends with a sync */
-		return s->sync && fdatasync(s->fd) < 0 ? -errno : 0;
+		int r = qcow2_flush_meta(s);
+		return r != 0 ? (r < 0 ? r : 0) : q_sync(s);
 	}
 	uint64_t pos = 0;
 	while (pos < len) {
@@ -662,16 +689,51 @@ static int q_run(struct block_dev *bd, struct block_request *req, uint64_t len)
 	return 0;
 }
 
-static int qcow2_submit(struct block_dev *bd, struct block_request *req, uint64_t len)
+int qcow2_map_cached(struct qcow2 *s, const struct block_dev *bd, uint64_t g, uint64_t n,
+		     bool write, uint64_t *host)
 {
-	block_request_complete(bd, req, q_run(bd, req, len));
-	block_engine_kick(bd->engine);
-	return 0;
+	uint64_t l1i = g >> (s->cluster_bits + s->l2_bits);
+	uint64_t l2i = (g >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
+	uint64_t in = g & (s->cluster_size - 1);
+	uint64_t l1e = s->l1[l1i], off = l1e & QCOW2_OFFSET_MASK, e = 0;
+	/* A write into a table shared with a snapshot copies the table first. */
+	if (write && (s->broken || !(l1e & QCOW2_COPIED)))
+		return -EAGAIN;
+	if (off) {
+		struct qcow2_l2_slot *c = NULL;
+		for (unsigned i = 0; i < QCOW2_L2_CACHE && !c; i++)
+			if (s->l2c[i].offset == off)
+				c = &s->l2c[i];
+		if (!c)
+			return -EAGAIN;
+		c->last_use = ++s->tick;
+		e = be64toh(c->table[l2i]);
+	}
+	if (e & QCOW2_COMPRESSED)
+		return -EAGAIN;
+	uint64_t h = e & QCOW2_OFFSET_MASK;
+	bool zero = s->version >= 3 && (e & QCOW2_ZERO);
+	if (write && (zero || !h || !(e & QCOW2_COPIED)))
+		return -EAGAIN;
+	if (!write && zero)
+		return 0;
+	if (!write && !h)
+		return s->backing && g < block_size(s->backing) ? -EAGAIN : 0;
+	if (h & (s->cluster_size - 1))
+		return -EAGAIN; /* the worker reports the corruption */
+	/* The engine fails a read past the end of the file, where the worker's path reads
+	 * zeroes: clusters this driver allocated reach their end, but the image as opened may
+	 * end inside its last cluster. */
+	uint64_t fsize = bd->file.size;
+	if (h + in + n > fsize && h < ((fsize + s->cluster_size - 1) & ~(s->cluster_size - 1)))
+		return -EAGAIN;
+	*host = h + in;
+	return 1;
 }
 
 /* block_extent: from the L2 entries, cluster by cluster, asking the backing file about the
  * clusters that read through to it. */
-static int qcow2_extent(struct block_dev *bd, uint64_t off, uint64_t len, uint64_t *n)
+int qcow2_extent(struct block_dev *bd, uint64_t off, uint64_t len, uint64_t *n)
 {
 	struct qcow2 *s = bd->driver_state;
 	int kind = -1;
@@ -704,19 +766,8 @@ static int qcow2_extent(struct block_dev *bd, uint64_t off, uint64_t len, uint64
 	return kind;
 }
 
-static void qcow2_close(struct block_dev *bd)
+void qcow2_close_meta(struct qcow2 *s)
 {
-	struct qcow2 *s = bd->driver_state;
 	if (s && !s->broken)
 		q_writeback(s);
-	qcow2_free(s);
-	bd->driver_state = NULL;
 }
-
-const struct block_driver block_driver_qcow2 = {
-	.format = "qcow2",
-	.open = qcow2_open,
-	.close = qcow2_close,
-	.submit = qcow2_submit,
-	.extent = qcow2_extent,
-};

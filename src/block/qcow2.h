@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 struct block_dev;
+struct qcow2_async;
 
 #define QCOW2_MAGIC 0x514649fbu            /* "QFI\xfb" */
 #define QCOW2_V2_HEADER_LEN 72u
@@ -50,7 +51,7 @@ struct qcow2_l2_slot {
 
 struct qcow2 {
 	const char *path;
-	int fd;             /* metadata and data I/O (synchronous, see qcow2.c) */
+	int fd;             /* metadata I/O (synchronous, worker) and data I/O (engine) */
 	bool own_fd;        /* fd is ours (opened without O_DIRECT) rather than bd->file's */
 	bool sync;          /* flushes and ordering points fdatasync (not cache=unsafe) */
 	bool dirty;         /* incompatible bit 0: refcounts may be stale */
@@ -80,6 +81,7 @@ struct qcow2 {
 	uint8_t *zbuf;      /* two clusters: compressed input */
 	struct block_dev *backing;
 	uint8_t compression_type; /* header byte 104 (with incompatible bit 3): zlib 0, zstd 1 */
+	struct qcow2_async *async; /* the worker thread and request path (qcow2_async.c) */
 };
 
 /* pwrite until all of buf is written (EINTR retried); 0 or -errno. Shared by the driver

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -15,12 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "block/block.h"
+#include "block/block_int.h" /* bd->fault */
 
 #define DISK (8u << 20)
 
@@ -424,6 +428,281 @@ static void test_create_errors(void **state)
 	assert_int_not_equal(access(p, F_OK), 0); /* nothing left behind */
 }
 
+/* ---- the event loop is never blocked by the disk ---- */
+
+/* Requests in flight at once, each in its own 512 KiB region (so none overlap and any order of
+ * completion is right): reads, writes and write-zeroes, a flush among them, the same to a raw
+ * image; the fast path (engine) and the worker serve them together. */
+struct batch_req {
+	struct block_request req;
+	struct iovec iov[3];
+	uint8_t *buf;
+	bool done;
+	int result;
+};
+
+static void batch_done(struct block_request *req, int result)
+{
+	struct batch_req *b = req->opaque;
+	b->done = true;
+	b->result = result;
+}
+
+static void wait_all(struct block_dev *bd, struct batch_req *b, int n)
+{
+	for (;;) {
+		int left = 0;
+		for (int i = 0; i < n; i++)
+			left += !b[i].done;
+		if (!left)
+			return;
+		struct pollfd pfd = { .fd = block_completion_fd(bd), .events = POLLIN };
+		assert_int_equal(poll(&pfd, 1, 10000), 1);
+		block_process_completions(bd);
+	}
+}
+
+static void submit_batch(struct block_dev *bd, struct batch_req *b, int n, uint64_t seed)
+{
+	uint64_t region = block_size(bd) / (uint64_t)n;
+	for (int i = 0; i < n; i++) {
+		struct batch_req *r = &b[i];
+		uint64_t s = seed + (uint64_t)i * 7919;
+		uint64_t len = rnd(&s) % (3 * 65536) + 1, off = rnd(&s) % (region - len);
+		unsigned kind = (unsigned)(rnd(&s) % 8);
+		enum block_op op = i == n / 2 ? BLOCK_OP_FLUSH : kind < 3 ? BLOCK_OP_READ
+				 : kind < 7 ? BLOCK_OP_WRITE : BLOCK_OP_WRITE_ZEROES;
+		if (op == BLOCK_OP_WRITE || op == BLOCK_OP_WRITE_ZEROES)
+			for (uint64_t k = 0; k < len; k++)
+				r->buf[k] = op == BLOCK_OP_WRITE_ZEROES ? 0 : (uint8_t)(seed + k * 31 + i);
+		uint64_t cut1 = len / 4, cut2 = len / 2;
+		r->iov[0] = (struct iovec){ r->buf, cut1 };
+		r->iov[1] = (struct iovec){ r->buf + cut1, cut2 - cut1 };
+		r->iov[2] = (struct iovec){ r->buf + cut2, len - cut2 };
+		r->req = (struct block_request){ .op = op, .offset = (uint64_t)i * region + off,
+						 .iov = r->iov, .iovcnt = 3, .len = len,
+						 .done = batch_done, .opaque = r };
+		r->done = false;
+		assert_int_equal(block_submit(bd, &r->req), 0);
+	}
+}
+
+static void test_concurrent_requests(void **state)
+{
+	(void)state;
+	enum { N = 16 };
+	static const uint32_t sizes[] = { 512, 4096, 65536 };
+	struct batch_req qb[N], rb[N];
+	for (int i = 0; i < N; i++) {
+		assert_non_null(qb[i].buf = malloc(3 * 65536));
+		assert_non_null(rb[i].buf = malloc(3 * 65536));
+	}
+	for (size_t c = 0; c < sizeof(sizes) / sizeof(sizes[0]); c++) {
+		char q[256], r[256];
+		img(q, "cc.qcow2");
+		img(r, "cc.raw");
+		create(q, "qcow2", DISK, sizes[c], NULL);
+		create(r, "raw", DISK, 0, NULL);
+		struct block_dev *a = open_fmt(q, "qcow2", false), *b = open_fmt(r, "raw", false);
+		for (uint64_t round = 0; round < 12; round++) {
+			block_plug(a);
+			submit_batch(a, qb, N, round * 1000003 + c);
+			block_unplug(a);
+			submit_batch(b, rb, N, round * 1000003 + c);
+			wait_all(a, qb, N);
+			wait_all(b, rb, N);
+			for (int i = 0; i < N; i++) {
+				assert_int_equal(qb[i].result, 0);
+				assert_int_equal(rb[i].result, 0);
+				if (qb[i].req.op == BLOCK_OP_READ &&
+				    memcmp(qb[i].buf, rb[i].buf, qb[i].req.iov[0].iov_len +
+					   qb[i].req.iov[1].iov_len + qb[i].req.iov[2].iov_len))
+					fail_msg("cluster size %u, round %llu: read %d differs", sizes[c],
+						 (unsigned long long)round, i);
+			}
+		}
+		assert_same(a, b);
+		block_close(a);
+		a = open_fmt(q, "qcow2", true);
+		assert_same(a, b);
+		block_close(a);
+		block_close(b);
+		unlink(q);
+		unlink(r);
+	}
+	for (int i = 0; i < N; i++) {
+		free(qb[i].buf);
+		free(rb[i].buf);
+	}
+}
+
+/* A fault hook that stalls the driver's worker at one kind of I/O (a slow disk), as SQLite's
+ * test_vfs does: it signals `entered`, then waits for `release` (at most 10 s, so that a
+ * regression fails the test instead of hanging it) and fails the call with `result`. */
+struct stall {
+	atomic_int armed;             /* the next call at `point` stalls */
+	enum block_fault_point point;
+	int result;
+	int entered[2], release[2];  /* pipes */
+};
+
+static int stall_hook(void *opaque, enum block_fault_point point, uint64_t off, uint64_t len)
+{
+	(void)off;
+	(void)len;
+	struct stall *st = opaque;
+	int one = 1;
+	if (point != st->point || !atomic_compare_exchange_strong(&st->armed, &one, 0))
+		return 0;
+	assert_int_equal(write(st->entered[1], "x", 1), 1);
+	struct pollfd pfd = { .fd = st->release[0], .events = POLLIN };
+	char c;
+	if (poll(&pfd, 1, 10000) == 1)
+		assert_int_equal(read(st->release[0], &c, 1), 1);
+	return st->result;
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Waits up to ms for the stall hook to be entered. */
+static bool stall_entered(struct stall *st, int ms)
+{
+	struct pollfd pfd = { .fd = st->entered[0], .events = POLLIN };
+	char c;
+	if (poll(&pfd, 1, ms) != 1)
+		return false;
+	assert_int_equal(read(st->entered[0], &c, 1), 1);
+	return true;
+}
+
+/* Serves the "event loop" (the completion fd and another fd, as the I/O thread serves TAP and
+ * slirp) until *flag is set or ms pass; returns whether the other fd was seen readable. */
+static bool serve(struct block_dev *bd, int other, const bool *flag, int ms)
+{
+	bool seen = false;
+	double end = now_s() + ms / 1000.0;
+	while (!*flag && now_s() < end) {
+		struct pollfd pfd[2] = { { .fd = block_completion_fd(bd), .events = POLLIN },
+					 { .fd = other, .events = POLLIN } };
+		if (poll(pfd, 2, 50) < 0)
+			break;
+		if (pfd[1].revents & POLLIN) {
+			char c;
+			assert_int_equal(read(other, &c, 1), 1);
+			seen = true;
+		}
+		block_process_completions(bd);
+	}
+	return seen;
+}
+
+static void test_slow_disk_does_not_block_loop(void **state)
+{
+	(void)state;
+	char path[256];
+	img(path, "stall.qcow2");
+	create(path, "qcow2", DISK, 65536, NULL);
+	cache = BLOCK_CACHE_WRITEBACK; /* flushes sync: the hook sees them */
+	struct block_dev *bd = open_fmt(path, "qcow2", false);
+	cache = BLOCK_CACHE_UNSAFE;
+	static uint8_t data[65536], got[65536], more[65536];
+	memset(data, 0x5a, sizeof(data));
+	memset(more, 0xa5, sizeof(more));
+	assert_int_equal(run(bd, BLOCK_OP_WRITE, 0, data, sizeof(data)), 0);
+	assert_int_equal(run(bd, BLOCK_OP_FLUSH, 0, NULL, 0), 0);
+
+	struct stall st = { .point = BLOCK_FAULT_SYNC };
+	int other[2];
+	assert_int_equal(pipe(st.entered), 0);
+	assert_int_equal(pipe(st.release), 0);
+	assert_int_equal(pipe(other), 0);
+	bd->fault = (struct block_fault){ stall_hook, &st };
+
+	/* 1. A flush stalled in fdatasync: another fd is served, and a read and an in-place write
+	 * complete meanwhile. */
+	struct batch_req fl = { .done = false }, rd = { .done = false }, wr = { .done = false };
+	atomic_store(&st.armed, 1);
+	fl.req = (struct block_request){ .op = BLOCK_OP_FLUSH, .done = batch_done, .opaque = &fl };
+	double t0 = now_s();
+	assert_int_equal(block_submit(bd, &fl.req), 0);
+	assert_true(now_s() - t0 < 0.5);
+	assert_true(stall_entered(&st, 5000));
+	assert_int_equal(write(other[1], "p", 1), 1);
+	t0 = now_s();
+	bool never = false;
+	assert_true(serve(bd, other[0], &never, 100));
+	rd.iov[0] = (struct iovec){ got, sizeof(got) };
+	rd.req = (struct block_request){ .op = BLOCK_OP_READ, .iov = rd.iov, .iovcnt = 1,
+					 .done = batch_done, .opaque = &rd };
+	wr.iov[0] = (struct iovec){ more, 4096 };
+	wr.req = (struct block_request){ .op = BLOCK_OP_WRITE, .offset = 8192, .iov = wr.iov,
+					 .iovcnt = 1, .done = batch_done, .opaque = &wr };
+	assert_int_equal(block_submit(bd, &rd.req), 0);
+	assert_int_equal(block_submit(bd, &wr.req), 0);
+	serve(bd, other[0], &rd.done, 2000);
+	serve(bd, other[0], &wr.done, 2000);
+	assert_true(rd.done && wr.done);
+	assert_false(fl.done); /* still stalled: they did not wait for it */
+	assert_int_equal(rd.result, 0);
+	assert_int_equal(wr.result, 0);
+	assert_memory_equal(got, data, sizeof(got));
+	assert_true(now_s() - t0 < 5);
+	assert_int_equal(write(st.release[1], "r", 1), 1);
+	serve(bd, other[0], &fl.done, 10000);
+	assert_true(fl.done);
+	assert_int_equal(fl.result, 0);
+
+	/* 2. An allocating write stalled at its data write (metadata lock held): block_submit
+	 * still returns at once and the other fd is served; the stalled write then completes. */
+	st.point = BLOCK_FAULT_WRITE;
+	atomic_store(&st.armed, 1);
+	struct batch_req al = { .done = false };
+	al.iov[0] = (struct iovec){ more, sizeof(more) };
+	al.req = (struct block_request){ .op = BLOCK_OP_WRITE, .offset = 5 * 65536, .iov = al.iov,
+					 .iovcnt = 1, .done = batch_done, .opaque = &al };
+	assert_int_equal(block_submit(bd, &al.req), 0);
+	assert_true(stall_entered(&st, 5000));
+	rd.done = false;
+	t0 = now_s();
+	assert_int_equal(block_submit(bd, &rd.req), 0);
+	assert_true(now_s() - t0 < 0.5);
+	assert_int_equal(write(other[1], "p", 1), 1);
+	assert_true(serve(bd, other[0], &never, 100));
+	assert_false(al.done);
+	assert_int_equal(write(st.release[1], "r", 1), 1);
+	serve(bd, other[0], &al.done, 10000);
+	serve(bd, other[0], &rd.done, 10000);
+	assert_true(al.done && rd.done);
+	assert_int_equal(al.result, 0);
+	assert_int_equal(rd.result, 0);
+
+	/* 3. A failing sync fails the flush with its error; the next flush succeeds (with the
+	 * metadata written back first: a failed write-back would rightly refuse later writes). */
+	assert_int_equal(run(bd, BLOCK_OP_FLUSH, 0, NULL, 0), 0);
+	st.point = BLOCK_FAULT_SYNC;
+	st.result = -EIO;
+	atomic_store(&st.armed, 1);
+	assert_int_equal(write(st.release[1], "r", 1), 1); /* no stall this time */
+	assert_int_equal(run(bd, BLOCK_OP_FLUSH, 0, NULL, 0), -EIO);
+	assert_int_equal(run(bd, BLOCK_OP_FLUSH, 0, NULL, 0), 0);
+	assert_true(stall_entered(&st, 0));
+	bd->fault.hook = NULL;
+	assert_int_equal(run(bd, BLOCK_OP_READ, 5 * 65536, got, sizeof(got)), 0);
+	assert_memory_equal(got, more, sizeof(got));
+	block_close(bd);
+	for (int i = 0; i < 2; i++) {
+		close(st.entered[i]);
+		close(st.release[i]);
+		close(other[i]);
+	}
+	unlink(path);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -446,6 +725,8 @@ int main(void)
 		cmocka_unit_test(test_backing_loops),
 		cmocka_unit_test(test_fuzzed_images),
 		cmocka_unit_test(test_create_errors),
+		cmocka_unit_test(test_concurrent_requests),
+		cmocka_unit_test(test_slow_disk_does_not_block_loop),
 	};
 	return cmocka_run_group_tests_name("qcow2", tests, setup, teardown);
 }
