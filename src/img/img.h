@@ -47,7 +47,7 @@ bool img_all_zero(const uint8_t *p, size_t len);
  * *last starts at -100. Does nothing unless on. */
 void img_progress(bool on, uint64_t done, uint64_t total, int *last);
 
-/* What a qcow2 header says, for `info`. */
+/* What a qcow2 header says, for `info` and `resize` (qcow2_info.c). */
 struct img_qcow2_info {
 	uint32_t version;
 	uint64_t size;
@@ -56,7 +56,7 @@ struct img_qcow2_info {
 	bool lazy_refcounts, corrupt, dirty, extended_l2;
 	uint8_t compression;   /* 0 zlib, 1 zstd */
 	char backing[1024];    /* "" = none */
-	char backing_fmt[32];  /* "" = not recorded */
+	char backing_fmt[16];  /* "" = not recorded (QCOW2_BACKING_FMT_MAX) */
 };
 int img_qcow2_read_info(const char *path, struct img_qcow2_info *q);
 

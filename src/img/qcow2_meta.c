@@ -10,9 +10,8 @@
 #include <unistd.h>
 
 #include "block/qcow2.h"
+#include "block/qcow2_parse.h"
 #include "img/img.h"
-
-#define EXT_BITMAPS 0x23852875u
 
 uint64_t img_q2_be64(const uint8_t *p)
 {
@@ -85,12 +84,6 @@ int img_q2_write(const struct img_q2 *q, const void *buf, uint64_t len, uint64_t
 	return 0;
 }
 
-static int bad(const char *path, const char *what)
-{
-	img_error("'%s' is not a valid qcow2 image: %s", path, what);
-	return -EINVAL;
-}
-
 int img_q2_open(const char *path, bool rw, struct img_q2 *q)
 {
 	memset(q, 0, sizeof(*q));
@@ -102,108 +95,46 @@ int img_q2_open(const char *path, bool rw, struct img_q2 *q)
 		return -e;
 	}
 	struct stat st;
-	uint8_t h[QCOW2_V3_HEADER_LEN] = { 0 };
-	int r;
-	if (fstat(q->fd, &st) < 0 || st.st_size < (off_t)QCOW2_V2_HEADER_LEN ||
-	    pread(q->fd, h, sizeof(h), 0) < (ssize_t)QCOW2_V2_HEADER_LEN) {
-		r = bad(path, "the header cannot be read");
-		goto fail;
+	struct qcow2_header *h = malloc(sizeof(*h));
+	int r = -ENOMEM;
+	const char *why = NULL;
+	if (!h)
+		img_error("out of memory");
+	else if (fstat(q->fd, &st) < 0)
+		img_error("could not examine '%s': %s", path, strerror(-(r = -errno)));
+	else if ((r = qcow2_parse_fd(q->fd, q->fsize = (uint64_t)st.st_size, h)) < 0)
+		img_error("cannot open '%s': %s", path, h->error);
+	else if ((why = qcow2_parse_unsupported(h)) != NULL) {
+		img_error("cannot open '%s': %s", path, why);
+		r = -ENOTSUP;
 	}
-	q->fsize = (uint64_t)st.st_size;
-	if (img_q2_be32(h) != QCOW2_MAGIC) {
-		r = bad(path, "bad magic");
-		goto fail;
+	if (r < 0) {
+		free(h);
+		img_q2_close(q);
+		return r;
 	}
-	q->version = img_q2_be32(h + 4);
-	q->backing_offset = img_q2_be64(h + 8);
-	q->backing_len = img_q2_be32(h + 16);
-	q->cluster_bits = img_q2_be32(h + 20);
-	q->size = img_q2_be64(h + 24);
-	q->l1_size = img_q2_be32(h + 36);
-	q->l1_offset = img_q2_be64(h + 40);
-	q->rt_offset = img_q2_be64(h + 48);
-	q->rt_clusters = img_q2_be32(h + 56);
-	q->nb_snapshots = img_q2_be32(h + 60);
-	q->snap_offset = img_q2_be64(h + 64);
-	q->refcount_order = 4;
-	q->header_len = QCOW2_V2_HEADER_LEN;
-	if (q->version != 2 && q->version != 3) {
-		r = bad(path, "unsupported version");
-		goto fail;
-	}
-	if (q->cluster_bits < QCOW2_MIN_CLUSTER_BITS || q->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
-		r = bad(path, "cluster size out of range");
-		goto fail;
-	}
-	q->cluster_size = 1ull << q->cluster_bits;
-	if (img_q2_be32(h + 32) != 0) {
-		r = bad(path, "encrypted images are not supported");
-		goto fail;
-	}
-	if (q->version == 3) {
-		q->incompat = img_q2_be64(h + 72);
-		q->compat = img_q2_be64(h + 80);
-		q->autoclear = img_q2_be64(h + 88);
-		q->refcount_order = img_q2_be32(h + 96);
-		q->header_len = img_q2_be32(h + 100);
-		if (q->refcount_order > 6 || q->header_len < QCOW2_V3_HEADER_LEN ||
-		    q->header_len > q->cluster_size) {
-			r = bad(path, "bad refcount order or header length");
-			goto fail;
-		}
-		if (q->incompat & (QCOW2_INCOMPAT_DATA_FILE | QCOW2_INCOMPAT_EXTL2 |
-				   ~QCOW2_INCOMPAT_KNOWN)) {
-			r = bad(path, "external data files, extended L2 entries and unknown "
-				      "incompatible features are not supported");
-			goto fail;
-		}
-	}
-	/* Bounded table sizes: the L1 and refcount tables are read whole. */
-	if ((uint64_t)q->l1_size * 8 > QCOW2_MAX_TABLE_BYTES ||
-	    (uint64_t)q->rt_clusters * q->cluster_size > QCOW2_MAX_TABLE_BYTES) {
-		r = bad(path, "the L1 or refcount table is too large");
-		goto fail;
-	}
-	if (q->size > (1ull << 62) || q->l1_size < img_q2_l1_needed(q, q->size)) {
-		r = bad(path, "the L1 table is too small for the virtual size");
-		goto fail;
-	}
-	if (q->nb_snapshots > 65536) {
-		r = bad(path, "too many snapshots");
-		goto fail;
-	}
-	/* Header extensions (v3): backing format, bitmaps. */
-	uint64_t ext_end = q->cluster_size < q->fsize ? q->cluster_size : q->fsize;
-	if (q->backing_offset && q->backing_offset < ext_end)
-		ext_end = q->backing_offset;
-	for (uint64_t at = q->header_len; q->version == 3 && at + 8 <= ext_end;) {
-		uint8_t eh[8];
-		if (img_q2_read(q, eh, 8, at) < 0)
-			break;
-		uint32_t type = img_q2_be32(eh), elen = img_q2_be32(eh + 4);
-		if (type == QCOW2_EXT_END || elen > ext_end - at - 8)
-			break;
-		if (type == QCOW2_EXT_BACKING_FORMAT && elen < sizeof(q->backing_fmt) &&
-		    img_q2_read(q, q->backing_fmt, elen, at + 8) == 0)
-			q->backing_fmt[elen] = '\0';
-		if (type == EXT_BITMAPS)
-			q->has_bitmaps = true;
-		at += 8 + ((elen + 7ull) & ~7ull);
-	}
-	if (q->backing_offset) {
-		if (q->backing_len == 0 || q->backing_len >= sizeof(q->backing) ||
-		    q->backing_offset > q->fsize || q->backing_len > q->fsize - q->backing_offset ||
-		    img_q2_read(q, q->backing, q->backing_len, q->backing_offset) < 0) {
-			r = bad(path, "the backing file name is outside the file or too long");
-			goto fail;
-		}
-		q->backing[q->backing_len] = '\0';
-	}
+	q->version = h->version;
+	q->cluster_bits = h->cluster_bits;
+	q->cluster_size = h->cluster_size;
+	q->refcount_order = h->refcount_order;
+	q->size = h->size;
+	q->l1_offset = h->l1_offset;
+	q->l1_size = h->l1_size;
+	q->rt_offset = h->rt_offset;
+	q->rt_clusters = h->rt_clusters;
+	q->nb_snapshots = h->nb_snapshots;
+	q->snap_offset = h->snap_offset;
+	q->incompat = h->incompat;
+	q->compat = h->compat;
+	q->autoclear = h->autoclear;
+	q->header_len = h->header_len;
+	q->has_bitmaps = h->has_bitmaps;
+	q->backing_offset = h->backing_offset;
+	q->backing_len = h->backing_len;
+	memcpy(q->backing, h->backing, sizeof(q->backing));
+	memcpy(q->backing_fmt, h->backing_fmt, sizeof(q->backing_fmt));
+	free(h);
 	return 0;
-fail:
-	close(q->fd);
-	q->fd = -1;
-	return r;
 }
 
 void img_q2_close(struct img_q2 *q)

@@ -29,10 +29,12 @@ struct img_q2 {
 	uint64_t backing_offset;
 	uint32_t backing_len;
 	char backing[1024];
-	char backing_fmt[32];
+	char backing_fmt[16];      /* QCOW2_BACKING_FMT_MAX */
 };
 
-/* Opens and validates the header; prints one error sentence and returns -errno on failure. */
+/* Opens the file and parses its header (block/qcow2_parse.c); refuses what kvmkit-img cannot
+ * work on (encryption, external data files, extended L2 entries). Prints one error sentence
+ * and returns -errno on failure. */
 int img_q2_open(const char *path, bool rw, struct img_q2 *q);
 void img_q2_close(struct img_q2 *q);
 
