@@ -87,7 +87,7 @@ int control_system_powerdown(struct control *ctl, struct qmp_error *err)
 {
 	(void)err;
 	/* The ACPI power button: the guest's OS decides what to do (Linux powers off). */
-	acpi_pm_power_button(ctl->vm->acpi_pm);
+	acpi_pm_power_button(device_find(&ctl->vm->devices, &acpi_pm_ops, 0));
 	control_emit_event(ctl, "POWERDOWN", NULL);
 	return 0;
 }

@@ -11,11 +11,13 @@
 #include "lib/le.h"
 #include "lib/log.h"
 #include "migration/stream.h"
-#include "vmm/vm.h"
+#include "vmm/device.h"
 
 struct acpi_pm {
 	pthread_mutex_t lock;
-	struct vm *vm;
+	struct bus *pio;
+	struct irq_line sci;
+	struct machine_handle machine;
 	uint16_t pm1_sts;
 	uint16_t pm1_en;
 	uint16_t pm1_cnt;
@@ -29,7 +31,7 @@ static void acpi_pm_update_sci(struct acpi_pm *pm)
 {
 	bool level = (pm->pm1_sts & pm->pm1_en & ACPI_PM1_PWRBTN) &&
 		     (pm->pm1_cnt & ACPI_PM1_CNT_SCI_EN);
-	vm_set_irq_line(pm->vm, IRQ_ACPI_SCI, level);
+	irq_line_set(&pm->sci, level);
 }
 
 void acpi_pm_power_button(struct acpi_pm *pm)
@@ -48,7 +50,7 @@ static void acpi_pm_cnt_write(struct acpi_pm *pm, uint16_t v)
 		return;
 	unsigned slp_typ = (v >> ACPI_PM1_CNT_SLP_TYP_SHIFT) & 7;
 	if (slp_typ == ACPI_SLP_TYP_S5)
-		vm_stop(pm->vm, VM_STOP_POWEROFF, VM_EXIT_STATUS_POWEROFF);
+		machine_request_stop(&pm->machine, VM_STOP_POWEROFF, VM_EXIT_STATUS_POWEROFF);
 	else
 		log_debug("guest asked for ACPI sleep type %u, which is not supported", slp_typ);
 }
@@ -85,14 +87,15 @@ static void acpi_pm_access(void *opaque, uint64_t offset, uint8_t *data, uint32_
 		} else if (port == PORT_ACPI_PM1A_CNT) {
 			acpi_pm_cnt_write(pm, (uint16_t)v);
 		} else if (port == PORT_ACPI_RESET && (v & 0xff) == ACPI_RESET_VALUE) {
-			vm_stop(pm->vm, VM_STOP_RESET, VM_EXIT_STATUS_RESET);
+			machine_request_stop(&pm->machine, VM_STOP_RESET, VM_EXIT_STATUS_RESET);
 		}
 	}
 	pthread_mutex_unlock(&pm->lock);
 }
 
-void acpi_pm_save(struct acpi_pm *pm, struct stream *st)
+static void acpi_pm_save(void *opaque, struct stream *st)
 {
+	struct acpi_pm *pm = opaque;
 	pthread_mutex_lock(&pm->lock);
 	stream_put_u16(st, pm->pm1_sts);
 	stream_put_u16(st, pm->pm1_en);
@@ -100,8 +103,9 @@ void acpi_pm_save(struct acpi_pm *pm, struct stream *st)
 	pthread_mutex_unlock(&pm->lock);
 }
 
-int acpi_pm_load(struct acpi_pm *pm, struct stream *st, uint32_t version)
+static int acpi_pm_load(void *opaque, struct stream *st, uint32_t version)
 {
+	struct acpi_pm *pm = opaque;
 	if (version != ACPI_PM_STATE_VERSION)
 		return -EBADMSG;
 	uint16_t sts = stream_get_u16(st), en = stream_get_u16(st), cnt = stream_get_u16(st);
@@ -116,27 +120,42 @@ int acpi_pm_load(struct acpi_pm *pm, struct stream *st, uint32_t version)
 	return 0;
 }
 
-struct acpi_pm *acpi_pm_create(struct vm *vm)
+static void acpi_pm_destroy(void *opaque)
 {
+	struct acpi_pm *pm = opaque;
+	bus_unregister(pm->pio, PORT_ACPI_PM1A_EVT, pm);
+	pthread_mutex_destroy(&pm->lock);
+	free(pm);
+}
+
+static void *acpi_pm_realize(const struct device_ctx *ctx, const void *arg)
+{
+	(void)arg;
 	struct acpi_pm *pm = calloc(1, sizeof(*pm));
 	if (!pm)
 		return NULL;
 	pthread_mutex_init(&pm->lock, NULL);
-	pm->vm = vm;
+	pm->pio = ctx->pio;
+	pm->sci = (struct irq_line){ ctx->irq, IRQ_ACPI_SCI };
+	pm->machine = ctx->machine;
 	pm->pm1_cnt = ACPI_PM1_CNT_SCI_EN;
 	/* 0x600-0x608 in one range: the event block, the control block and the reset register. */
-	if (bus_register(&vm->pio_bus, PORT_ACPI_PM1A_EVT, PORT_ACPI_RESET + 1 - PORT_ACPI_PM1A_EVT,
+	if (bus_register(ctx->pio, PORT_ACPI_PM1A_EVT, PORT_ACPI_RESET + 1 - PORT_ACPI_PM1A_EVT,
 			 acpi_pm_access, pm, "acpi-pm") < 0) {
-		acpi_pm_destroy(pm);
+		log_error("cannot place the ACPI registers at %#x", PORT_ACPI_PM1A_EVT);
+		pthread_mutex_destroy(&pm->lock);
+		free(pm);
 		return NULL;
 	}
 	return pm;
 }
 
-void acpi_pm_destroy(struct acpi_pm *pm)
-{
-	if (!pm)
-		return;
-	pthread_mutex_destroy(&pm->lock);
-	free(pm);
-}
+const struct device_ops acpi_pm_ops = {
+	.name = "ACPI registers",
+	.tag = STREAM_TAG('A', 'C', 'P', 'I'),
+	.version = ACPI_PM_STATE_VERSION,
+	.realize = acpi_pm_realize,
+	.destroy = acpi_pm_destroy,
+	.save = acpi_pm_save,
+	.load = acpi_pm_load,
+};

@@ -9,7 +9,8 @@
 #include "arch/x86/layout.h"
 #include "hw/devices.h"
 #include "migration/stream.h"
-#include "vmm/vm.h"
+#include "lib/log.h"
+#include "vmm/device.h"
 
 #define STATUS_OBF    0x01 /* output buffer full */
 #define STATUS_SYS    0x04 /* self-test passed */
@@ -28,7 +29,8 @@
 
 struct i8042 {
 	pthread_mutex_t lock;
-	struct vm *vm;
+	struct bus *pio;
+	struct machine_handle machine;
 	uint8_t status;
 	uint8_t ctr;
 	uint8_t out_port;
@@ -52,7 +54,7 @@ static void i8042_command(struct i8042 *k, uint8_t cmd)
 	case CMD_READ_OUT:  i8042_reply(k, k->out_port); break;
 	case CMD_WRITE_CTR:
 	case CMD_WRITE_OUT: k->pending_cmd = cmd; break;
-	case CMD_RESET:     vm_stop(k->vm, VM_STOP_RESET, VM_EXIT_STATUS_RESET); break;
+	case CMD_RESET:     machine_request_stop(&k->machine, VM_STOP_RESET, VM_EXIT_STATUS_RESET); break;
 	default:            break; /* enable/disable ports and the like: nothing to do */
 	}
 }
@@ -66,7 +68,7 @@ static void i8042_data(struct i8042 *k, uint8_t v)
 	} else if (cmd == CMD_WRITE_OUT) {
 		k->out_port = v;
 		if (!(v & OUT_RESET_N))
-			vm_stop(k->vm, VM_STOP_RESET, VM_EXIT_STATUS_RESET);
+			machine_request_stop(&k->machine, VM_STOP_RESET, VM_EXIT_STATUS_RESET);
 	}
 	/* Bytes for the (absent) keyboard are dropped; the guest's probe times out cleanly. */
 }
@@ -111,16 +113,18 @@ static void i8042_cmd_access(void *opaque, uint64_t offset, uint8_t *data, uint3
 	i8042_access(opaque, true, data, len, is_write);
 }
 
-void i8042_save(struct i8042 *k, struct stream *st)
+static void i8042_save(void *opaque, struct stream *st)
 {
+	struct i8042 *k = opaque;
 	pthread_mutex_lock(&k->lock);
 	const uint8_t regs[] = { k->status, k->ctr, k->out_port, k->pending_cmd, k->obuf };
 	stream_put_bytes(st, regs, sizeof(regs));
 	pthread_mutex_unlock(&k->lock);
 }
 
-int i8042_load(struct i8042 *k, struct stream *st, uint32_t version)
+static int i8042_load(void *opaque, struct stream *st, uint32_t version)
 {
+	struct i8042 *k = opaque;
 	uint8_t r[5];
 	if (version != I8042_STATE_VERSION)
 		return -EBADMSG;
@@ -138,33 +142,45 @@ int i8042_load(struct i8042 *k, struct stream *st, uint32_t version)
 	return 0;
 }
 
-struct i8042 *i8042_create(struct vm *vm)
+/* Unregisters what was registered (a failed realize's ranges too: the bus must not keep a
+ * port pointing at the freed controller) and frees k. */
+static void i8042_destroy(void *opaque)
 {
+	struct i8042 *k = opaque;
+	bus_unregister(k->pio, PORT_I8042_DATA, k);
+	bus_unregister(k->pio, PORT_I8042_CMD, k);
+	pthread_mutex_destroy(&k->lock);
+	free(k);
+}
+
+static void *i8042_realize(const struct device_ctx *ctx, const void *arg)
+{
+	(void)arg;
 	struct i8042 *k = calloc(1, sizeof(*k));
 	if (!k)
 		return NULL;
 	pthread_mutex_init(&k->lock, NULL);
-	k->vm = vm;
+	k->pio = ctx->pio;
+	k->machine = ctx->machine;
 	k->status = STATUS_SYS;
 	k->ctr = 0x30; /* ports disabled, no interrupts, as after a firmware probe */
 	k->out_port = OUT_RESET_N | 0x02; /* not in reset, A20 on */
-	if (bus_register(&vm->pio_bus, PORT_I8042_DATA, 1, i8042_data_access, k, "i8042") < 0) {
-		i8042_destroy(k);
-		return NULL;
-	}
-	/* The data port must not stay registered with k freed behind it. */
-	if (bus_register(&vm->pio_bus, PORT_I8042_CMD, 1, i8042_cmd_access, k, "i8042") < 0) {
-		bus_unregister(&vm->pio_bus, PORT_I8042_DATA, k);
+	if (bus_register(ctx->pio, PORT_I8042_DATA, 1, i8042_data_access, k, "i8042") < 0 ||
+	    bus_register(ctx->pio, PORT_I8042_CMD, 1, i8042_cmd_access, k, "i8042") < 0) {
+		log_error("cannot place the i8042 controller at ports %#x and %#x",
+			  PORT_I8042_DATA, PORT_I8042_CMD);
 		i8042_destroy(k);
 		return NULL;
 	}
 	return k;
 }
 
-void i8042_destroy(struct i8042 *k)
-{
-	if (!k)
-		return;
-	pthread_mutex_destroy(&k->lock);
-	free(k);
-}
+const struct device_ops i8042_ops = {
+	.name = "i8042 controller",
+	.tag = STREAM_TAG('K', 'B', 'C', ' '),
+	.version = I8042_STATE_VERSION,
+	.realize = i8042_realize,
+	.destroy = i8042_destroy,
+	.save = i8042_save,
+	.load = i8042_load,
+};

@@ -7,10 +7,12 @@
 
 #include "arch/x86/layout.h"
 #include "hw/devices.h"
-#include "vmm/vm.h"
+#include "lib/log.h"
+#include "vmm/device.h"
 
 struct pc_testdev {
 	pthread_mutex_t lock;
+	struct bus *pio, *mmio;
 	uint8_t port[4];
 	uint8_t iomem[LAYOUT_TESTDEV_MMIO_LEN];
 };
@@ -47,25 +49,38 @@ static void testdev_mmio_access(void *opaque, uint64_t offset, uint8_t *data, ui
 	testdev_access(&t->lock, t->iomem, sizeof(t->iomem), offset, data, len, is_write);
 }
 
-struct pc_testdev *pc_testdev_create(struct vm *vm)
+/* Unregisters what was registered (a failed realize's ranges too) and frees t. */
+static void pc_testdev_destroy(void *opaque)
 {
+	struct pc_testdev *t = opaque;
+	bus_unregister(t->pio, PORT_TESTDEV, t);
+	bus_unregister(t->mmio, LAYOUT_TESTDEV_MMIO, t);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+static void *pc_testdev_realize(const struct device_ctx *ctx, const void *arg)
+{
+	(void)arg;
 	struct pc_testdev *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
 	pthread_mutex_init(&t->lock, NULL);
-	if (bus_register(&vm->pio_bus, PORT_TESTDEV, 4, testdev_port_access, t, "pc-testdev") < 0 ||
-	    bus_register(&vm->mmio_bus, LAYOUT_TESTDEV_MMIO, LAYOUT_TESTDEV_MMIO_LEN,
+	t->pio = ctx->pio;
+	t->mmio = ctx->mmio;
+	if (bus_register(ctx->pio, PORT_TESTDEV, 4, testdev_port_access, t, "pc-testdev") < 0 ||
+	    bus_register(ctx->mmio, LAYOUT_TESTDEV_MMIO, LAYOUT_TESTDEV_MMIO_LEN,
 			 testdev_mmio_access, t, "pc-testdev-mem") < 0) {
+		log_error("cannot place the test device at port %#x and %#llx", PORT_TESTDEV,
+			  (unsigned long long)LAYOUT_TESTDEV_MMIO);
 		pc_testdev_destroy(t);
 		return NULL;
 	}
 	return t;
 }
 
-void pc_testdev_destroy(struct pc_testdev *t)
-{
-	if (!t)
-		return;
-	pthread_mutex_destroy(&t->lock);
-	free(t);
-}
+const struct device_ops pc_testdev_ops = {
+	.name = "test device",
+	.realize = pc_testdev_realize,
+	.destroy = pc_testdev_destroy,
+};

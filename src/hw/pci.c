@@ -22,9 +22,9 @@
 #include "arch/x86/layout.h"
 #include "lib/le.h"
 #include "lib/log.h"
-#include "vmm/irq.h"
+#include "migration/stream.h"
+#include "vmm/device.h"
 #include "vmm/memory.h"
-#include "vmm/vm.h"
 
 _Static_assert(LAYOUT_PCI_MEM_BASE >= GUEST_MEM_LOW_LIMIT, "BAR window overlaps low RAM");
 _Static_assert(LAYOUT_PCI_MEM_BASE + LAYOUT_PCI_MEM_SIZE <= LAYOUT_PCI_ECAM_BASE,
@@ -89,7 +89,8 @@ void pci_intx_update(struct pci_device *d)
 	bool line = d->intx_level && intx_pin(d) &&
 		    !(cfg16(d, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE) && !msix_enabled_locked(d);
 	if (line != d->intx_line && d->bus) {
-		vm_set_irq_line(d->bus->vm, pci_slot_gsi(d->slot, intx_pin(d)), line);
+		const struct irq_sender *irq = &d->bus->irq;
+		irq->ops->set_line(irq->opaque, pci_slot_gsi(d->slot, intx_pin(d)), line);
 		d->intx_line = line;
 	}
 }
@@ -133,7 +134,7 @@ void pci_msix_route(struct pci_device *d, struct msix_vector *v)
 	uint32_t data = le_get(v->entry + 8, 4);
 	if (v->gsi < 0 || (v->routed && v->routed_addr == addr && v->routed_data == data))
 		return;
-	int r = irq_msi_route_set(d->bus->vm, v->gsi, addr, data);
+	int r = d->bus->irq.ops->msi_route_set(d->bus->irq.opaque, v->gsi, addr, data);
 	if (r < 0) {
 		log_debug("PCI %02x.0: cannot route MSI-X address 0x%llx data 0x%x: %s", d->slot,
 			  (unsigned long long)addr, data, strerror(-r));
@@ -565,8 +566,8 @@ int pci_msix_init(struct pci_device *d, unsigned nvectors, int bar, uint32_t tab
 	return 0;
 }
 
-/* Unbinds and frees the MSI-X state; vm may be NULL when nothing was bound yet. */
-static void msix_free(struct pci_device *d, struct vm *vm)
+/* Unbinds and frees the MSI-X state; irq may be NULL when nothing was bound yet. */
+static void msix_free(struct pci_device *d, const struct irq_sender *irq)
 {
 	struct pci_msix *m = d->msix;
 	if (!m)
@@ -574,12 +575,12 @@ static void msix_free(struct pci_device *d, struct vm *vm)
 	for (unsigned i = 0; i < m->n; i++) {
 		struct msix_vector *v = &m->v[i];
 		if (v->efd >= 0) {
-			if (vm && v->gsi >= 0)
-				irq_irqfd(vm, v->efd, v->gsi, false);
+			if (irq && v->gsi >= 0)
+				irq->ops->irqfd(irq->opaque, v->efd, v->gsi, false);
 			close(v->efd);
 		}
-		if (vm && v->gsi >= 0)
-			irq_msi_route_free(vm, v->gsi);
+		if (irq && v->gsi >= 0)
+			irq->ops->msi_route_free(irq->opaque, v->gsi);
 	}
 	free(m->v);
 	free(m->pba);
@@ -588,12 +589,12 @@ static void msix_free(struct pci_device *d, struct vm *vm)
 }
 
 /* One GSI and one eventfd bound to it per vector. */
-static int msix_bind(struct pci_device *d, struct vm *vm)
+static int msix_bind(struct pci_device *d, const struct irq_sender *irq)
 {
 	struct pci_msix *m = d->msix;
 	for (unsigned i = 0; m && i < m->n; i++) {
 		struct msix_vector *v = &m->v[i];
-		v->gsi = irq_msi_route_alloc(vm);
+		v->gsi = irq->ops->msi_route_alloc(irq->opaque);
 		if (v->gsi < 0) {
 			int r = v->gsi;
 			v->gsi = -1;
@@ -602,7 +603,7 @@ static int msix_bind(struct pci_device *d, struct vm *vm)
 		v->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (v->efd < 0)
 			return -errno;
-		int r = irq_irqfd(vm, v->efd, v->gsi, true);
+		int r = irq->ops->irqfd(irq->opaque, v->efd, v->gsi, true);
 		if (r < 0) {
 			close(v->efd);
 			v->efd = -1;
@@ -728,12 +729,12 @@ static int device_register_at(struct pci_bus *bus, struct pci_device *d,
 	if (r == 0)
 		r = bars_assign(bus, d, addr);
 	if (r == 0)
-		r = msix_bind(d, bus->vm);
+		r = msix_bind(d, &bus->irq);
 	if (r < 0) {
 		bus->next_mem = saved_mem;
 		bus->next_io = saved_io;
 		pthread_mutex_unlock(&bus->cfg_lock);
-		msix_free(d, bus->vm);
+		msix_free(d, &bus->irq);
 		return r;
 	}
 	pthread_mutex_init(&d->lock, NULL);
@@ -776,38 +777,48 @@ void pci_device_unregister(struct pci_device *d)
 	pthread_rwlock_unlock(&bus->map_lock);
 	pthread_mutex_unlock(&bus->cfg_lock);
 	if (d->intx_line)
-		vm_set_irq_line(bus->vm, pci_slot_gsi(d->slot, intx_pin(d)), 0);
+		bus->irq.ops->set_line(bus->irq.opaque, pci_slot_gsi(d->slot, intx_pin(d)), 0);
 	d->intx_line = false;
-	msix_free(d, bus->vm);
+	msix_free(d, &bus->irq);
 	pthread_mutex_destroy(&d->lock);
 	d->bus = NULL;
 }
 
 /* --- the bus --- */
 
-struct pci_bus *pci_bus_create(struct vm *vm)
+static void pci_bus_unregister_ranges(struct pci_bus *bus)
+{
+	bus_unregister(bus->pio, PORT_PCI_CONFIG, bus);
+	bus_unregister(bus->mmio, LAYOUT_PCI_ECAM_BASE, bus);
+	bus_unregister(bus->mmio, LAYOUT_PCI_MEM_BASE, bus);
+	bus_unregister(bus->pio, PORT_PCI_IO_BASE, bus);
+}
+
+struct pci_bus *pci_bus_create(const struct device_ctx *ctx)
 {
 	struct pci_bus *bus = calloc(1, sizeof(*bus));
 	if (!bus) {
 		log_error("cannot allocate the PCI bus");
 		return NULL;
 	}
-	bus->vm = vm;
+	bus->irq = ctx->irq;
+	bus->pio = ctx->pio;
+	bus->mmio = ctx->mmio;
 	bus->next_mem = LAYOUT_PCI_MEM_BASE;
 	bus->next_io = PORT_PCI_IO_BASE;
 	pthread_mutex_init(&bus->cfg_lock, NULL);
 	pthread_rwlock_init(&bus->map_lock, NULL);
 
-	int r = bus_register(&vm->pio_bus, PORT_PCI_CONFIG, PORT_PCI_CONFIG_LEN, conf1_access, bus,
+	int r = bus_register(ctx->pio, PORT_PCI_CONFIG, PORT_PCI_CONFIG_LEN, conf1_access, bus,
 			     "pci-conf1");
 	if (r == 0)
-		r = bus_register(&vm->mmio_bus, LAYOUT_PCI_ECAM_BASE, LAYOUT_PCI_ECAM_SIZE,
+		r = bus_register(ctx->mmio, LAYOUT_PCI_ECAM_BASE, LAYOUT_PCI_ECAM_SIZE,
 				 ecam_access, bus, "pci-ecam");
 	if (r == 0)
-		r = bus_register(&vm->mmio_bus, LAYOUT_PCI_MEM_BASE, LAYOUT_PCI_MEM_SIZE,
+		r = bus_register(ctx->mmio, LAYOUT_PCI_MEM_BASE, LAYOUT_PCI_MEM_SIZE,
 				 mem_window_access, bus, "pci-mem");
 	if (r == 0)
-		r = bus_register(&vm->pio_bus, PORT_PCI_IO_BASE, PORT_PCI_IO_SIZE, io_window_access,
+		r = bus_register(ctx->pio, PORT_PCI_IO_BASE, PORT_PCI_IO_SIZE, io_window_access,
 				 bus, "pci-io");
 	static const struct pci_device_info host_info = {
 		.vendor_id = HOST_BRIDGE_VENDOR,
@@ -818,6 +829,7 @@ struct pci_bus *pci_bus_create(struct vm *vm)
 		r = device_register_at(bus, &bus->host, &host_info, 0);
 	if (r < 0) {
 		log_error("cannot set up the PCI bus: %s", strerror(-r));
+		pci_bus_unregister_ranges(bus);
 		pthread_rwlock_destroy(&bus->map_lock);
 		pthread_mutex_destroy(&bus->cfg_lock);
 		free(bus);
@@ -833,6 +845,7 @@ void pci_bus_destroy(struct pci_bus *bus)
 	for (int s = PCI_MAX_SLOTS - 1; s >= 0; s--)
 		if (bus->slots[s])
 			pci_device_unregister(bus->slots[s]);
+	pci_bus_unregister_ranges(bus);
 	pthread_rwlock_destroy(&bus->map_lock);
 	pthread_mutex_destroy(&bus->cfg_lock);
 	free(bus);
@@ -850,3 +863,36 @@ void pci_acpi_info(struct pci_acpi_info *info)
 		.io_size = PORT_PCI_IO_SIZE,
 	};
 }
+
+static void *pci_bus_realize(const struct device_ctx *ctx, const void *arg)
+{
+	(void)arg;
+	return pci_bus_create(ctx);
+}
+
+static void pci_bus_destroy_dev(void *bus)
+{
+	pci_bus_destroy(bus);
+}
+
+static void pci_bus_save_dev(void *bus, struct stream *s)
+{
+	pci_bus_save(bus, s);
+}
+
+static int pci_bus_load_dev(void *bus, struct stream *s, uint32_t version)
+{
+	return pci_bus_load(bus, s, version);
+}
+
+/* Before the devices on it in the machine's table: their load starts them, which needs the
+ * MSI-X routes the bus's load sets. */
+const struct device_ops pci_bus_ops = {
+	.name = "PCI bus",
+	.tag = STREAM_TAG('P', 'C', 'I', ' '),
+	.version = PCI_BUS_STATE_VERSION,
+	.realize = pci_bus_realize,
+	.destroy = pci_bus_destroy_dev,
+	.save = pci_bus_save_dev,
+	.load = pci_bus_load_dev,
+};

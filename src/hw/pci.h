@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct vm;
+struct device_ops;
 struct pci_bus;
 struct pci_msix;
 
@@ -82,7 +82,10 @@ struct pci_device {
  * to whichever device decodes them at the time. Before the vCPUs start (the buses are
  * read-only afterwards); devices with MSI-X also need irq_routing_init first. Returns NULL
  * after printing why (the VM must then not run: ranges may already point at the bus). */
-struct pci_bus *pci_bus_create(struct vm *vm);
+struct device_ctx;
+struct pci_bus *pci_bus_create(const struct device_ctx *ctx);
+/* The bus as a device of the machine (vmm/device.h): pci_bus_create/destroy, save/load. */
+extern const struct device_ops pci_bus_ops;
 /* Unregisters the devices still on the bus (they must still be allocated) and frees it. With
  * the vCPUs stopped. */
 void pci_bus_destroy(struct pci_bus *bus);

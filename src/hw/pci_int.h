@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "hw/pci.h"
+#include "vmm/device.h"
 
 /* Type 0 configuration header */
 enum {
@@ -83,7 +84,8 @@ struct pci_msix {
 };
 
 struct pci_bus {
-	struct vm *vm;
+	struct irq_sender irq;          /* INTx lines and MSI-X routes */
+	struct bus *pio, *mmio;
 	pthread_mutex_t cfg_lock;
 	pthread_rwlock_t map_lock;
 	uint32_t cf8;                   /* the mechanism #1 address register */

@@ -10,7 +10,8 @@
 #include "arch/x86/layout.h"
 #include "hw/devices.h"
 #include "migration/stream.h"
-#include "vmm/vm.h"
+#include "lib/log.h"
+#include "vmm/device.h"
 
 #define RTC_SECONDS 0x00
 #define RTC_MINUTES 0x02
@@ -32,6 +33,7 @@
 
 struct rtc_mc146818 {
 	pthread_mutex_t lock;
+	struct bus *pio;
 	uint8_t index;
 	uint8_t cmos[128];
 	time_t offset; /* guest time minus host time, in seconds */
@@ -143,8 +145,9 @@ static void rtc_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t le
 
 /* The CMOS bytes, the index register, and the guest's time as an offset to UTC: a restore on
  * another day still shows the guest the time it set, moved on by the real time since. */
-void rtc_mc146818_save(struct rtc_mc146818 *r, struct stream *st)
+static void rtc_mc146818_save(void *opaque, struct stream *st)
 {
+	struct rtc_mc146818 *r = opaque;
 	pthread_mutex_lock(&r->lock);
 	stream_put_u8(st, r->index);
 	stream_put_bytes(st, r->cmos, sizeof(r->cmos));
@@ -152,8 +155,9 @@ void rtc_mc146818_save(struct rtc_mc146818 *r, struct stream *st)
 	pthread_mutex_unlock(&r->lock);
 }
 
-int rtc_mc146818_load(struct rtc_mc146818 *r, struct stream *st, uint32_t version)
+static int rtc_mc146818_load(void *opaque, struct stream *st, uint32_t version)
 {
+	struct rtc_mc146818 *r = opaque;
 	uint8_t cmos[sizeof(r->cmos)];
 	if (version != RTC_MC146818_STATE_VERSION)
 		return -EBADMSG;
@@ -171,8 +175,17 @@ int rtc_mc146818_load(struct rtc_mc146818 *r, struct stream *st, uint32_t versio
 	return 0;
 }
 
-struct rtc_mc146818 *rtc_mc146818_create(struct vm *vm)
+static void rtc_mc146818_destroy(void *opaque)
 {
+	struct rtc_mc146818 *r = opaque;
+	bus_unregister(r->pio, PORT_RTC, r);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
+
+static void *rtc_mc146818_realize(const struct device_ctx *ctx, const void *arg)
+{
+	(void)arg;
 	struct rtc_mc146818 *r = calloc(1, sizeof(*r));
 	if (!r)
 		return NULL;
@@ -180,17 +193,22 @@ struct rtc_mc146818 *rtc_mc146818_create(struct vm *vm)
 	r->cmos[RTC_REG_A] = 0x26; /* 32.768 kHz time base, 1024 Hz rate */
 	r->cmos[RTC_REG_B] = REG_B_24H;
 	r->cmos[RTC_REG_D] = REG_D_VRT;
-	if (bus_register(&vm->pio_bus, PORT_RTC, 2, rtc_access, r, "rtc") < 0) {
-		rtc_mc146818_destroy(r);
+	r->pio = ctx->pio;
+	if (bus_register(ctx->pio, PORT_RTC, 2, rtc_access, r, "rtc") < 0) {
+		log_error("cannot place the CMOS clock at %#x", PORT_RTC);
+		pthread_mutex_destroy(&r->lock);
+		free(r);
 		return NULL;
 	}
 	return r;
 }
 
-void rtc_mc146818_destroy(struct rtc_mc146818 *r)
-{
-	if (!r)
-		return;
-	pthread_mutex_destroy(&r->lock);
-	free(r);
-}
+const struct device_ops rtc_mc146818_ops = {
+	.name = "CMOS clock",
+	.tag = STREAM_TAG('R', 'T', 'C', ' '),
+	.version = RTC_MC146818_STATE_VERSION,
+	.realize = rtc_mc146818_realize,
+	.destroy = rtc_mc146818_destroy,
+	.save = rtc_mc146818_save,
+	.load = rtc_mc146818_load,
+};

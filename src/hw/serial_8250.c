@@ -9,7 +9,8 @@
 #include "lib/log.h"
 #include "migration/stream.h"
 #include "vmm/console.h"
-#include "vmm/vm.h"
+#include "arch/x86/layout.h"
+#include "vmm/device.h"
 
 #define UART_RBR 0 /* read: receive buffer; write: THR; DLAB: divisor low */
 #define UART_IER 1 /* DLAB: divisor high */
@@ -63,9 +64,9 @@
 
 struct serial_8250 {
 	pthread_mutex_t lock;
-	struct vm *vm;
+	struct bus *pio;
 	struct console *con;
-	uint32_t irq;
+	struct irq_line irq;
 	int irq_level;
 
 	uint8_t ier, iir, fcr, lcr, mcr, lsr, msr, scr, dll, dlm;
@@ -92,7 +93,7 @@ static void serial_update_irq(struct serial_8250 *s)
 	int level = iir != IIR_NO_INT;
 	if (level != s->irq_level) {
 		s->irq_level = level;
-		vm_set_irq_line(s->vm, s->irq, level);
+		irq_line_set(&s->irq, level);
 	}
 }
 
@@ -266,8 +267,9 @@ void serial_8250_break(struct serial_8250 *s)
 }
 
 /* Registers, the receive FIFO (oldest byte first) and the interrupt line's level. */
-void serial_8250_save(struct serial_8250 *s, struct stream *st)
+static void serial_8250_save(void *opaque, struct stream *st)
 {
+	struct serial_8250 *s = opaque;
 	pthread_mutex_lock(&s->lock);
 	const uint8_t regs[] = { s->ier, s->iir, s->fcr, s->lcr, s->mcr, s->lsr, s->msr, s->scr,
 				 s->dll, s->dlm, s->thr_ipending, s->transmitted,
@@ -279,8 +281,9 @@ void serial_8250_save(struct serial_8250 *s, struct stream *st)
 	pthread_mutex_unlock(&s->lock);
 }
 
-int serial_8250_load(struct serial_8250 *s, struct stream *st, uint32_t version)
+static int serial_8250_load(void *opaque, struct stream *st, uint32_t version)
 {
+	struct serial_8250 *s = opaque;
 	uint8_t r[13], rx[RX_FIFO_SIZE];
 	if (version != SERIAL_8250_STATE_VERSION)
 		return -EBADMSG;
@@ -307,31 +310,43 @@ int serial_8250_load(struct serial_8250 *s, struct stream *st, uint32_t version)
 	return 0;
 }
 
-struct serial_8250 *serial_8250_create(struct vm *vm, uint16_t base, uint32_t irq,
-				       struct console *con)
+static void serial_8250_destroy(void *opaque)
+{
+	struct serial_8250 *s = opaque;
+	bus_unregister(s->pio, PORT_COM1, s);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+/* COM1, transmitting to the console arg (may be NULL: output is dropped). */
+static void *serial_8250_realize(const struct device_ctx *ctx, const void *arg)
 {
 	struct serial_8250 *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
 	pthread_mutex_init(&s->lock, NULL);
-	s->vm = vm;
-	s->con = con;
-	s->irq = irq;
+	s->pio = ctx->pio;
+	s->con = (struct console *)arg;
+	s->irq = (struct irq_line){ ctx->irq, IRQ_COM1 };
 	s->iir = IIR_NO_INT;
 	s->lsr = LSR_THRE | LSR_TEMT;
 	s->msr = MSR_DCD | MSR_DSR | MSR_CTS;
 	s->dll = 0x0c; /* 9600 baud, as firmware leaves it */
-	if (bus_register(&vm->pio_bus, base, 8, serial_access, s, "serial") < 0) {
-		serial_8250_destroy(s);
+	if (bus_register(ctx->pio, PORT_COM1, 8, serial_access, s, "serial") < 0) {
+		log_error("cannot place the serial port at %#x", PORT_COM1);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
 		return NULL;
 	}
 	return s;
 }
 
-void serial_8250_destroy(struct serial_8250 *s)
-{
-	if (!s)
-		return;
-	pthread_mutex_destroy(&s->lock);
-	free(s);
-}
+const struct device_ops serial_8250_ops = {
+	.name = "serial port",
+	.tag = STREAM_TAG('S', 'E', 'R', 'L'),
+	.version = SERIAL_8250_STATE_VERSION,
+	.realize = serial_8250_realize,
+	.destroy = serial_8250_destroy,
+	.save = serial_8250_save,
+	.load = serial_8250_load,
+};

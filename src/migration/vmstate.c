@@ -25,7 +25,6 @@
 #define PIT_VERSION 1
 #define CLOCK_TAG STREAM_TAG('C', 'L', 'C', 'K')
 #define CLOCK_VERSION 1
-#define PCI_TAG STREAM_TAG('P', 'C', 'I', ' ')
 #define VIRTIO_TAG STREAM_TAG('V', 'I', 'R', 'T')
 #define VIRTIO_NET_TAG STREAM_TAG('V', 'N', 'E', 'T')
 #define VIRTIO_CONSOLE_TAG STREAM_TAG('V', 'C', 'O', 'N')
@@ -34,43 +33,6 @@
 static const uint32_t irqchip_ids[] = { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
 					KVM_IRQCHIP_IOAPIC };
 #define NCHIPS (sizeof(irqchip_ids) / sizeof(irqchip_ids[0]))
-
-/* The platform devices, in the order they are saved. */
-enum vmstate_device { DEV_SERIAL, DEV_RTC, DEV_I8042, DEV_ACPI_PM, NDEVICES };
-_Static_assert(NDEVICES == VMSTATE_NDEVICES, "vmstate.h counts the devices");
-static const struct {
-	uint32_t tag;
-	uint32_t version;
-	const char *name;
-} devices[NDEVICES] = {
-	[DEV_SERIAL] = { STREAM_TAG('S', 'E', 'R', 'L'), SERIAL_8250_STATE_VERSION, "serial port" },
-	[DEV_RTC] = { STREAM_TAG('R', 'T', 'C', ' '), RTC_MC146818_STATE_VERSION, "CMOS clock" },
-	[DEV_I8042] = { STREAM_TAG('K', 'B', 'C', ' '), I8042_STATE_VERSION, "i8042 controller" },
-	[DEV_ACPI_PM] = { STREAM_TAG('A', 'C', 'P', 'I'), ACPI_PM_STATE_VERSION, "ACPI registers" },
-};
-
-static void device_save(struct vm *vm, enum vmstate_device d, struct stream *s)
-{
-	switch (d) {
-	case DEV_SERIAL: serial_8250_save(vm->com1, s); break;
-	case DEV_RTC: rtc_mc146818_save(vm->rtc, s); break;
-	case DEV_I8042: i8042_save(vm->i8042, s); break;
-	case DEV_ACPI_PM: acpi_pm_save(vm->acpi_pm, s); break;
-	case NDEVICES: break;
-	}
-}
-
-static int device_load(struct vm *vm, enum vmstate_device d, struct stream *s, uint32_t v)
-{
-	switch (d) {
-	case DEV_SERIAL: return serial_8250_load(vm->com1, s, v);
-	case DEV_RTC: return rtc_mc146818_load(vm->rtc, s, v);
-	case DEV_I8042: return i8042_load(vm->i8042, s, v);
-	case DEV_ACPI_PM: return acpi_pm_load(vm->acpi_pm, s, v);
-	case NDEVICES: break;
-	}
-	return -EINVAL;
-}
 
 int vmstate_check_supported(struct vm *vm)
 {
@@ -238,18 +200,17 @@ int vmstate_save(struct vm *vm, struct stream *s)
 		log_error("cannot save the guest clock: %s", strerror(-r));
 		return r;
 	}
-	for (int d = 0; d < NDEVICES && r == 0; d++) {
-		stream_begin_section(s, devices[d].tag, 0, devices[d].version);
-		device_save(vm, (enum vmstate_device)d, s);
+	/* The devices in the registry's order (the machine's table: PCI before the virtio devices,
+	 * whose load starts them, which needs their MSI-X routes). */
+	for (unsigned k = 0; k < vm->devices.n && r == 0; k++) {
+		const struct device *d = &vm->devices.devs[k];
+		if (!d->ops->tag)
+			continue;
+		stream_begin_section(s, d->ops->tag, d->instance, d->ops->version);
+		d->ops->save(d->state, s);
 		r = stream_end_section(s);
 		if (r < 0)
-			log_error("cannot save the state of the %s: %s", devices[d].name, strerror(-r));
-	}
-	/* PCI before the virtio devices: their load starts them, which needs their MSI-X routes. */
-	if (r == 0 && vm->pci) {
-		stream_begin_section(s, PCI_TAG, 0, PCI_BUS_STATE_VERSION);
-		pci_bus_save(vm->pci, s);
-		r = stream_end_section(s);
+			log_error("cannot save the state of the %s: %s", d->ops->name, strerror(-r));
 	}
 	for (unsigned i = 0; i < vmstate_nvirtio(vm) && r == 0; i++) {
 		struct virtio_ref ref = vmstate_virtio_ref(vm, i);
@@ -317,41 +278,46 @@ static bool pit_state_valid(const struct kvm_pit_state2 *pit)
 	return true;
 }
 
+/* A device's section: each once, a device's own before its parts' (a virtio transport's load
+ * starts the device, with the device's state loaded before). */
 static int vmstate_load_device(struct vmstate_loader *l, const struct stream_section *sec,
 			       struct stream *s, bool *handled)
 {
-	*handled = false;
-	for (int d = 0; d < NDEVICES; d++) {
-		if (devices[d].tag != sec->tag)
-			continue;
-		*handled = true;
-		if (l->device_loaded[d] || sec->instance != 0) {
-			log_error("%s: the %s state is repeated: the file is damaged", l->source,
-				  devices[d].name);
-			return -EBADMSG;
-		}
-		int r = device_load(l->vm, (enum vmstate_device)d, s, sec->version);
-		if (r == 0)
-			r = stream_end_read(s);
-		if (r < 0) {
-			log_error("%s: the %s state is damaged or from a newer kvmkit", l->source,
-				  devices[d].name);
-			return r;
-		}
-		l->device_loaded[d] = true;
+	struct device_registry *reg = &l->vm->devices;
+	struct device *d = device_find_section(reg, sec->tag, sec->instance);
+	*handled = d != NULL;
+	if (!d)
+		return 0;
+	unsigned k = (unsigned)(d - reg->devs);
+	bool later_part = false;
+	for (unsigned j = k + 1; j < reg->n && reg->devs[j].group == d->group; j++)
+		later_part |= l->device_loaded[j];
+	if (l->device_loaded[k] || later_part) {
+		log_error("%s: the %s state (instance %u) is repeated or out of order: the file is "
+			  "damaged", l->source, d->ops->name, d->instance);
+		return -EBADMSG;
 	}
+	int r = d->ops->load(d->state, s, sec->version);
+	if (r == 0)
+		r = stream_end_read(s);
+	if (r < 0) {
+		log_error("%s: the %s state (instance %u) is damaged, from a newer kvmkit or from a "
+			  "VM with other devices", l->source, d->ops->name, d->instance);
+		return r;
+	}
+	l->device_loaded[k] = true;
 	return 0;
 }
 
-/* "PCI " and "VIRT" sections: each once, and only for what the restored VM has. */
-static int vmstate_load_pci_virtio(struct vmstate_loader *l, const struct stream_section *sec,
-				   struct stream *s)
+/* "VIRT" sections: each once, and only for what the restored VM has. */
+static int vmstate_load_virtio(struct vmstate_loader *l, const struct stream_section *sec,
+			       struct stream *s)
 {
 	struct vm *vm = l->vm;
-	bool pci = sec->tag == PCI_TAG;
+	bool pci = false;
 	unsigned i = sec->instance;
-	bool *seen = pci ? &l->pci : i < VMSTATE_MAX_VIRTIO ? &l->virtio_loaded[i] : NULL;
-	if (!seen || *seen || (pci ? !vm->pci || i : i >= vmstate_nvirtio(vm))) {
+	bool *seen = i < VMSTATE_MAX_VIRTIO ? &l->virtio_loaded[i] : NULL;
+	if (!seen || *seen || i >= vmstate_nvirtio(vm)) {
 		log_error("%s holds %s state the VM does not have or has twice: the file is damaged",
 			  l->source, pci ? "PCI" : "virtio device");
 		return -EBADMSG;
@@ -359,8 +325,7 @@ static int vmstate_load_pci_virtio(struct vmstate_loader *l, const struct stream
 	/* A device the saved driver had started starts now, with the state loaded before. */
 	if (!pci)
 		virtio_hold(vm, vmstate_virtio_ref(vm, i), true);
-	int r = pci ? pci_bus_load(vm->pci, s, sec->version)
-		    : virtio_transport_load(vmstate_virtio(vm, i), s, sec->version);
+	int r = virtio_transport_load(vmstate_virtio(vm, i), s, sec->version);
 	if (!pci)
 		virtio_hold(vm, vmstate_virtio_ref(vm, i), false);
 	if (r == 0)
@@ -420,9 +385,8 @@ int vmstate_load_section(struct vmstate_loader *l, const struct stream_section *
 	switch (sec->tag) {
 	case VCPU_STATE_TAG:
 		return vmstate_load_vcpu(l, sec, s);
-	case PCI_TAG:
 	case VIRTIO_TAG:
-		return vmstate_load_pci_virtio(l, sec, s);
+		return vmstate_load_virtio(l, sec, s);
 	case VIRTIO_NET_TAG:
 	case VIRTIO_CONSOLE_TAG:
 		return vmstate_load_virtio_own(l, sec, s);
@@ -485,10 +449,6 @@ int vmstate_loader_finish(struct vmstate_loader *l, bool check)
 			  !l->irqchip ? "interrupt controller" : !l->pit ? "PIT" : "clock");
 		r = -EBADMSG;
 	}
-	if (check && r == 0 && l->vm->pci && !l->pci) {
-		log_error("%s lacks the PCI state: the file is damaged", l->source);
-		r = -EBADMSG;
-	}
 	for (unsigned i = 0; check && i < vmstate_nvirtio(l->vm) && r == 0; i++) {
 		struct virtio_ref ref = vmstate_virtio_ref(l->vm, i);
 		if (!l->virtio_loaded[i] || (virtio_has_own(ref) && !l->own_loaded[i])) {
@@ -497,10 +457,11 @@ int vmstate_loader_finish(struct vmstate_loader *l, bool check)
 			r = -EBADMSG;
 		}
 	}
-	for (int d = 0; check && d < NDEVICES && r == 0; d++) {
-		if (!l->device_loaded[d]) {
-			log_error("%s lacks the %s state: the file is damaged", l->source,
-				  devices[d].name);
+	for (unsigned k = 0; check && k < l->vm->devices.n && r == 0; k++) {
+		const struct device *d = &l->vm->devices.devs[k];
+		if (d->ops->tag && !l->device_loaded[k]) {
+			log_error("%s lacks the %s state (instance %u): the file is damaged",
+				  l->source, d->ops->name, d->instance);
 			r = -EBADMSG;
 		}
 	}

@@ -16,7 +16,6 @@ struct vm;
 struct stream;
 struct stream_section;
 
-#define VMSTATE_NDEVICES 4 /* the platform devices */
 #define VMSTATE_MAX_VIRTIO (VM_MAX_DISKS + 1 + VM_MAX_NICS + 1) /* disks, rng, NICs, console */
 
 /* Whether this VM's state can be saved at all: 0, or -ENOTSUP after printing why (every device
@@ -40,8 +39,7 @@ struct vmstate_loader {
 	const char *source; /* the state file's name, for messages */
 	bool *cpu_loaded; /* one per vCPU */
 	bool irqchip, pit, clock;
-	bool device_loaded[VMSTATE_NDEVICES];
-	bool pci;
+	bool device_loaded[DEVICE_MAX]; /* by index in the registry */
 	bool virtio_loaded[VMSTATE_MAX_VIRTIO];
 	bool own_loaded[VMSTATE_MAX_VIRTIO]; /* "VNET", "VCON" */
 };

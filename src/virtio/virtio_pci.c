@@ -299,7 +299,7 @@ struct virtio_pci *virtio_pci_create(struct vm *vm, struct virtio_device *vdev)
 		.interrupt_pin = 1,
 	};
 	if (r == 0)
-		r = pci_device_register(vm->pci, pdev, &info);
+		r = pci_device_register(device_find(&vm->devices, &pci_bus_ops, 0), pdev, &info);
 	if (r < 0) {
 		log_error("%s: cannot add the PCI device: %s", vdev->ops->name, strerror(-r));
 		pthread_mutex_destroy(&vp->doorbell_lock);

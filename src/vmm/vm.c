@@ -188,16 +188,16 @@ static int vm_create_machine(struct vm *vm)
 
 /* The PCI bus and the virtio devices on it, only when some were asked for: a VM without them
  * keeps the smaller machine (no PCI probing at boot). */
+static bool vm_wants_virtio(const struct vm_config *cfg)
+{
+	return cfg->ndisks || cfg->rng || cfg->nnics || cfg->vconsole.path;
+}
+
 static int vm_create_pci_devices(struct vm *vm)
 {
 	const struct vm_config *cfg = vm->cfg;
-	if (cfg->ndisks == 0 && !cfg->rng && cfg->nnics == 0 && !cfg->vconsole.path)
+	if (!vm_wants_virtio(cfg))
 		return 0;
-	vm->io = iothread_create();
-	if (!vm->io)
-		return -ENOMEM;
-	if (cfg->transport == VIRTIO_TRANSPORT_PCI && !(vm->pci = pci_bus_create(vm)))
-		return -ENOMEM;
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
 		vm->disks[i] = virtio_blk_create(vm, &cfg->disks[i].block, cfg->disks[i].serial);
 		if (!vm->disks[i])
@@ -213,26 +213,128 @@ static int vm_create_pci_devices(struct vm *vm)
 	return 0;
 }
 
+static unsigned machine_one(const struct vm_config *cfg)
+{
+	(void)cfg;
+	return 1;
+}
+
+static unsigned machine_if_testdev(const struct vm_config *cfg)
+{
+	return cfg->testdev;
+}
+
+/* The PCI bus only when virtio devices sit on it: a VM without them keeps the smaller
+ * machine (no PCI probing at boot). */
+static unsigned machine_if_pci(const struct vm_config *cfg)
+{
+	return vm_wants_virtio(cfg) && cfg->transport == VIRTIO_TRANSPORT_PCI;
+}
+
+static const void *machine_console(const struct vm_config *cfg, unsigned i)
+{
+	(void)i;
+	return cfg->console;
+}
+
+/* The machine: every device it can have, how many of each the configuration asks for and the
+ * part of it each is given, in creation order. That order is also the devices' stable ids
+ * (a section tag's instances are counted in it), the order their sections are saved in, and
+ * (reversed) the order they are destroyed in: append new devices at the end of their group. */
+static const struct machine_device {
+	const struct device_ops *ops;
+	unsigned (*count)(const struct vm_config *cfg);
+	const void *(*arg)(const struct vm_config *cfg, unsigned i); /* NULL: none */
+} machine[] = {
+	{ &serial_8250_ops, machine_one, machine_console },
+	{ &rtc_mc146818_ops, machine_one, NULL },
+	{ &i8042_ops, machine_one, NULL },
+	{ &acpi_pm_ops, machine_one, NULL },
+	{ &debug_exit_ops, machine_one, NULL },
+	{ &pc_testdev_ops, machine_if_testdev, NULL },
+	{ &pci_bus_ops, machine_if_pci, NULL },
+};
+
+/* The interrupt handles devices are given: KVM's irqchip through irq.c. */
+static void vm_irq_set_line(void *vm, uint32_t gsi, int level)
+{
+	vm_set_irq_line(vm, gsi, level);
+}
+
+static int vm_irq_msi_route_alloc(void *vm)
+{
+	return irq_msi_route_alloc(vm);
+}
+
+static void vm_irq_msi_route_free(void *vm, int gsi)
+{
+	irq_msi_route_free(vm, gsi);
+}
+
+static int vm_irq_msi_route_set(void *vm, int gsi, uint64_t address, uint32_t data)
+{
+	return irq_msi_route_set(vm, gsi, address, data);
+}
+
+static int vm_irq_irqfd(void *vm, int eventfd, int gsi, bool assign)
+{
+	return irq_irqfd(vm, eventfd, gsi, assign);
+}
+
+static int vm_irq_ioeventfd(void *vm, uint64_t addr, uint32_t len, bool is_pio, bool datamatch,
+			    uint64_t data, int eventfd, bool assign)
+{
+	if (datamatch)
+		return irq_ioeventfd_datamatch(vm, addr, len, is_pio, data, eventfd, assign);
+	return irq_ioeventfd(vm, addr, len, is_pio, eventfd, assign);
+}
+
+static const struct irq_ops vm_irq_ops = {
+	.set_line = vm_irq_set_line,
+	.msi_route_alloc = vm_irq_msi_route_alloc,
+	.msi_route_free = vm_irq_msi_route_free,
+	.msi_route_set = vm_irq_msi_route_set,
+	.irqfd = vm_irq_irqfd,
+	.ioeventfd = vm_irq_ioeventfd,
+};
+
+static void vm_machine_stop(void *vm, enum vm_stop_reason reason, int exit_status)
+{
+	vm_stop(vm, reason, exit_status);
+}
+
 static int vm_create_devices(struct vm *vm)
 {
-	vm->com1 = serial_8250_create(vm, PORT_COM1, IRQ_COM1, vm->cfg->console);
-	vm->rtc = rtc_mc146818_create(vm);
-	vm->i8042 = i8042_create(vm);
-	vm->acpi_pm = acpi_pm_create(vm);
-	if (!vm->com1 || !vm->rtc || !vm->i8042 || !vm->acpi_pm || debug_exit_create(vm) < 0) {
-		log_error("cannot create the platform devices");
+	const struct vm_config *cfg = vm->cfg;
+	if (vm_wants_virtio(cfg) && !(vm->io = iothread_create()))
 		return -ENOMEM;
-	}
-	if (vm->cfg->testdev && !(vm->testdev = pc_testdev_create(vm))) {
-		log_error("cannot create the test device");
-		return -ENOMEM;
+	vm->dev_ctx = (struct device_ctx){
+		.pio = &vm->pio_bus,
+		.mmio = &vm->mmio_bus,
+		.mem = &vm->mem,
+		.io = vm->io,
+		.irq = { &vm_irq_ops, vm },
+		.machine = { vm_machine_stop, vm },
+		.virtio_mmio = cfg->transport == VIRTIO_TRANSPORT_MMIO,
+		.registry = &vm->devices,
+	};
+	for (size_t k = 0; k < sizeof(machine) / sizeof(machine[0]); k++) {
+		const struct machine_device *m = &machine[k];
+		unsigned n = m->count(cfg);
+		for (unsigned i = 0; i < n; i++) {
+			int r = device_realize(&vm->devices, m->ops, &vm->dev_ctx,
+					       m->arg ? m->arg(cfg, i) : NULL);
+			if (r < 0)
+				return r;
+		}
 	}
 	return vm_create_pci_devices(vm);
 }
 
 static int vm_load_guest(struct vm *vm)
 {
-	struct acpi_config acpi = { .ncpus = vm->ncpus, .pci = vm->pci != NULL };
+	struct acpi_config acpi = { .ncpus = vm->ncpus,
+				    .pci = device_find(&vm->devices, &pci_bus_ops, 0) != NULL };
 	/* virtio-mmio devices (--transport mmio) have no bus to probe: the DSDT describes them
 	 * (LNRO0005, what Linux's virtio_mmio driver matches), and the command line too, for
 	 * kernels built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES (others ignore the parameter). */
@@ -321,13 +423,13 @@ static int vm_create_vcpus(struct vm *vm)
 static size_t vm_console_receive(void *opaque, const uint8_t *buf, size_t len)
 {
 	struct vm *vm = opaque;
-	return serial_8250_receive(vm->com1, buf, len);
+	return serial_8250_receive(device_find(&vm->devices, &serial_8250_ops, 0), buf, len);
 }
 
 static void vm_console_break(void *opaque)
 {
 	struct vm *vm = opaque;
-	serial_8250_break(vm->com1);
+	serial_8250_break(device_find(&vm->devices, &serial_8250_ops, 0));
 }
 
 /* The main thread's loop: console input, the control socket and monitor, signals, and the
@@ -392,12 +494,7 @@ static void vm_destroy(struct vm *vm)
 		virtio_net_destroy(vm->nics[i]);
 	virtio_console_destroy(vm->vconsole);
 	iothread_destroy(vm->io);
-	pci_bus_destroy(vm->pci);
-	serial_8250_destroy(vm->com1);
-	rtc_mc146818_destroy(vm->rtc);
-	i8042_destroy(vm->i8042);
-	acpi_pm_destroy(vm->acpi_pm);
-	pc_testdev_destroy(vm->testdev);
+	device_registry_destroy(&vm->devices);
 	bus_destroy(&vm->pio_bus);
 	bus_destroy(&vm->mmio_bus);
 	irq_routing_destroy(vm);

@@ -10,16 +10,11 @@
 
 #include "block/block.h"
 #include "vmm/bus.h"
+#include "vmm/device.h"
 #include "vmm/memory.h"
 
 struct console;
 struct kvm_run;
-struct serial_8250;
-struct rtc_mc146818;
-struct i8042;
-struct acpi_pm;
-struct pc_testdev;
-struct pci_bus;
 struct virtio_blk;
 struct virtio_rng;
 struct virtio_net;
@@ -82,19 +77,7 @@ struct vm_config {
 	bool start_paused;      /* the run starts with its vCPUs parked (-S, or paused before a reset) */
 };
 
-/* How a run ended, in the order of precedence when several threads stop it at once. */
-enum vm_stop_reason {
-	VM_STOP_NONE = 0,
-	VM_STOP_POWEROFF,   /* ACPI power-off: status 0 */
-	VM_STOP_RESET,      /* guest reset: restart unless --no-reboot */
-	VM_STOP_EXIT,       /* debug-exit port, quit key or signal: the given status */
-	VM_STOP_ERROR,      /* vCPU failure or internal error: status 1 */
-};
-
-/* Process exit statuses, documented in the README. */
-#define VM_EXIT_STATUS_POWEROFF 0
-#define VM_EXIT_STATUS_ERROR    1
-#define VM_EXIT_STATUS_RESET    2
+/* enum vm_stop_reason and the exit statuses: vmm/device.h (devices request stops too). */
 
 /* VM-exit reasons counted per vCPU for --stats (index = KVM_EXIT_* below this bound). */
 #define VCPU_STAT_REASONS 64
@@ -140,13 +123,9 @@ struct vm {
 	bool clock_saved;
 	uint64_t paused_clock;          /* KVM_GET_CLOCK at the pause, restored at the resume */
 
-	/* Devices */
-	struct serial_8250 *com1;
-	struct rtc_mc146818 *rtc;
-	struct i8042 *i8042;
-	struct acpi_pm *acpi_pm;
-	struct pc_testdev *testdev;
-	struct pci_bus *pci;
+	/* Devices: created from the machine's table (vm.c), found by kind and instance */
+	struct device_registry devices;
+	struct device_ctx dev_ctx;  /* the handles every device is given */
 	struct virtio_blk *disks[VM_MAX_DISKS];
 	struct virtio_rng *rng;
 	struct virtio_net *nics[VM_MAX_NICS];

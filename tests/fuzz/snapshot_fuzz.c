@@ -25,23 +25,12 @@ void log_start_clock(void) {}
 void log_error(const char *fmt, ...) { (void)fmt; }
 void log_warn(const char *fmt, ...) { (void)fmt; }
 void log_debug(const char *fmt, ...) { (void)fmt; }
-void vm_set_irq_line(struct vm *vm, uint32_t irq, int level) { (void)vm; (void)irq; (void)level; }
-void vm_stop(struct vm *vm, enum vm_stop_reason reason, int status)
-{
-	(void)vm; (void)reason; (void)status;
-}
-void vm_stop_because(struct vm *vm, enum vm_stop_reason reason, int status, const char *cause)
-{
-	(void)vm; (void)reason; (void)status; (void)cause;
-}
 bool vm_is_paused(struct vm *vm) { (void)vm; return false; }
 /* The fuzzed VM has no PCI bus and no virtio devices: their sections are refused before these
  * could run (the stubs only satisfy the linker). */
 struct stream;
 struct virtio_transport;
 struct virtio_device;
-void pci_bus_save(struct pci_bus *b, struct stream *s) { (void)b; (void)s; abort(); }
-int pci_bus_load(struct pci_bus *b, struct stream *s, uint32_t v) { (void)b; (void)s; (void)v; abort(); }
 struct virtio_transport *virtio_blk_transport(struct virtio_blk *b) { (void)b; abort(); }
 struct virtio_transport *virtio_rng_transport(struct virtio_rng *r) { (void)r; abort(); }
 struct virtio_transport *virtio_net_transport(struct virtio_net *n) { (void)n; abort(); }
@@ -71,6 +60,14 @@ void console_write(struct console *c, const uint8_t *buf, size_t len)
 	(void)c; (void)buf; (void)len;
 }
 
+/* The devices' handles: interrupts and machine requests go nowhere. */
+static void no_line(void *opaque, uint32_t gsi, int level) { (void)opaque; (void)gsi; (void)level; }
+static const struct irq_ops no_irq_ops = { .set_line = no_line };
+static void no_stop(void *opaque, enum vm_stop_reason reason, int status)
+{
+	(void)opaque; (void)reason; (void)status;
+}
+
 static struct vm *vm;
 
 static void make_devices(void)
@@ -79,12 +76,14 @@ static void make_devices(void)
 	vm = calloc(1, sizeof(*vm));
 	vm->cfg = &cfg;
 	vm->kvm_fd = vm->vm_fd = -1;
-	vm->com1 = serial_8250_create(vm, 0x3f8, 4, NULL);
-	vm->rtc = rtc_mc146818_create(vm);
-	vm->i8042 = i8042_create(vm);
-	vm->acpi_pm = acpi_pm_create(vm);
-	if (!vm->com1 || !vm->rtc || !vm->i8042 || !vm->acpi_pm)
-		abort();
+	const struct device_ctx ctx = { .pio = &vm->pio_bus, .mmio = &vm->mmio_bus,
+					.irq = { &no_irq_ops, NULL }, .machine = { no_stop, NULL },
+					.registry = &vm->devices };
+	const struct device_ops *platform[] = { &serial_8250_ops, &rtc_mc146818_ops, &i8042_ops,
+						&acpi_pm_ops };
+	for (size_t i = 0; i < sizeof(platform) / sizeof(platform[0]); i++)
+		if (device_realize(&vm->devices, platform[i], &ctx, NULL) < 0)
+			abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -14,7 +14,7 @@
 #include "arch/x86/layout.h"
 #include "hw/devices.h"
 #include "vmm/bus.h"
-#include "vmm/vm.h"
+#include "vmm/device.h"
 
 static int accesses;
 
@@ -26,9 +26,9 @@ static void count_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t 
 	accesses++;
 }
 
-void vm_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status)
+static void no_stop(void *opaque, enum vm_stop_reason reason, int exit_status)
 {
-	(void)vm, (void)reason, (void)exit_status;
+	(void)opaque, (void)reason, (void)exit_status;
 	fail_msg("the i8042 under test stopped the VM");
 }
 
@@ -62,17 +62,22 @@ static void test_unregister(void **state)
 static void test_i8042_partial_failure(void **state)
 {
 	(void)state;
-	struct vm *vm = calloc(1, sizeof(*vm));
-	assert_non_null(vm);
+	struct bus pio = { 0 };
+	const struct device_ctx ctx = { .pio = &pio, .machine = { no_stop, NULL } };
 	int other;
-	assert_int_equal(bus_register(&vm->pio_bus, PORT_I8042_CMD, 1, count_access, &other,
-				      "other"), 0);
-	assert_null(i8042_create(vm));
+	assert_int_equal(bus_register(&pio, PORT_I8042_CMD, 1, count_access, &other, "other"), 0);
+	assert_null(i8042_ops.realize(&ctx, NULL));
 	uint8_t data[1];
-	assert_false(bus_dispatch(&vm->pio_bus, PORT_I8042_DATA, data, 1, false));
-	assert_int_equal(vm->pio_bus.nranges, 1);
-	bus_destroy(&vm->pio_bus);
-	free(vm);
+	assert_false(bus_dispatch(&pio, PORT_I8042_DATA, data, 1, false));
+	assert_int_equal(pio.nranges, 1);
+	/* A controller that did come up leaves nothing behind either. */
+	assert_int_equal(bus_unregister(&pio, PORT_I8042_CMD, &other), 0);
+	void *k = i8042_ops.realize(&ctx, NULL);
+	assert_non_null(k);
+	assert_int_equal(pio.nranges, 2);
+	i8042_ops.destroy(k);
+	assert_int_equal(pio.nranges, 0);
+	bus_destroy(&pio);
 }
 
 int main(void)

@@ -1,8 +1,8 @@
 /* Unit tests of PCI (hw/pci.c) through the VM's real device buses, as a guest reaches it: config
  * space by ports 0xCF8/0xCFC and by ECAM, BAR sizing and moves, the capability list, MSI-X
  * table, masking and pending bits, INTx, and a hostile guest's accesses. KVM is stood in for by
- * the recording fakes of irq.c and vm_set_irq_line below; MSI-X vectors are real eventfds, so a
- * delivered interrupt is a count read from one. */
+ * the recording fakes behind the interrupt handle the bus is given (vmm/device.h); MSI-X vectors
+ * are real eventfds, so a delivered interrupt is a count read from one. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,8 +19,7 @@
 
 #include "arch/x86/layout.h"
 #include "hw/pci.h"
-#include "vmm/irq.h"
-#include "vmm/vm.h"
+#include "vmm/device.h"
 
 /* --- Fakes of what pci.c asks of KVM --- */
 
@@ -32,13 +31,13 @@ static struct fake_gsi {
 	bool routed;
 	uint64_t addr;
 	uint32_t data;
-	int route_sets;     /* irq_msi_route_set calls */
-	int efd;            /* bound by irq_irqfd, -1 = none */
+	int route_sets;     /* msi_route_set calls */
+	int efd;            /* bound by irqfd, -1 = none */
 } gsis[FAKE_GSIS];
 static int gsi_limit = FAKE_GSIS;   /* lower it to make allocation fail */
-static int irqfd_error;             /* nonzero: irq_irqfd fails with it */
-static int route_error;             /* nonzero: irq_msi_route_set fails with it */
-static int irq_level[64];           /* last level per GSI from vm_set_irq_line */
+static int irqfd_error;             /* nonzero: irqfd fails with it */
+static int route_error;             /* nonzero: msi_route_set fails with it */
+static int irq_level[64];           /* last level per GSI from set_line */
 static int irq_line_calls;
 
 static void fakes_reset(void)
@@ -52,9 +51,9 @@ static void fakes_reset(void)
 	irq_line_calls = 0;
 }
 
-int irq_msi_route_alloc(struct vm *vm)
+static int fake_msi_route_alloc(void *opaque)
 {
-	(void)vm;
+	(void)opaque;
 	for (int g = FIRST_MSI_GSI; g < gsi_limit; g++) {
 		if (!gsis[g].allocated) {
 			gsis[g] = (struct fake_gsi){ .allocated = true, .efd = -1 };
@@ -64,17 +63,17 @@ int irq_msi_route_alloc(struct vm *vm)
 	return -ENOSPC;
 }
 
-void irq_msi_route_free(struct vm *vm, int gsi)
+static void fake_msi_route_free(void *opaque, int gsi)
 {
-	(void)vm;
+	(void)opaque;
 	assert_true(gsi >= FIRST_MSI_GSI && gsi < FAKE_GSIS && gsis[gsi].allocated);
 	assert_int_equal(gsis[gsi].efd, -1); /* pci.c unbinds the irqfd first */
 	gsis[gsi] = (struct fake_gsi){ .efd = -1 };
 }
 
-int irq_msi_route_set(struct vm *vm, int gsi, uint64_t address, uint32_t data)
+static int fake_msi_route_set(void *opaque, int gsi, uint64_t address, uint32_t data)
 {
-	(void)vm;
+	(void)opaque;
 	assert_true(gsi >= FIRST_MSI_GSI && gsi < FAKE_GSIS && gsis[gsi].allocated);
 	if (route_error)
 		return -route_error;
@@ -85,9 +84,9 @@ int irq_msi_route_set(struct vm *vm, int gsi, uint64_t address, uint32_t data)
 	return 0;
 }
 
-int irq_irqfd(struct vm *vm, int eventfd, int gsi, bool assign)
+static int fake_irqfd(void *opaque, int eventfd, int gsi, bool assign)
 {
-	(void)vm;
+	(void)opaque;
 	assert_true(gsi >= FIRST_MSI_GSI && gsi < FAKE_GSIS && gsis[gsi].allocated);
 	if (assign && irqfd_error)
 		return -irqfd_error;
@@ -96,20 +95,30 @@ int irq_irqfd(struct vm *vm, int eventfd, int gsi, bool assign)
 	return 0;
 }
 
-int irq_ioeventfd(struct vm *vm, uint64_t addr, uint32_t len, bool is_pio, int eventfd,
-		  bool assign)
+static int fake_ioeventfd(void *opaque, uint64_t addr, uint32_t len, bool is_pio,
+			  bool datamatch, uint64_t data, int eventfd, bool assign)
 {
-	(void)vm, (void)addr, (void)len, (void)is_pio, (void)eventfd, (void)assign;
+	(void)opaque, (void)addr, (void)len, (void)is_pio, (void)datamatch, (void)data;
+	(void)eventfd, (void)assign;
 	return -ENOSYS; /* pci.c has no business with doorbells */
 }
 
-void vm_set_irq_line(struct vm *vm, uint32_t irq, int level)
+static void fake_set_line(void *opaque, uint32_t irq, int level)
 {
-	(void)vm;
+	(void)opaque;
 	assert_true(irq < 64);
 	irq_level[irq] = level;
 	irq_line_calls++;
 }
+
+static const struct irq_ops fake_irq_ops = {
+	.set_line = fake_set_line,
+	.msi_route_alloc = fake_msi_route_alloc,
+	.msi_route_free = fake_msi_route_free,
+	.msi_route_set = fake_msi_route_set,
+	.irqfd = fake_irqfd,
+	.ioeventfd = fake_ioeventfd,
+};
 
 /* Interrupts delivered through the vector's irqfd since the last call. */
 static uint64_t msi_count(int gsi)
@@ -123,7 +132,11 @@ static uint64_t msi_count(int gsi)
 
 /* --- A VM with the real buses and a test device --- */
 
-static struct vm *vm;
+/* What the machine gives the bus: its own port and memory buses, and the fakes above. */
+static struct test_vm {
+	struct bus pio_bus, mmio_bus;
+	struct pci_bus *pci;
+} *vm;
 
 static int setup(void **state)
 {
@@ -131,8 +144,9 @@ static int setup(void **state)
 	fakes_reset();
 	vm = calloc(1, sizeof(*vm));
 	assert_non_null(vm);
-	vm->vm_fd = vm->kvm_fd = -1;
-	vm->pci = pci_bus_create(vm);
+	const struct device_ctx ctx = { .pio = &vm->pio_bus, .mmio = &vm->mmio_bus,
+					.irq = { &fake_irq_ops, NULL } };
+	vm->pci = pci_bus_create(&ctx);
 	assert_non_null(vm->pci);
 	return 0;
 }
@@ -231,8 +245,8 @@ static struct test_dev *dev_usual(int *first_gsi)
 	assert_int_equal(pci_add_capability(&t->pdev, PCI_CAP_ID_VNDR, vndr, 6, vndr_wmask), 0x40);
 	assert_int_equal(pci_msix_init(&t->pdev, NVEC, 0, MSIX_TABLE, MSIX_PBA), 0);
 	assert_int_not_equal(pci_add_capability(&t->pdev, PCI_CAP_ID_VNDR, NULL, 14, NULL), 0);
-	int gsi = irq_msi_route_alloc(vm); /* peek at the next GSI, then give it back */
-	irq_msi_route_free(vm, gsi);
+	int gsi = fake_msi_route_alloc(NULL); /* peek at the next GSI, then give it back */
+	fake_msi_route_free(NULL, gsi);
 	assert_int_equal(pci_device_register(vm->pci, &t->pdev, &dev_info), 0);
 	if (first_gsi)
 		*first_gsi = gsi;
