@@ -1,9 +1,10 @@
 /* `kvmkit-img convert [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-c] [-p] SRC DST`: copies the guest
  * view of SRC into a new image, writing only blocks that are not all zeroes. The source is read
- * through the block layer by a thread of its own, one chunk ahead (what block_extent says
- * reads as zeroes is skipped, not read). Raw output keeps holes (4 KiB granules) and gets large pwrites; qcow2
- * output is built in one sequential pass by the streaming writer (qcow2_writer.c), zero
- * clusters left unallocated and, with -c, each data cluster compressed (zlib, or zstd with
+ * through the block layer by a thread of its own, one chunk ahead; what block_extent says
+ * reads as zeroes is neither read nor zero-filled nor scanned, so a sparse source's holes cost
+ * nothing. Raw output keeps holes (4 KiB granules) and gets large pwrites; qcow2 output is
+ * built in one sequential pass by the streaming writer (qcow2_writer.c), zero clusters left
+ * unallocated and, with -c, each data cluster compressed (zlib, or zstd with
  * -o compression_type=zstd). The new image is built under a temporary name, fdatasync'ed, and
  * renamed to DST at the end, so a failure leaves no partial DST. */
 #include "img/img.h"
@@ -27,6 +28,7 @@
  * compressing threads busy and the writes large. */
 #define CONVERT_CHUNK (8u << 20)
 #define RAW_GRANULE 4096u /* raw output: the holes' granularity */
+#define CONVERT_GRANULE (64u << 10) /* the least the source's holes are skipped by */
 
 /* Where convert's data goes: a raw image's file (written directly: plain large pwrites), or
  * the qcow2 writer. */
@@ -85,11 +87,16 @@ static int finish(struct output *o)
 }
 
 /* The source, read one chunk ahead by a thread of its own (double buffering) so that reading
- * overlaps with compressing and writing. That thread alone uses src while it runs. */
+ * overlaps with compressing and writing. That thread alone uses src while it runs. Each chunk
+ * comes with a map of its granules (whole output clusters, at least 64 KiB) that hold data:
+ * the others are neither filled with zeroes nor scanned nor passed on, so the holes of a
+ * sparse source cost nothing. */
 struct reader {
 	struct block_dev *src;
 	uint64_t size;
+	uint64_t granule;
 	uint8_t *buf[2];
+	bool *map[2];          /* [CONVERT_CHUNK / granule]: the granule holds data */
 	uint64_t len[2];
 	int result[2];
 	bool full[2];          /* buf[i] holds a chunk the writer has not taken yet */
@@ -98,19 +105,33 @@ struct reader {
 	pthread_cond_t cond;
 };
 
-/* Source bytes [off, off + n) into buf; what the source says reads as zeroes (holes of a raw
- * file, unallocated or zero qcow2 clusters) is not read. */
-static int read_chunk(struct reader *rd, uint64_t off, uint8_t *buf, uint64_t n)
+/* Source bytes [off, off + n) into buf, and map. What the source says reads as zeroes (holes
+ * of a raw file, unallocated or zero qcow2 clusters) is not read; of a hole only the parts
+ * sharing a granule with data are zeroed in buf. */
+static int read_chunk(struct reader *rd, uint64_t off, uint8_t *buf, bool *map, uint64_t n)
 {
+	uint64_t g = rd->granule;
+	memset(map, 0, CONVERT_CHUNK / g * sizeof(*map));
 	for (uint64_t pos = off, end = off + n; pos < end;) {
 		uint64_t len;
 		int data = block_extent(rd->src, pos, end - pos, &len);
 		if (data < 0)
 			return data;
-		if (!data)
-			memset(buf + (pos - off), 0, len);
-		else if ((data = block_io(rd->src, BLOCK_OP_READ, pos, buf + (pos - off), len)) < 0)
-			return data;
+		uint64_t a = pos - off, b = a + len;
+		if (data) {
+			if ((data = block_io(rd->src, BLOCK_OP_READ, pos, buf + a, len)) < 0)
+				return data;
+			for (uint64_t i = a / g; i * g < b; i++)
+				map[i] = true;
+		} else {
+			uint64_t head = (a + g - 1) / g * g, tail = b / g * g;
+			if (head >= tail) {
+				memset(buf + a, 0, len);
+			} else {
+				memset(buf + a, 0, head - a);
+				memset(buf + tail, 0, b - tail);
+			}
+		}
 		pos += len;
 	}
 	return 0;
@@ -129,7 +150,7 @@ static void *reader_main(void *arg)
 		if (stop)
 			break;
 		uint64_t n = rd->size - off < CONVERT_CHUNK ? rd->size - off : CONVERT_CHUNK;
-		int r = read_chunk(rd, off, rd->buf[i], n);
+		int r = read_chunk(rd, off, rd->buf[i], rd->map[i], n);
 		pthread_mutex_lock(&rd->lock);
 		rd->len[i] = n;
 		rd->result[i] = r;
@@ -156,6 +177,25 @@ static void reader_slot(struct reader *rd, uint64_t k, bool done)
 	pthread_mutex_unlock(&rd->lock);
 }
 
+/* Puts the runs of granules of chunk i (at off) that hold data. */
+static int put_chunk(struct reader *rd, int i, uint64_t off, struct output *o)
+{
+	uint64_t g = rd->granule, n = rd->len[i];
+	int r = 0;
+	for (uint64_t k = 0; k * g < n && r == 0;) {
+		if (!rd->map[i][k]) {
+			k++;
+			continue;
+		}
+		uint64_t first = k;
+		while (k * g < n && rd->map[i][k])
+			k++;
+		uint64_t end = k * g < n ? k * g : n;
+		r = put(o, off + first * g, rd->buf[i] + first * g, end - first * g);
+	}
+	return r;
+}
+
 /* Copies the source into the output, chunk by chunk, as the reader delivers them. */
 static int pump(struct reader *rd, const char *spath, struct output *o, bool show)
 {
@@ -168,7 +208,7 @@ static int pump(struct reader *rd, const char *spath, struct output *o, bool sho
 			img_error("error while reading '%s' at offset %llu: %s", spath,
 				  (unsigned long long)off, strerror(-r));
 		else
-			r = put(o, off, rd->buf[i], rd->len[i]);
+			r = put_chunk(rd, i, off, o);
 		img_progress(show, off + rd->len[i], rd->size, &last);
 		reader_slot(rd, k, true);
 	}
@@ -178,11 +218,17 @@ static int pump(struct reader *rd, const char *spath, struct output *o, bool sho
 /* Copies src into the output, then makes the output durable. */
 static int copy(struct block_dev *src, const char *spath, struct output *o, bool show)
 {
-	struct reader rd = { .src = src, .size = block_size(src) };
-	rd.buf[0] = malloc(CONVERT_CHUNK);
-	rd.buf[1] = malloc(CONVERT_CHUNK);
+	struct reader rd = { .src = src, .size = block_size(src),
+			     .granule = o->cluster_size > CONVERT_GRANULE ? o->cluster_size
+									   : CONVERT_GRANULE };
 	int r = 0;
-	if (!rd.buf[0] || !rd.buf[1]) {
+	for (int i = 0; i < 2; i++) {
+		rd.buf[i] = malloc(CONVERT_CHUNK);
+		rd.map[i] = malloc(CONVERT_CHUNK / rd.granule * sizeof(*rd.map[i]));
+		if (!rd.buf[i] || !rd.map[i])
+			r = -ENOMEM;
+	}
+	if (r < 0) {
 		img_error("out of memory");
 		r = -ENOMEM;
 	}
@@ -205,8 +251,10 @@ static int copy(struct block_dev *src, const char *spath, struct output *o, bool
 		printf("\n");
 	pthread_cond_destroy(&rd.cond);
 	pthread_mutex_destroy(&rd.lock);
-	free(rd.buf[0]);
-	free(rd.buf[1]);
+	for (int i = 0; i < 2; i++) {
+		free(rd.buf[i]);
+		free(rd.map[i]);
+	}
 	return r;
 }
 
