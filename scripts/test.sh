@@ -66,6 +66,7 @@ build() {
 	{ [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@"; } && ninja -C "$dir"
 }
 
+stage "device code and VM core: no include cycle" python3 scripts/include_cycles.py
 if build build; then
 	stage "unit + tier A + control" meson test -C build --print-errorlogs --suite unit \
 		--suite tier-a --suite control

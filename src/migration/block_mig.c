@@ -90,7 +90,8 @@ int block_mig_start(struct block_mig *b, struct vm *vm, struct stream *s, char *
 		b->disks[i].fd = -1;
 	int r = block_mig_check(vm, why, why_len);
 	for (unsigned i = 0; r == 0 && i < vm->cfg->ndisks; i++, b->ndisks++) {
-		r = disk_start(&b->disks[i], &vm->cfg->disks[i], vm->disks[i]);
+		r = disk_start(&b->disks[i], &vm->cfg->disks[i],
+			       device_find(&vm->devices, &virtio_blk_ops, i));
 		if (r < 0)
 			snprintf(why, why_len, "cannot read disk %u (%s) for block migration: %s", i,
 				 vm->cfg->disks[i].block.path, strerror(-r));
@@ -168,8 +169,9 @@ void block_mig_stop(struct block_mig *b)
 {
 	for (unsigned i = 0; i < b->ndisks; i++) {
 		struct disk_mig *d = &b->disks[i];
-		if (b->vm && b->vm->disks[i])
-			virtio_blk_log_writes(b->vm->disks[i], NULL);
+		struct virtio_blk *blk = b->vm ? device_find(&b->vm->devices, &virtio_blk_ops, i) : NULL;
+		if (blk)
+			virtio_blk_log_writes(blk, NULL);
 		if (d->fd >= 0)
 			close(d->fd);
 		d->fd = -1;

@@ -1,6 +1,6 @@
 /* The VM's state other than RAM in the migration stream: every vCPU, the irqchip (8259 pair and
- * IOAPIC), the PIT, the kvmclock, the platform devices, PCI and the virtio devices; each section
- * checked for size and range on loading, and each exactly once. */
+ * IOAPIC), the PIT, the kvmclock, and the devices of the VM's registry by stable id (section tag
+ * and instance); each section checked for size and range on loading, and each exactly once. */
 #include "migration/vmstate.h"
 
 #include <errno.h>
@@ -10,13 +10,8 @@
 #include <sys/ioctl.h>
 
 #include "arch/x86/vcpu_state.h"
-#include "hw/devices.h"
-#include "hw/pci.h"
 #include "lib/log.h"
 #include "migration/stream.h"
-#include "virtio/devices.h"
-#include "virtio/transport.h"
-#include "virtio/virtio.h"
 #include "vmm/vm.h"
 
 #define IRQCHIP_TAG STREAM_TAG('I', 'R', 'Q', 'C')
@@ -25,9 +20,6 @@
 #define PIT_VERSION 1
 #define CLOCK_TAG STREAM_TAG('C', 'L', 'C', 'K')
 #define CLOCK_VERSION 1
-#define VIRTIO_TAG STREAM_TAG('V', 'I', 'R', 'T')
-#define VIRTIO_NET_TAG STREAM_TAG('V', 'N', 'E', 'T')
-#define VIRTIO_CONSOLE_TAG STREAM_TAG('V', 'C', 'O', 'N')
 
 /* The chips of KVM_GET_IRQCHIP, in this order in the section. */
 static const uint32_t irqchip_ids[] = { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
@@ -40,98 +32,14 @@ int vmstate_check_supported(struct vm *vm)
 	return 0;
 }
 
-/* The virtio devices in a fixed order: disks, the rng, the NICs, the console; instance i of
- * "VIRT" (the newer kinds last, so a VM without them numbers its devices as before). */
-enum virtio_kind { VIRTIO_BLK, VIRTIO_RNG, VIRTIO_NET, VIRTIO_CONSOLE };
-struct virtio_ref {
-	enum virtio_kind kind;
-	unsigned index; /* among the devices of its kind */
-};
-
-static unsigned vmstate_nvirtio(const struct vm *vm)
-{
-	return vm->cfg->ndisks + (vm->rng != NULL) + vm->cfg->nnics + (vm->vconsole != NULL);
-}
-
-static struct virtio_ref vmstate_virtio_ref(const struct vm *vm, unsigned i)
-{
-	if (i < vm->cfg->ndisks)
-		return (struct virtio_ref){ VIRTIO_BLK, i };
-	i -= vm->cfg->ndisks;
-	if (vm->rng && i-- == 0)
-		return (struct virtio_ref){ VIRTIO_RNG, 0 };
-	if (i < vm->cfg->nnics)
-		return (struct virtio_ref){ VIRTIO_NET, i };
-	return (struct virtio_ref){ VIRTIO_CONSOLE, 0 };
-}
-
-static struct virtio_transport *vmstate_virtio(struct vm *vm, unsigned i)
-{
-	struct virtio_ref r = vmstate_virtio_ref(vm, i);
-	switch (r.kind) {
-	case VIRTIO_BLK: return virtio_blk_transport(vm->disks[r.index]);
-	case VIRTIO_RNG: return virtio_rng_transport(vm->rng);
-	case VIRTIO_NET: return virtio_net_transport(vm->nics[r.index]);
-	case VIRTIO_CONSOLE: break;
-	}
-	return virtio_console_transport(vm->vconsole);
-}
-
-/* The section of a device's own state, saved before its "VIRT" (tag 0: none). */
-static const struct {
-	uint32_t tag;
-	uint32_t version;
-	const char *name;
-} virtio_own[] = {
-	[VIRTIO_NET] = { VIRTIO_NET_TAG, VIRTIO_NET_STATE_VERSION, "virtio-net" },
-	[VIRTIO_CONSOLE] = { VIRTIO_CONSOLE_TAG, VIRTIO_CONSOLE_STATE_VERSION, "virtio-console" },
-};
-
-static bool virtio_has_own(struct virtio_ref r)
-{
-	return r.kind < sizeof(virtio_own) / sizeof(virtio_own[0]) && virtio_own[r.kind].tag;
-}
-
-static void virtio_own_save(struct vm *vm, struct virtio_ref r, struct stream *s)
-{
-	if (r.kind == VIRTIO_NET)
-		virtio_net_save(vm->nics[r.index], s);
-	else if (r.kind == VIRTIO_CONSOLE)
-		virtio_console_save(vm->vconsole, s);
-}
-
-static int virtio_own_load(struct vm *vm, struct virtio_ref r, struct stream *s, uint32_t v)
-{
-	if (r.kind == VIRTIO_NET)
-		return virtio_net_load(vm->nics[r.index], s, v);
-	if (r.kind == VIRTIO_CONSOLE)
-		return virtio_console_load(vm->vconsole, s, v);
-	return -EBADMSG;
-}
-
-/* The console keeps its driver's state through a snapshot's stop and start (see devices.h). */
-static void virtio_hold(struct vm *vm, struct virtio_ref r, bool hold)
-{
-	if (r.kind == VIRTIO_CONSOLE)
-		virtio_console_hold_driver_state(vm->vconsole, hold);
-}
-
 void vmstate_stop_devices(struct vm *vm)
 {
-	for (unsigned i = 0; i < vmstate_nvirtio(vm); i++) {
-		virtio_hold(vm, vmstate_virtio_ref(vm, i), true);
-		virtio_device_stop(virtio_transport_device(vmstate_virtio(vm, i)));
-	}
+	device_registry_quiesce(&vm->devices);
 }
 
 void vmstate_restart_devices(struct vm *vm)
 {
-	for (unsigned i = 0; i < vmstate_nvirtio(vm); i++) {
-		struct virtio_device *d = virtio_transport_device(vmstate_virtio(vm, i));
-		if (virtio_device_restart(d) < 0)
-			virtio_device_broken(d, "the device could not start again after a snapshot");
-		virtio_hold(vm, vmstate_virtio_ref(vm, i), false);
-	}
+	device_registry_resume(&vm->devices);
 }
 
 static int vmstate_save_vcpus(struct vm *vm, struct stream *s)
@@ -212,22 +120,6 @@ int vmstate_save(struct vm *vm, struct stream *s)
 		if (r < 0)
 			log_error("cannot save the state of the %s: %s", d->ops->name, strerror(-r));
 	}
-	for (unsigned i = 0; i < vmstate_nvirtio(vm) && r == 0; i++) {
-		struct virtio_ref ref = vmstate_virtio_ref(vm, i);
-		if (virtio_has_own(ref)) {
-			stream_begin_section(s, virtio_own[ref.kind].tag, ref.index,
-					     virtio_own[ref.kind].version);
-			virtio_own_save(vm, ref, s);
-			r = stream_end_section(s);
-			if (r < 0)
-				break;
-		}
-		stream_begin_section(s, VIRTIO_TAG, i, VIRTIO_TRANSPORT_STATE_VERSION);
-		virtio_transport_save(vmstate_virtio(vm, i), s);
-		r = stream_end_section(s);
-	}
-	if (r < 0)
-		log_error("cannot save the state of the PCI and virtio devices: %s", strerror(-r));
 	return r;
 }
 
@@ -309,72 +201,6 @@ static int vmstate_load_device(struct vmstate_loader *l, const struct stream_sec
 	return 0;
 }
 
-/* "VIRT" sections: each once, and only for what the restored VM has. */
-static int vmstate_load_virtio(struct vmstate_loader *l, const struct stream_section *sec,
-			       struct stream *s)
-{
-	struct vm *vm = l->vm;
-	bool pci = false;
-	unsigned i = sec->instance;
-	bool *seen = i < VMSTATE_MAX_VIRTIO ? &l->virtio_loaded[i] : NULL;
-	if (!seen || *seen || i >= vmstate_nvirtio(vm)) {
-		log_error("%s holds %s state the VM does not have or has twice: the file is damaged",
-			  l->source, pci ? "PCI" : "virtio device");
-		return -EBADMSG;
-	}
-	/* A device the saved driver had started starts now, with the state loaded before. */
-	if (!pci)
-		virtio_hold(vm, vmstate_virtio_ref(vm, i), true);
-	int r = virtio_transport_load(vmstate_virtio(vm, i), s, sec->version);
-	if (!pci)
-		virtio_hold(vm, vmstate_virtio_ref(vm, i), false);
-	if (r == 0)
-		r = stream_end_read(s);
-	if (r < 0) {
-		if (pci)
-			log_error("%s: the PCI state is damaged, from a newer kvmkit or from a VM with "
-				  "other devices", l->source);
-		else
-			log_error("%s: the state of virtio device %u is damaged or from a newer "
-				  "kvmkit", l->source, i);
-		return r;
-	}
-	*seen = true;
-	return 0;
-}
-
-/* "VNET" and "VCON": a device's own state, once, and before its "VIRT" (which starts it). */
-static int vmstate_load_virtio_own(struct vmstate_loader *l, const struct stream_section *sec,
-				   struct stream *s)
-{
-	struct vm *vm = l->vm;
-	unsigned n = vmstate_nvirtio(vm), i;
-	struct virtio_ref ref = { VIRTIO_BLK, 0 };
-	for (i = 0; i < n; i++) {
-		ref = vmstate_virtio_ref(vm, i);
-		if (virtio_has_own(ref) && virtio_own[ref.kind].tag == sec->tag &&
-		    ref.index == sec->instance)
-			break;
-	}
-	const char *name = virtio_own[sec->tag == VIRTIO_NET_TAG ? VIRTIO_NET : VIRTIO_CONSOLE].name;
-	if (i == n || l->own_loaded[i] || l->virtio_loaded[i]) {
-		log_error("%s holds %s state the VM does not have, has twice or has after the "
-			  "device's: the file is damaged", l->source, name);
-		return -EBADMSG;
-	}
-	int r = virtio_own_load(vm, ref, s, sec->version);
-	if (r == 0)
-		r = stream_end_read(s);
-	if (r < 0) {
-		log_error("%s: the state of %s device %u is damaged or from a newer kvmkit%s",
-			  l->source, name, sec->instance,
-			  ref.kind == VIRTIO_NET ? " (or it had another MAC address)" : "");
-		return r;
-	}
-	l->own_loaded[i] = true;
-	return 0;
-}
-
 int vmstate_load_section(struct vmstate_loader *l, const struct stream_section *sec,
 			 struct stream *s, bool *handled)
 {
@@ -385,11 +211,6 @@ int vmstate_load_section(struct vmstate_loader *l, const struct stream_section *
 	switch (sec->tag) {
 	case VCPU_STATE_TAG:
 		return vmstate_load_vcpu(l, sec, s);
-	case VIRTIO_TAG:
-		return vmstate_load_virtio(l, sec, s);
-	case VIRTIO_NET_TAG:
-	case VIRTIO_CONSOLE_TAG:
-		return vmstate_load_virtio_own(l, sec, s);
 	case IRQCHIP_TAG: seen = &l->irqchip; name = "interrupt controller"; break;
 	case PIT_TAG:     seen = &l->pit;     name = "PIT"; break;
 	case CLOCK_TAG:   seen = &l->clock;   name = "clock"; break;
@@ -448,14 +269,6 @@ int vmstate_loader_finish(struct vmstate_loader *l, bool check)
 		log_error("%s lacks the %s state: the file is damaged", l->source,
 			  !l->irqchip ? "interrupt controller" : !l->pit ? "PIT" : "clock");
 		r = -EBADMSG;
-	}
-	for (unsigned i = 0; check && i < vmstate_nvirtio(l->vm) && r == 0; i++) {
-		struct virtio_ref ref = vmstate_virtio_ref(l->vm, i);
-		if (!l->virtio_loaded[i] || (virtio_has_own(ref) && !l->own_loaded[i])) {
-			log_error("%s lacks the state of virtio device %u: the file is damaged",
-				  l->source, i);
-			r = -EBADMSG;
-		}
 	}
 	for (unsigned k = 0; check && k < l->vm->devices.n && r == 0; k++) {
 		const struct device *d = &l->vm->devices.devs[k];

@@ -1,9 +1,11 @@
 /* The VM's state other than RAM and configuration, as migration stream sections: every vCPU
  * ("CPU "), the irqchip ("IRQC": both 8259s and the IOAPIC), the PIT ("PIT "), the kvmclock
- * ("CLCK"), the platform devices ("SERL", "RTC ", "KBC ", "ACPI"), the PCI bus ("PCI ") and the
- * virtio devices ("VIRT", instance: the disks, the rng, the NICs, the console in this order;
- * virtio-net's "VNET" (instance: NIC index) and virtio-console's "VCON" precede their "VIRT"). Snapshots write it after
- * the RAM description; live migration sends it after the last RAM pass, over a socket. */
+ * ("CLCK"), then each device of the VM's registry (vmm/device.h) in the machine's table order,
+ * by stable id (its ops' tag, instance among that tag's devices): the platform devices ("SERL",
+ * "RTC ", "KBC ", "ACPI"), the PCI bus ("PCI ") and the virtio devices, whose transports'
+ * "VIRT" instances count the disks, the rng, the NICs, the console in this order, virtio-net's
+ * "VNET" (instance: NIC index) and virtio-console's "VCON" preceding their "VIRT". Snapshots
+ * write it after the RAM description; live migration sends it after the last RAM pass. */
 #ifndef KVMKIT_MIGRATION_VMSTATE_H
 #define KVMKIT_MIGRATION_VMSTATE_H
 
@@ -16,7 +18,6 @@ struct vm;
 struct stream;
 struct stream_section;
 
-#define VMSTATE_MAX_VIRTIO (VM_MAX_DISKS + 1 + VM_MAX_NICS + 1) /* disks, rng, NICs, console */
 
 /* Whether this VM's state can be saved at all: 0, or -ENOTSUP after printing why (every device
  * kvmkit has can be saved today). */
@@ -40,8 +41,6 @@ struct vmstate_loader {
 	bool *cpu_loaded; /* one per vCPU */
 	bool irqchip, pit, clock;
 	bool device_loaded[DEVICE_MAX]; /* by index in the registry */
-	bool virtio_loaded[VMSTATE_MAX_VIRTIO];
-	bool own_loaded[VMSTATE_MAX_VIRTIO]; /* "VNET", "VCON" */
 };
 
 int vmstate_loader_init(struct vmstate_loader *l, struct vm *vm, const char *source);

@@ -2,7 +2,7 @@
 #include "net/net.h"
 
 #include "lib/log.h"
-#include "vmm/vm.h"
+#include "vmm/device_config.h"
 
 struct net_backend *net_backend_open(struct iothread *io, const struct vm_nic *nic)
 {

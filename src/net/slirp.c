@@ -27,8 +27,8 @@
 #include "lib/log.h"
 #include "net/hostfwd.h"
 #include "net/net.h"
+#include "vmm/device_config.h"
 #include "vmm/iothread.h"
-#include "vmm/vm.h"
 
 /* Frames kept for a guest that has no buffers; more are dropped (slirp allows it: TCP resends). */
 #define SLIRP_QUEUE_MAX 256

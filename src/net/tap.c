@@ -17,8 +17,8 @@
 #include "lib/iov.h"
 #include "lib/log.h"
 #include "net/net.h"
+#include "vmm/device_config.h"
 #include "vmm/iothread.h"
-#include "vmm/vm.h"
 
 /* Frames read in one go before the loop lets other handlers run (and goes on through kick_fd). */
 #define TAP_BUDGET 256

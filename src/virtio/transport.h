@@ -4,12 +4,20 @@
 
 #include <stdint.h>
 
-struct vm;
+struct device_ctx;
 struct virtio_device;
 struct virtio_transport;
 
-/* Returns NULL after printing why. */
-struct virtio_transport *virtio_transport_create(struct vm *vm, struct virtio_device *vdev);
+/* Puts vdev on virtio-mmio or on the PCI bus (the registry's), as ctx says. Returns NULL after
+ * printing why. */
+struct virtio_transport *virtio_transport_create(const struct device_ctx *ctx,
+						 struct virtio_device *vdev);
+/* Enters the transport in the VM's registry as a part of the device being realized: its
+ * "VIRT" section (instance: the virtio devices counted in creation order) saves and loads the
+ * transport's registers and the device's virtio state, and it quiesces and resumes the device
+ * around snapshots. Call last in the device's realize (a device's own section, if any, is
+ * then loaded before it). Returns 0 or -errno (printed). */
+int virtio_transport_register(const struct device_ctx *ctx, struct virtio_transport *t);
 /* Detaches the device (unbinds its doorbells); call before virtio_device_destroy. */
 void virtio_transport_destroy(struct virtio_transport *t);
 

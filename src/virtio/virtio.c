@@ -10,8 +10,8 @@
 
 #include "lib/log.h"
 #include "migration/stream.h"
+#include "vmm/device.h"
 #include "vmm/iothread.h"
-#include "vmm/vm.h"
 
 /* Doorbell of one queue, read on the I/O thread. */
 static void virtio_doorbell(void *opaque, uint32_t events)
@@ -38,7 +38,8 @@ static void virtio_reset_queues(struct virtio_device *d)
 	}
 }
 
-int virtio_device_init(struct virtio_device *d, struct vm *vm, const struct virtio_device_ops *ops,
+int virtio_device_init(struct virtio_device *d, const struct device_ctx *ctx,
+		       const struct virtio_device_ops *ops,
 		       void *opaque, uint64_t device_features)
 {
 	if (ops->num_queues == 0 || ops->num_queues > VIRTIO_MAX_QUEUES || ops->queue_size == 0 ||
@@ -47,7 +48,8 @@ int virtio_device_init(struct virtio_device *d, struct vm *vm, const struct virt
 	memset(d, 0, sizeof(*d));
 	d->ops = ops;
 	d->opaque = opaque;
-	d->vm = vm;
+	d->mem = ctx->mem;
+	d->io = ctx->io;
 	pthread_mutex_init(&d->lock, NULL);
 	d->device_features = device_features | (1ULL << VIRTIO_F_VERSION_1) |
 			     (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
@@ -61,7 +63,7 @@ int virtio_device_init(struct virtio_device *d, struct vm *vm, const struct virt
 		q->owner = d;
 		q->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (q->notify_fd < 0 ||
-		    iothread_add(vm->io, q->notify_fd, EPOLLIN, virtio_doorbell, q) < 0) {
+		    iothread_add(d->io, q->notify_fd, EPOLLIN, virtio_doorbell, q) < 0) {
 			int err = errno;
 			log_error("%s: cannot set up the doorbell of queue %u: %s", ops->name, i,
 				  strerror(err));
@@ -78,7 +80,7 @@ void virtio_device_stop(struct virtio_device *d)
 		return;
 	pthread_mutex_lock(&d->lock);
 	if (atomic_exchange(&d->running, false)) {
-		iothread_sync(d->vm->io);
+		iothread_sync(d->io);
 		d->ops->stop(d);
 	}
 	pthread_mutex_unlock(&d->lock);
@@ -93,7 +95,7 @@ void virtio_device_destroy(struct virtio_device *d)
 		struct virtio_queue *q = &d->queues[i];
 		if (q->notify_fd < 0)
 			continue;
-		iothread_remove(d->vm->io, q->notify_fd);
+		iothread_remove(d->io, q->notify_fd);
 		close(q->notify_fd);
 		q->notify_fd = -1;
 	}
@@ -110,7 +112,7 @@ static void virtio_reset(struct virtio_device *d)
 {
 	if (atomic_exchange(&d->running, false)) {
 		/* No doorbell handler may still be working on the rings when stop runs. */
-		iothread_sync(d->vm->io);
+		iothread_sync(d->io);
 		d->ops->stop(d);
 	}
 	atomic_store(&d->needs_reset, false);
@@ -157,7 +159,7 @@ void virtio_queue_enable(struct virtio_device *d, uint16_t q)
 	struct virtio_queue *vq = &d->queues[q];
 	bool event_idx = d->driver_features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
 	bool indirect = d->driver_features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
-	int r = virtq_setup(&vq->vq, &d->vm->mem, vq->size, vq->desc, vq->driver, vq->device,
+	int r = virtq_setup(&vq->vq, d->mem, vq->size, vq->desc, vq->driver, vq->device,
 			    event_idx, indirect);
 	if (r < 0) {
 		virtio_device_broken(d, r == -EFAULT ? "a queue's rings lie outside guest memory"
@@ -263,7 +265,7 @@ static int virtio_queue_load(struct virtio_device *d, uint16_t i, struct stream 
 	q->vector = vector;
 	if (!enabled)
 		return 0;
-	int r = virtq_setup(&q->vq, &d->vm->mem, size, desc, driver, device,
+	int r = virtq_setup(&q->vq, d->mem, size, desc, driver, device,
 			    d->driver_features & (1ULL << VIRTIO_RING_F_EVENT_IDX),
 			    d->driver_features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC));
 	if (r < 0)

@@ -11,7 +11,9 @@
 
 #include "virtio/virtqueue.h"
 
-struct vm;
+struct device_ctx;
+struct guest_mem;
+struct iothread;
 
 /* Device status bits (virtio 1.x 2.1) */
 #define VIRTIO_STATUS_ACKNOWLEDGE 0x01
@@ -59,6 +61,9 @@ struct virtio_device_ops {
 	/* vCPU: the driver reset the device or kvmkit is stopping: finish or cancel in-flight
 	 * work; after this returns no queue may be touched until the next start. */
 	void (*stop)(struct virtio_device *d);
+	/* May be NULL. Between hold(true) and hold(false), stop and start are a snapshot's (or
+	 * a restore's), not a driver's reset: the device keeps the driver's state it has. */
+	void (*hold)(struct virtio_device *d, bool hold);
 };
 
 struct virtio_queue {
@@ -74,7 +79,8 @@ struct virtio_queue {
 struct virtio_device {
 	const struct virtio_device_ops *ops;
 	void *opaque;              /* the device type's state */
-	struct vm *vm;
+	struct guest_mem *mem;     /* the rings and buffers, through its checked helpers */
+	struct iothread *io;       /* serves the doorbells and the device back-end */
 	pthread_mutex_t lock;      /* everything below, and the transport's registers */
 
 	uint64_t device_features;  /* offered: the device's and the transport's */
@@ -95,7 +101,8 @@ struct virtio_device {
 
 /* Sets up the common state; device_features are the device type's own bits (the transport
  * adds VERSION_1 and the ring features). Returns 0 or -errno. */
-int virtio_device_init(struct virtio_device *d, struct vm *vm, const struct virtio_device_ops *ops,
+int virtio_device_init(struct virtio_device *d, const struct device_ctx *ctx,
+		       const struct virtio_device_ops *ops,
 		       void *opaque, uint64_t device_features);
 /* Stops a running device (ops->stop) so that nothing is in flight; idempotent. */
 void virtio_device_stop(struct virtio_device *d);

@@ -12,8 +12,9 @@
 #include "virtio/devices.h"
 #include "virtio/virtio.h"
 #include "virtio/transport.h"
+#include "vmm/device.h"
+#include "vmm/device_config.h"
 #include "vmm/iothread.h"
-#include "vmm/vm.h"
 
 #define BLK_QUEUE_SIZE 256
 #define BLK_SECTOR 512
@@ -68,7 +69,7 @@ struct virtio_blk {
 	struct virtio_device vdev;
 	struct virtio_transport *transport;
 	struct block_dev *bd;
-	struct vm *vm;
+	struct iothread *io;
 	char id[BLK_ID_BYTES];
 	uint8_t config[CFG_SIZE];
 	struct blk_request *free_list;  /* I/O thread only */
@@ -349,18 +350,17 @@ static const struct virtio_device_ops blk_ops = {
 	.stop = blk_stop,
 };
 
-struct virtio_transport *virtio_blk_transport(struct virtio_blk *blk)
-{
-	return blk->transport;
-}
+static void virtio_blk_destroy(void *opaque);
 
-struct virtio_blk *virtio_blk_create(struct vm *vm, const struct block_options *opts,
-				     const char *serial)
+/* arg: the struct vm_disk (image and serial). */
+static void *virtio_blk_realize(const struct device_ctx *ctx, const void *arg)
 {
+	const struct block_options *opts = &((const struct vm_disk *)arg)->block;
+	const char *serial = ((const struct vm_disk *)arg)->serial;
 	struct virtio_blk *blk = calloc(1, sizeof(*blk));
 	if (!blk)
 		return NULL;
-	blk->vm = vm;
+	blk->io = ctx->io;
 	pthread_mutex_init(&blk->lock, NULL);
 	pthread_cond_init(&blk->idle, NULL);
 	if (serial) /* the spec's ID is NUL-padded, not NUL-terminated at 20 bytes */
@@ -385,20 +385,24 @@ struct virtio_blk *virtio_blk_create(struct vm *vm, const struct block_options *
 	else
 		features |= (1ULL << VIRTIO_BLK_F_DISCARD) | (1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
 
-	if (virtio_device_init(&blk->vdev, vm, &blk_ops, blk, features) < 0)
+	if (virtio_device_init(&blk->vdev, ctx, &blk_ops, blk, features) < 0)
 		goto fail_bd;
-	if (iothread_add(vm->io, block_completion_fd(blk->bd), EPOLLIN, blk_completions, blk) < 0)
+	if (iothread_add(ctx->io, block_completion_fd(blk->bd), EPOLLIN, blk_completions, blk) < 0)
 		goto fail_vdev;
-	blk->transport = virtio_transport_create(vm, &blk->vdev);
+	blk->transport = virtio_transport_create(ctx, &blk->vdev);
 	if (!blk->transport)
 		goto fail_io;
+	if (virtio_transport_register(ctx, blk->transport) < 0) {
+		virtio_blk_destroy(blk);
+		return NULL;
+	}
 	log_debug("virtio-blk: %s, %llu sectors, %s, I/O engine %s", opts->path,
 		  (unsigned long long)(block_size(blk->bd) / BLK_SECTOR), ro ? "read-only" : "read-write",
 		  block_engine_name(blk->bd));
 	return blk;
 
 fail_io:
-	iothread_remove(vm->io, block_completion_fd(blk->bd));
+	iothread_remove(ctx->io, block_completion_fd(blk->bd));
 fail_vdev:
 	virtio_device_destroy(&blk->vdev);
 fail_bd:
@@ -410,14 +414,13 @@ fail:
 	return NULL;
 }
 
-void virtio_blk_destroy(struct virtio_blk *blk)
+static void virtio_blk_destroy(void *opaque)
 {
-	if (!blk)
-		return;
+	struct virtio_blk *blk = opaque;
 	virtio_transport_destroy(blk->transport);
 	/* Stops the device (waiting for requests in flight, completed by the I/O thread). */
 	virtio_device_destroy(&blk->vdev);
-	iothread_remove(blk->vm->io, block_completion_fd(blk->bd));
+	iothread_remove(blk->io, block_completion_fd(blk->bd));
 	block_close(blk->bd);
 	while (blk->free_list) {
 		struct blk_request *r = blk->free_list;
@@ -428,3 +431,10 @@ void virtio_blk_destroy(struct virtio_blk *blk)
 	pthread_mutex_destroy(&blk->lock);
 	free(blk);
 }
+
+/* Its state travels in its transport's section (the requests are drained before a save). */
+const struct device_ops virtio_blk_ops = {
+	.name = "virtio-blk",
+	.realize = virtio_blk_realize,
+	.destroy = virtio_blk_destroy,
+};

@@ -28,8 +28,9 @@
 #include "virtio/devices.h"
 #include "virtio/transport.h"
 #include "virtio/virtio.h"
+#include "vmm/device.h"
+#include "vmm/device_config.h"
 #include "vmm/iothread.h"
-#include "vmm/vm.h"
 
 /* Linux fills every queue with page-sized buffers: 64 of them is 256 KiB of guest RAM each. */
 #define CON_QUEUE_SIZE 64
@@ -59,7 +60,7 @@ enum { Q_RX, Q_TX, Q_CTRL_RX, Q_CTRL_TX, CON_NUM_QUEUES };
 struct virtio_console {
 	struct virtio_device vdev;
 	struct virtio_transport *transport;
-	struct vm *vm;
+	struct iothread *io;
 	char *path;
 	char *name;
 	size_t name_len;
@@ -104,7 +105,7 @@ static void kick_later(struct virtio_console *con, uint16_t q)
 /* The client is gone (or broke): stop watching it; the driver hears the port closed. */
 static void client_drop(struct virtio_console *con)
 {
-	iothread_remove(con->vm->io, con->client_fd);
+	iothread_remove(con->io, con->client_fd);
 	close(con->client_fd);
 	con->client_fd = -1;
 	con->client_eof = false;
@@ -391,7 +392,7 @@ static void con_accept(void *opaque, uint32_t events)
 			close(fd); /* one client at a time */
 			continue;
 		}
-		if (iothread_add(con->vm->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+		if (iothread_add(con->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
 				 con_client_event, con) < 0) {
 			log_warn("virtio-console: cannot watch a client of %s", con->path);
 			close(fd);
@@ -459,20 +460,19 @@ enum {
 	ST_ALL = (1 << 6) - 1,
 };
 
-struct virtio_transport *virtio_console_transport(struct virtio_console *con)
+/* The virtio_device_ops hold: see virtio.h. */
+static void con_hold(struct virtio_device *d, bool hold)
 {
-	return con->transport;
-}
-
-void virtio_console_hold_driver_state(struct virtio_console *con, bool hold)
-{
+	struct virtio_console *con = d->opaque;
 	pthread_mutex_lock(&con->lock);
 	con->hold = hold;
 	pthread_mutex_unlock(&con->lock);
 }
 
-void virtio_console_save(struct virtio_console *con, struct stream *s)
+/* Its own section ("VCON"), loaded before its transport's. */
+static void virtio_console_save(void *opaque, struct stream *s)
 {
+	struct virtio_console *con = opaque;
 	pthread_mutex_lock(&con->lock);
 	uint8_t flags = (con->port_added ? ST_PORT_ADDED : 0) | (con->port_ready ? ST_PORT_READY : 0) |
 			(con->guest_open ? ST_GUEST_OPEN : 0) | (con->send_add ? ST_SEND_ADD : 0) |
@@ -482,8 +482,9 @@ void virtio_console_save(struct virtio_console *con, struct stream *s)
 	pthread_mutex_unlock(&con->lock);
 }
 
-int virtio_console_load(struct virtio_console *con, struct stream *s, uint32_t version)
+static int virtio_console_load(void *opaque, struct stream *s, uint32_t version)
 {
+	struct virtio_console *con = opaque;
 	if (version != VIRTIO_CONSOLE_STATE_VERSION)
 		return -EBADMSG;
 	uint8_t flags = stream_get_u8(s);
@@ -516,6 +517,7 @@ static const struct virtio_device_ops con_ops = {
 	.start = con_start,
 	.queue_notify = con_notify,
 	.stop = con_stop,
+	.hold = con_hold,
 };
 
 /* Whether a program listens on the socket at addr (else it is a stale one, safe to replace). */
@@ -582,8 +584,12 @@ static void con_free(struct virtio_console *con)
 	free(con);
 }
 
-struct virtio_console *virtio_console_create(struct vm *vm, const struct vm_vconsole *c)
+static void virtio_console_destroy(void *opaque);
+
+/* arg: the struct vm_vconsole. */
+static void *virtio_console_realize(const struct device_ctx *ctx, const void *arg)
 {
+	const struct vm_vconsole *c = arg;
 	size_t name_len = strlen(c->name);
 	if (name_len == 0 || name_len > CON_NAME_MAX) {
 		log_error("--vconsole: the port name must have 1 to %d bytes", CON_NAME_MAX);
@@ -592,7 +598,7 @@ struct virtio_console *virtio_console_create(struct vm *vm, const struct vm_vcon
 	struct virtio_console *con = calloc(1, sizeof(*con));
 	if (!con)
 		return NULL;
-	con->vm = vm;
+	con->io = ctx->io;
 	con->listen_fd = con->client_fd = -1;
 	con->name_len = name_len;
 	pthread_mutex_init(&con->lock, NULL);
@@ -607,15 +613,19 @@ struct virtio_console *virtio_console_create(struct vm *vm, const struct vm_vcon
 		con_free(con);
 		return NULL;
 	}
-	if (virtio_device_init(&con->vdev, vm, &con_ops, con, 1ULL << VIRTIO_CONSOLE_F_MULTIPORT) < 0)
+	if (virtio_device_init(&con->vdev, ctx, &con_ops, con, 1ULL << VIRTIO_CONSOLE_F_MULTIPORT) < 0)
 		goto fail_sock;
-	con->transport = virtio_transport_create(vm, &con->vdev);
+	con->transport = virtio_transport_create(ctx, &con->vdev);
 	if (!con->transport)
 		goto fail_vdev;
 	/* Last: from here on clients can come, and only virtio_console_destroy undoes that. */
-	if (iothread_add(vm->io, con->listen_fd, EPOLLIN, con_accept, con) < 0) {
+	if (iothread_add(ctx->io, con->listen_fd, EPOLLIN, con_accept, con) < 0) {
 		log_error("virtio-console: cannot watch '%s'", con->path);
 		goto fail_transport;
+	}
+	if (virtio_transport_register(ctx, con->transport) < 0) {
+		virtio_console_destroy(con);
+		return NULL;
 	}
 	log_debug("virtio-console: port '%s' on %s", con->name, con->path);
 	return con;
@@ -631,24 +641,33 @@ fail_sock:
 	return NULL;
 }
 
-void virtio_console_destroy(struct virtio_console *con)
+static void virtio_console_destroy(void *opaque)
 {
-	if (!con)
-		return;
+	struct virtio_console *con = opaque;
 	virtio_transport_destroy(con->transport);
 	virtio_device_destroy(&con->vdev);
 	/* No new client after this; a handler of the current one that runs before its watch is
 	 * gone finds client_fd -1 and does nothing. */
-	iothread_remove(con->vm->io, con->listen_fd);
+	iothread_remove(con->io, con->listen_fd);
 	pthread_mutex_lock(&con->lock);
 	int fd = con->client_fd;
 	con->client_fd = -1;
 	pthread_mutex_unlock(&con->lock);
 	if (fd >= 0) {
-		iothread_remove(con->vm->io, fd);
+		iothread_remove(con->io, fd);
 		close(fd);
 	}
 	close(con->listen_fd);
 	con_unlink(con);
 	con_free(con);
 }
+
+const struct device_ops virtio_console_ops = {
+	.name = "virtio-console",
+	.tag = STREAM_TAG('V', 'C', 'O', 'N'),
+	.version = VIRTIO_CONSOLE_STATE_VERSION,
+	.realize = virtio_console_realize,
+	.destroy = virtio_console_destroy,
+	.save = virtio_console_save,
+	.load = virtio_console_load,
+};

@@ -16,8 +16,7 @@
 #include "migration/stream.h"
 #include "virtio/virtio.h"
 #include "vmm/bus.h"
-#include "vmm/irq.h"
-#include "vmm/vm.h"
+#include "vmm/device.h"
 
 #define VMMIO_MAGIC          0x74726976 /* "virt" */
 #define VMMIO_VERSION        2          /* virtio 1.x ("modern"); 1 is the legacy layout */
@@ -62,7 +61,8 @@ _Static_assert(LAYOUT_VIRTIO_MMIO_COUNT <= 32, "slots fit the allocation mask");
 
 struct virtio_mmio {
 	struct virtio_device *vdev;
-	struct vm *vm;
+	struct bus *bus;           /* the VM's MMIO bus: windows are per bus */
+	struct irq_sender irq;
 	unsigned slot;
 	uint64_t base;
 	uint32_t gsi;
@@ -87,7 +87,7 @@ static void irq_update(struct virtio_mmio *m)
 	bool level = atomic_load(&m->vdev->isr) != 0;
 	if (level != m->line) {
 		m->line = level;
-		vm_set_irq_line(m->vm, m->gsi, level);
+		m->irq.ops->set_line(m->irq.opaque, m->gsi, level);
 	}
 	pthread_mutex_unlock(&m->irq_lock);
 }
@@ -279,7 +279,7 @@ static void virtio_mmio_access(void *opaque, uint64_t offset, uint8_t *data, uin
 	pthread_mutex_unlock(&d->lock);
 }
 
-/* Claims the lowest free window of m->vm on its MMIO bus and enters m in the registry.
+/* Claims the lowest free window on m's MMIO bus and enters m in the registry.
  * A window whose device was destroyed stays claimed (bus ranges are never removed), which
  * bus_register reports as -EEXIST: that one is skipped. Returns 0, -ENOSPC or -errno. */
 static int claim_slot(struct virtio_mmio *m)
@@ -288,13 +288,13 @@ static int claim_slot(struct virtio_mmio *m)
 	pthread_mutex_lock(&registry_lock);
 	uint32_t used = 0;
 	for (const struct virtio_mmio *o = registry; o; o = o->next)
-		if (o->vm == m->vm)
+		if (o->bus == m->bus)
 			used |= 1u << o->slot;
 	for (unsigned n = 0; n < LAYOUT_VIRTIO_MMIO_COUNT; n++) {
 		if (used & (1u << n))
 			continue;
 		uint64_t base = LAYOUT_VIRTIO_MMIO_BASE + n * LAYOUT_VIRTIO_MMIO_SIZE;
-		r = bus_register(&m->vm->mmio_bus, base, LAYOUT_VIRTIO_MMIO_SIZE, virtio_mmio_access,
+		r = bus_register(m->bus, base, LAYOUT_VIRTIO_MMIO_SIZE, virtio_mmio_access,
 				 m, m->vdev->ops->name);
 		if (r == -EEXIST) {
 			r = -ENOSPC;
@@ -325,16 +325,22 @@ static void registry_remove(struct virtio_mmio *m)
 	pthread_mutex_unlock(&registry_lock);
 }
 
+/* (Un)binds queue q's value on the shared QueueNotify register to its eventfd. */
+static int mmio_doorbell(struct virtio_mmio *m, uint16_t q, bool assign)
+{
+	return m->irq.ops->ioeventfd(m->irq.opaque, m->base + R_QUEUE_NOTIFY, 4, false, true, q,
+				     m->vdev->queues[q].notify_fd, assign);
+}
+
 static void unbind_doorbells(struct virtio_mmio *m)
 {
 	for (uint16_t q = 0; q < m->vdev->ops->num_queues; q++)
 		if (m->doorbells & (1u << q))
-			irq_ioeventfd_datamatch(m->vm, m->base + R_QUEUE_NOTIFY, 4, false, q,
-						m->vdev->queues[q].notify_fd, false);
+			mmio_doorbell(m, q, false);
 	m->doorbells = 0;
 }
 
-struct virtio_mmio *virtio_mmio_create(struct vm *vm, struct virtio_device *vdev)
+struct virtio_mmio *virtio_mmio_create(const struct device_ctx *ctx, struct virtio_device *vdev)
 {
 	const struct virtio_device_ops *ops = vdev->ops;
 	if (ops->config_size > LAYOUT_VIRTIO_MMIO_SIZE - R_CONFIG) {
@@ -346,7 +352,8 @@ struct virtio_mmio *virtio_mmio_create(struct vm *vm, struct virtio_device *vdev
 	if (!m)
 		return NULL;
 	m->vdev = vdev;
-	m->vm = vm;
+	m->bus = ctx->mmio;
+	m->irq = ctx->irq;
 	pthread_mutex_init(&m->irq_lock, NULL);
 	int r = claim_slot(m);
 	if (r < 0) {
@@ -368,8 +375,7 @@ struct virtio_mmio *virtio_mmio_create(struct vm *vm, struct virtio_device *vdev
 	/* One ioeventfd per queue on the shared QueueNotify register, matched on the queue
 	 * index written; if KVM refuses, the write exits to kvmkit and notify() rings. */
 	for (uint16_t q = 0; q < ops->num_queues; q++) {
-		if (irq_ioeventfd_datamatch(vm, m->base + R_QUEUE_NOTIFY, 4, false, q,
-					    vdev->queues[q].notify_fd, true) == 0)
+		if (mmio_doorbell(m, q, true) == 0)
 			m->doorbells |= 1u << q;
 		else
 			log_debug("%s: queue %u doorbell without ioeventfd", ops->name, q);
@@ -439,14 +445,15 @@ void virtio_mmio_destroy(struct virtio_mmio *m)
 	free(m);
 }
 
-unsigned virtio_mmio_windows(const struct vm *vm, struct virtio_mmio_window *out, unsigned max)
+unsigned virtio_mmio_windows(const struct bus *mmio, struct virtio_mmio_window *out,
+			     unsigned max)
 {
 	unsigned n = 0;
 	pthread_mutex_lock(&registry_lock);
 	/* Walking the slots in order gives address order whatever the list order is. */
 	for (unsigned slot = 0; slot < LAYOUT_VIRTIO_MMIO_COUNT; slot++) {
 		for (const struct virtio_mmio *m = registry; m; m = m->next) {
-			if (m->vm != vm || m->slot != slot)
+			if (m->bus != mmio || m->slot != slot)
 				continue;
 			if (n < max)
 				out[n] = (struct virtio_mmio_window){ m->base,

@@ -6,16 +6,17 @@
 
 #include <stdint.h>
 
-struct vm;
+struct bus;
+struct device_ctx;
 struct virtio_device;
 struct virtio_mmio;
 
 /* Places vdev in the next free window (LAYOUT_VIRTIO_MMIO_BASE + n * LAYOUT_VIRTIO_MMIO_SIZE,
- * interrupt VIRTIO_MMIO_GSI(n), n < LAYOUT_VIRTIO_MMIO_COUNT) on vm->mmio_bus; call before the
+ * interrupt VIRTIO_MMIO_GSI(n), n < LAYOUT_VIRTIO_MMIO_COUNT) on ctx->mmio; call before the
  * vCPUs start. Returns NULL after printing why. */
-struct virtio_mmio *virtio_mmio_create(struct vm *vm, struct virtio_device *vdev);
+struct virtio_mmio *virtio_mmio_create(const struct device_ctx *ctx, struct virtio_device *vdev);
 /* Resets the device if it runs (waiting for its in-flight work) and unbinds the doorbells. The
- * window stays claimed on the bus until bus_destroy (bus ranges are never removed) and is not
+ * window stays claimed on the bus until bus_destroy (it is not unregistered) and is not
  * given to another device of this VM: call only once the vCPUs are stopped, or when the VM
  * never ran. */
 void virtio_mmio_destroy(struct virtio_mmio *m);
@@ -27,9 +28,10 @@ struct virtio_mmio_window {
 	uint32_t gsi;
 };
 
-/* Copies the windows of vm's virtio-mmio devices, in address order, to out (at most max) and
+/* Copies the windows of the virtio-mmio devices on the bus mmio, in address order, to out (at most max) and
  * returns how many the VM has. Thread-safe. */
-unsigned virtio_mmio_windows(const struct vm *vm, struct virtio_mmio_window *out, unsigned max);
+unsigned virtio_mmio_windows(const struct bus *mmio, struct virtio_mmio_window *out,
+			     unsigned max);
 
 /* Snapshots: the window's place and the selectors (load returns -EBADMSG for another window);
  * after the device's state is loaded, virtio_mmio_sync_irq drives the line from its ISR. */

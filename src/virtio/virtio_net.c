@@ -31,8 +31,9 @@
 #include "virtio/devices.h"
 #include "virtio/transport.h"
 #include "virtio/virtio.h"
+#include "vmm/device.h"
+#include "vmm/device_config.h"
 #include "vmm/iothread.h"
-#include "vmm/vm.h"
 
 /* Linux posts one buffer per entry (about 1.5 KiB with MRG_RXBUF): 256 hold several 64 KiB frames. */
 #define NET_QUEUE_SIZE 256
@@ -437,18 +438,16 @@ static void announce_fired(void *opaque, uint32_t events)
 		announce_arm(net, ANNOUNCE_FIRST_MS + ANNOUNCE_STEP_MS * (ANNOUNCE_ROUNDS - left));
 }
 
-struct virtio_transport *virtio_net_transport(struct virtio_net *net)
+/* Its own section ("VNET", instance: the NIC's index), loaded before its transport's. */
+static void virtio_net_save(void *opaque, struct stream *s)
 {
-	return net->transport;
-}
-
-void virtio_net_save(struct virtio_net *net, struct stream *s)
-{
+	struct virtio_net *net = opaque;
 	stream_put_bytes(s, net->config, CFG_SIZE);
 }
 
-int virtio_net_load(struct virtio_net *net, struct stream *s, uint32_t version)
+static int virtio_net_load(void *opaque, struct stream *s, uint32_t version)
 {
+	struct virtio_net *net = opaque;
 	uint8_t config[CFG_SIZE];
 	if (version != VIRTIO_NET_STATE_VERSION)
 		return -EBADMSG;
@@ -495,8 +494,12 @@ static uint64_t net_features(const struct net_backend *be)
 	return f;
 }
 
-struct virtio_net *virtio_net_create(struct vm *vm, const struct vm_nic *nic)
+static void virtio_net_destroy(void *opaque);
+
+/* arg: the struct vm_nic. */
+static void *virtio_net_realize(const struct device_ctx *ctx, const void *arg)
 {
+	const struct vm_nic *nic = arg;
 	struct virtio_net *net = calloc(1, sizeof(*net));
 	if (!net) {
 		log_error("virtio-net: out of memory");
@@ -507,32 +510,36 @@ struct virtio_net *virtio_net_create(struct vm *vm, const struct vm_nic *nic)
 		log_error("virtio-net: cannot create a timer: %s", strerror(errno));
 		goto fail;
 	}
-	net->be = net_backend_open(vm->io, nic);
+	net->be = net_backend_open(ctx->io, nic);
 	if (!net->be)
 		goto fail;
 	memcpy(net->config + CFG_MAC, nic->mac, 6);
 	le_put(net->config + CFG_STATUS, 2, VIRTIO_NET_S_LINK_UP);
 	le_put(net->config + CFG_MAX_VQ_PAIRS, 2, 1);
-	if (virtio_device_init(&net->vdev, vm, &net_ops, net, net_features(net->be)) < 0)
+	if (virtio_device_init(&net->vdev, ctx, &net_ops, net, net_features(net->be)) < 0)
 		goto fail_be;
 	int r = net->be->ops->start(net->be, net_receive, net);
 	if (r < 0) {
 		log_error("virtio-net: cannot start the %s backend: %s", net->be->kind, strerror(-r));
 		goto fail_vdev;
 	}
-	if (iothread_add(vm->io, net->announce_fd, EPOLLIN, announce_fired, net) < 0) {
+	if (iothread_add(ctx->io, net->announce_fd, EPOLLIN, announce_fired, net) < 0) {
 		log_error("virtio-net: cannot watch its timer");
 		goto fail_vdev;
 	}
-	net->transport = virtio_transport_create(vm, &net->vdev);
+	net->transport = virtio_transport_create(ctx, &net->vdev);
 	if (!net->transport)
 		goto fail_timer;
+	if (virtio_transport_register(ctx, net->transport) < 0) {
+		virtio_net_destroy(net);
+		return NULL;
+	}
 	log_debug("virtio-net: %s backend, mac %02x:%02x:%02x:%02x:%02x:%02x", net->be->kind,
 		  nic->mac[0], nic->mac[1], nic->mac[2], nic->mac[3], nic->mac[4], nic->mac[5]);
 	return net;
 
 fail_timer:
-	iothread_remove(vm->io, net->announce_fd);
+	iothread_remove(ctx->io, net->announce_fd);
 fail_vdev:
 	virtio_device_destroy(&net->vdev);
 fail_be:
@@ -544,14 +551,13 @@ fail:
 	return NULL;
 }
 
-void virtio_net_destroy(struct virtio_net *net)
+static void virtio_net_destroy(void *opaque)
 {
-	if (!net)
-		return;
+	struct virtio_net *net = opaque;
 	virtio_transport_destroy(net->transport);
 	/* The device stops first (no more doorbells); the backend's handlers then find it stopped
 	 * until the backend is gone. */
-	iothread_remove(net->vdev.vm->io, net->announce_fd); /* before the backend it sends to */
+	iothread_remove(net->vdev.io, net->announce_fd); /* before the backend it sends to */
 	close(net->announce_fd);
 	virtio_device_destroy(&net->vdev);
 	net->be->ops->destroy(net->be);
@@ -561,3 +567,13 @@ void virtio_net_destroy(struct virtio_net *net)
 		  (unsigned long long)net->tx_dropped, (unsigned long long)net->tx_errors);
 	free(net);
 }
+
+const struct device_ops virtio_net_ops = {
+	.name = "virtio-net",
+	.tag = STREAM_TAG('V', 'N', 'E', 'T'),
+	.version = VIRTIO_NET_STATE_VERSION,
+	.realize = virtio_net_realize,
+	.destroy = virtio_net_destroy,
+	.save = virtio_net_save,
+	.load = virtio_net_load,
+};

@@ -12,8 +12,7 @@
 #include "lib/log.h"
 #include "migration/stream.h"
 #include "virtio/virtio.h"
-#include "vmm/irq.h"
-#include "vmm/vm.h"
+#include "vmm/device.h"
 
 #define VIRTIO_PCI_VENDOR   0x1af4
 #define VIRTIO_PCI_DEVICE0  0x1040 /* + device ID: modern devices */
@@ -59,13 +58,19 @@
 struct virtio_pci {
 	struct pci_device pdev;
 	struct virtio_device *vdev;
-	struct vm *vm;
+	struct irq_sender irq;         /* the doorbells' ioeventfds */
 	unsigned nvectors;             /* config + one per queue */
 	uint32_t dfselect, gfselect;
 	uint16_t q_select;
 	uint64_t doorbells_at;         /* guest address of the registered ioeventfds, 0 = none */
 	pthread_mutex_t doorbell_lock;
 };
+
+/* (Un)binds a queue's 16-bit doorbell write at addr to its eventfd. */
+static int vpci_doorbell(struct virtio_pci *vp, uint64_t addr, int fd, bool assign)
+{
+	return vp->irq.ops->ioeventfd(vp->irq.opaque, addr, 2, false, false, 0, fd, assign);
+}
 
 
 
@@ -217,11 +222,9 @@ static void virtio_pci_bar_changed(struct pci_device *pdev, int bar)
 		for (uint16_t q = 0; q < d->ops->num_queues; q++) {
 			int fd = d->queues[q].notify_fd;
 			if (vp->doorbells_at)
-				irq_ioeventfd(vp->vm, vp->doorbells_at + q * VPCI_NOTIFY_MULT, 2, false,
-					      fd, false);
+				vpci_doorbell(vp, vp->doorbells_at + q * VPCI_NOTIFY_MULT, fd, false);
 			/* If KVM refuses, the doorbell still works through an exit to kvmkit. */
-			if (want && irq_ioeventfd(vp->vm, want + q * VPCI_NOTIFY_MULT, 2, false, fd,
-						  true) < 0)
+			if (want && vpci_doorbell(vp, want + q * VPCI_NOTIFY_MULT, fd, true) < 0)
 				log_debug("%s: queue %u doorbell without ioeventfd", d->ops->name, q);
 		}
 		vp->doorbells_at = want;
@@ -265,13 +268,13 @@ static uint32_t class_of(uint32_t device_id)
 	}
 }
 
-struct virtio_pci *virtio_pci_create(struct vm *vm, struct virtio_device *vdev)
+struct virtio_pci *virtio_pci_create(const struct device_ctx *ctx, struct virtio_device *vdev)
 {
 	struct virtio_pci *vp = calloc(1, sizeof(*vp));
 	if (!vp)
 		return NULL;
 	vp->vdev = vdev;
-	vp->vm = vm;
+	vp->irq = ctx->irq;
 	vp->nvectors = 1u + vdev->ops->num_queues;
 	pthread_mutex_init(&vp->doorbell_lock, NULL);
 	vdev->transport = vp;
@@ -298,8 +301,10 @@ struct virtio_pci *virtio_pci_create(struct vm *vm, struct virtio_device *vdev)
 		.class_code = class_of(vdev->ops->device_id),
 		.interrupt_pin = 1,
 	};
+	/* The machine's table puts the bus before the devices on it. */
+	struct pci_bus *bus = device_find(ctx->registry, &pci_bus_ops, 0);
 	if (r == 0)
-		r = pci_device_register(device_find(&vm->devices, &pci_bus_ops, 0), pdev, &info);
+		r = bus ? pci_device_register(bus, pdev, &info) : -ENODEV;
 	if (r < 0) {
 		log_error("%s: cannot add the PCI device: %s", vdev->ops->name, strerror(-r));
 		pthread_mutex_destroy(&vp->doorbell_lock);
@@ -342,7 +347,7 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 	vp->vdev->raise = NULL; /* the device is stopped (virtio_transport_destroy) */
 	pthread_mutex_lock(&vp->doorbell_lock);
 	for (uint16_t q = 0; vp->doorbells_at && q < vp->vdev->ops->num_queues; q++)
-		irq_ioeventfd(vp->vm, vp->doorbells_at + q * VPCI_NOTIFY_MULT, 2, false,
+		vpci_doorbell(vp, vp->doorbells_at + q * VPCI_NOTIFY_MULT,
 			      vp->vdev->queues[q].notify_fd, false);
 	pthread_mutex_unlock(&vp->doorbell_lock);
 	pthread_mutex_destroy(&vp->doorbell_lock);

@@ -3,12 +3,12 @@
 #ifndef KVMKIT_VIRTIO_VIRTIO_PCI_H
 #define KVMKIT_VIRTIO_VIRTIO_PCI_H
 
-struct vm;
+struct device_ctx;
 struct virtio_device;
 struct virtio_pci;
 
-/* Puts vdev on the VM's PCI bus (vm->pci). Returns NULL after printing why. */
-struct virtio_pci *virtio_pci_create(struct vm *vm, struct virtio_device *vdev);
+/* Puts vdev on the PCI bus of ctx's registry. Returns NULL after printing why. */
+struct virtio_pci *virtio_pci_create(const struct device_ctx *ctx, struct virtio_device *vdev);
 void virtio_pci_destroy(struct virtio_pci *vp);
 
 /* Snapshots: the transport's own registers (feature and queue selects). Load returns 0 or

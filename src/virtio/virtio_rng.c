@@ -8,6 +8,7 @@
 #include "virtio/devices.h"
 #include "virtio/virtio.h"
 #include "virtio/transport.h"
+#include "vmm/device.h"
 
 #define RNG_QUEUE_SIZE 64
 /* Bytes per request at most: a driver asking for more gets a short answer, as allowed. */
@@ -83,35 +84,41 @@ static const struct virtio_device_ops rng_ops = {
 	.stop = rng_stop,
 };
 
-struct virtio_transport *virtio_rng_transport(struct virtio_rng *rng)
+static void virtio_rng_destroy(void *opaque)
 {
-	return rng->transport;
-}
-
-struct virtio_rng *virtio_rng_create(struct vm *vm)
-{
-	struct virtio_rng *rng = calloc(1, sizeof(*rng));
-	if (!rng)
-		return NULL;
-	if (virtio_device_init(&rng->vdev, vm, &rng_ops, rng, 0) < 0) {
-		free(rng);
-		return NULL;
-	}
-	rng->transport = virtio_transport_create(vm, &rng->vdev);
-	if (!rng->transport) {
-		virtio_device_destroy(&rng->vdev);
-		free(rng);
-		return NULL;
-	}
-	return rng;
-}
-
-void virtio_rng_destroy(struct virtio_rng *rng)
-{
-	if (!rng)
-		return;
+	struct virtio_rng *rng = opaque;
 	/* The transport first: it unbinds the doorbell eventfds the device then closes. */
 	virtio_transport_destroy(rng->transport);
 	virtio_device_destroy(&rng->vdev);
 	free(rng);
 }
+
+static void *virtio_rng_realize(const struct device_ctx *ctx, const void *arg)
+{
+	(void)arg;
+	struct virtio_rng *rng = calloc(1, sizeof(*rng));
+	if (!rng)
+		return NULL;
+	if (virtio_device_init(&rng->vdev, ctx, &rng_ops, rng, 0) < 0) {
+		free(rng);
+		return NULL;
+	}
+	rng->transport = virtio_transport_create(ctx, &rng->vdev);
+	if (!rng->transport) {
+		virtio_device_destroy(&rng->vdev);
+		free(rng);
+		return NULL;
+	}
+	if (virtio_transport_register(ctx, rng->transport) < 0) {
+		virtio_rng_destroy(rng);
+		return NULL;
+	}
+	return rng;
+}
+
+/* Its state travels in its transport's section. */
+const struct device_ops virtio_rng_ops = {
+	.name = "virtio-rng",
+	.realize = virtio_rng_realize,
+	.destroy = virtio_rng_destroy,
+};

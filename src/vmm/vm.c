@@ -28,11 +28,11 @@
 #include "migration/incoming.h"
 #include "migration/migrate.h"
 #include "migration/snapshot.h"
-#include "virtio/devices.h"
 #include "virtio/virtio_mmio.h"
 #include "vmm/console.h"
 #include "vmm/iothread.h"
 #include "vmm/irq.h"
+#include "vmm/machine.h"
 #include "vmm/vcpu.h"
 
 /* Addresses KVM needs for Intel's real-mode emulation: three pages below the BIOS. */
@@ -186,75 +186,6 @@ static int vm_create_machine(struct vm *vm)
 	return 0;
 }
 
-/* The PCI bus and the virtio devices on it, only when some were asked for: a VM without them
- * keeps the smaller machine (no PCI probing at boot). */
-static bool vm_wants_virtio(const struct vm_config *cfg)
-{
-	return cfg->ndisks || cfg->rng || cfg->nnics || cfg->vconsole.path;
-}
-
-static int vm_create_pci_devices(struct vm *vm)
-{
-	const struct vm_config *cfg = vm->cfg;
-	if (!vm_wants_virtio(cfg))
-		return 0;
-	for (unsigned i = 0; i < cfg->ndisks; i++) {
-		vm->disks[i] = virtio_blk_create(vm, &cfg->disks[i].block, cfg->disks[i].serial);
-		if (!vm->disks[i])
-			return -EINVAL;
-	}
-	if (cfg->rng && !(vm->rng = virtio_rng_create(vm)))
-		return -ENOMEM;
-	for (unsigned i = 0; i < cfg->nnics; i++)
-		if (!(vm->nics[i] = virtio_net_create(vm, &cfg->nics[i])))
-			return -EINVAL;
-	if (cfg->vconsole.path && !(vm->vconsole = virtio_console_create(vm, &cfg->vconsole)))
-		return -EINVAL;
-	return 0;
-}
-
-static unsigned machine_one(const struct vm_config *cfg)
-{
-	(void)cfg;
-	return 1;
-}
-
-static unsigned machine_if_testdev(const struct vm_config *cfg)
-{
-	return cfg->testdev;
-}
-
-/* The PCI bus only when virtio devices sit on it: a VM without them keeps the smaller
- * machine (no PCI probing at boot). */
-static unsigned machine_if_pci(const struct vm_config *cfg)
-{
-	return vm_wants_virtio(cfg) && cfg->transport == VIRTIO_TRANSPORT_PCI;
-}
-
-static const void *machine_console(const struct vm_config *cfg, unsigned i)
-{
-	(void)i;
-	return cfg->console;
-}
-
-/* The machine: every device it can have, how many of each the configuration asks for and the
- * part of it each is given, in creation order. That order is also the devices' stable ids
- * (a section tag's instances are counted in it), the order their sections are saved in, and
- * (reversed) the order they are destroyed in: append new devices at the end of their group. */
-static const struct machine_device {
-	const struct device_ops *ops;
-	unsigned (*count)(const struct vm_config *cfg);
-	const void *(*arg)(const struct vm_config *cfg, unsigned i); /* NULL: none */
-} machine[] = {
-	{ &serial_8250_ops, machine_one, machine_console },
-	{ &rtc_mc146818_ops, machine_one, NULL },
-	{ &i8042_ops, machine_one, NULL },
-	{ &acpi_pm_ops, machine_one, NULL },
-	{ &debug_exit_ops, machine_one, NULL },
-	{ &pc_testdev_ops, machine_if_testdev, NULL },
-	{ &pci_bus_ops, machine_if_pci, NULL },
-};
-
 /* The interrupt handles devices are given: KVM's irqchip through irq.c. */
 static void vm_irq_set_line(void *vm, uint32_t gsi, int level)
 {
@@ -306,7 +237,7 @@ static void vm_machine_stop(void *vm, enum vm_stop_reason reason, int exit_statu
 static int vm_create_devices(struct vm *vm)
 {
 	const struct vm_config *cfg = vm->cfg;
-	if (vm_wants_virtio(cfg) && !(vm->io = iothread_create()))
+	if (machine_wants_io(cfg) && !(vm->io = iothread_create()))
 		return -ENOMEM;
 	vm->dev_ctx = (struct device_ctx){
 		.pio = &vm->pio_bus,
@@ -318,17 +249,7 @@ static int vm_create_devices(struct vm *vm)
 		.virtio_mmio = cfg->transport == VIRTIO_TRANSPORT_MMIO,
 		.registry = &vm->devices,
 	};
-	for (size_t k = 0; k < sizeof(machine) / sizeof(machine[0]); k++) {
-		const struct machine_device *m = &machine[k];
-		unsigned n = m->count(cfg);
-		for (unsigned i = 0; i < n; i++) {
-			int r = device_realize(&vm->devices, m->ops, &vm->dev_ctx,
-					       m->arg ? m->arg(cfg, i) : NULL);
-			if (r < 0)
-				return r;
-		}
-	}
-	return vm_create_pci_devices(vm);
+	return machine_realize(&vm->devices, &vm->dev_ctx, cfg);
 }
 
 static int vm_load_guest(struct vm *vm)
@@ -339,7 +260,7 @@ static int vm_load_guest(struct vm *vm)
 	 * (LNRO0005, what Linux's virtio_mmio driver matches), and the command line too, for
 	 * kernels built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES (others ignore the parameter). */
 	struct virtio_mmio_window win[ACPI_MAX_VIRTIO_MMIO];
-	unsigned nwin = virtio_mmio_windows(vm, win, ACPI_MAX_VIRTIO_MMIO);
+	unsigned nwin = virtio_mmio_windows(&vm->mmio_bus, win, ACPI_MAX_VIRTIO_MMIO);
 	if (nwin > ACPI_MAX_VIRTIO_MMIO)
 		nwin = ACPI_MAX_VIRTIO_MMIO; /* virtio_mmio.c allows fewer devices than this */
 	char *cmdline = strdup(vm->cfg->cmdline);
@@ -487,14 +408,8 @@ static void vm_destroy(struct vm *vm)
 	 * must run again if a pause held it) */
 	if (vm->io)
 		iothread_resume(vm->io);
-	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
-		virtio_blk_destroy(vm->disks[i]);
-	virtio_rng_destroy(vm->rng);
-	for (unsigned i = 0; i < VM_MAX_NICS; i++)
-		virtio_net_destroy(vm->nics[i]);
-	virtio_console_destroy(vm->vconsole);
-	iothread_destroy(vm->io);
 	device_registry_destroy(&vm->devices);
+	iothread_destroy(vm->io);
 	bus_destroy(&vm->pio_bus);
 	bus_destroy(&vm->mmio_bus);
 	irq_routing_destroy(vm);

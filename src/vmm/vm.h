@@ -8,48 +8,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "block/block.h"
 #include "vmm/bus.h"
 #include "vmm/device.h"
+#include "vmm/device_config.h"
 #include "vmm/memory.h"
 
 struct console;
 struct kvm_run;
-struct virtio_blk;
-struct virtio_rng;
-struct virtio_net;
-struct virtio_console;
 struct irq_routing;
 struct iothread;
 struct control;
-
-#define VM_MAX_DISKS 16
-
-/* One --disk: the image and what the guest sees of it. */
-struct vm_disk {
-	struct block_options block;
-	const char *serial;    /* virtio-blk ID, may be NULL */
-};
-
-#define VM_MAX_NICS 8
-#define VM_MAX_HOSTFWDS 8
-
-/* One --net. */
-struct vm_nic {
-	enum { VM_NIC_USER, VM_NIC_TAP } backend;
-	const char *ifname;            /* tap: the interface (must exist, or be creatable) */
-	const char *hostfwd[VM_MAX_HOSTFWDS]; /* user: "tcp::2222-:22" as QEMU writes them */
-	unsigned nhostfwd;
-	uint8_t mac[6];                /* given with mac=, else 52:54:00:12:34:(56 + index) */
-};
-
-/* One --vconsole: a virtio-console port on a unix socket kvmkit listens on. */
-struct vm_vconsole {
-	const char *path;
-	const char *name;              /* the port name the guest sees (/dev/virtio-ports/NAME) */
-};
-
-enum virtio_transport_kind { VIRTIO_TRANSPORT_PCI, VIRTIO_TRANSPORT_MMIO };
 
 /* What the user asked for; filled by the CLI, read-only while the VM runs. */
 struct vm_config {
@@ -126,10 +94,6 @@ struct vm {
 	/* Devices: created from the machine's table (vm.c), found by kind and instance */
 	struct device_registry devices;
 	struct device_ctx dev_ctx;  /* the handles every device is given */
-	struct virtio_blk *disks[VM_MAX_DISKS];
-	struct virtio_rng *rng;
-	struct virtio_net *nics[VM_MAX_NICS];
-	struct virtio_console *vconsole;
 
 	struct irq_routing *irq;   /* GSI routing table (vmm/irq.c) */
 	struct iothread *io;       /* the thread that runs device back-ends (vmm/iothread.c) */

@@ -26,34 +26,6 @@ void log_error(const char *fmt, ...) { (void)fmt; }
 void log_warn(const char *fmt, ...) { (void)fmt; }
 void log_debug(const char *fmt, ...) { (void)fmt; }
 bool vm_is_paused(struct vm *vm) { (void)vm; return false; }
-/* The fuzzed VM has no PCI bus and no virtio devices: their sections are refused before these
- * could run (the stubs only satisfy the linker). */
-struct stream;
-struct virtio_transport;
-struct virtio_device;
-struct virtio_transport *virtio_blk_transport(struct virtio_blk *b) { (void)b; abort(); }
-struct virtio_transport *virtio_rng_transport(struct virtio_rng *r) { (void)r; abort(); }
-struct virtio_transport *virtio_net_transport(struct virtio_net *n) { (void)n; abort(); }
-void virtio_net_save(struct virtio_net *n, struct stream *s) { (void)n; (void)s; abort(); }
-int virtio_net_load(struct virtio_net *n, struct stream *s, uint32_t v) { (void)n; (void)s; (void)v; abort(); }
-struct virtio_transport *virtio_console_transport(struct virtio_console *c) { (void)c; abort(); }
-void virtio_console_save(struct virtio_console *c, struct stream *s) { (void)c; (void)s; abort(); }
-int virtio_console_load(struct virtio_console *c, struct stream *s, uint32_t v)
-{
-	(void)c; (void)s; (void)v;
-	abort();
-}
-void virtio_console_hold_driver_state(struct virtio_console *c, bool hold) { (void)c; (void)hold; abort(); }
-struct virtio_device *virtio_transport_device(struct virtio_transport *t) { (void)t; abort(); }
-void virtio_transport_save(struct virtio_transport *t, struct stream *s) { (void)t; (void)s; abort(); }
-int virtio_transport_load(struct virtio_transport *t, struct stream *s, uint32_t v)
-{
-	(void)t; (void)s; (void)v;
-	abort();
-}
-void virtio_device_stop(struct virtio_device *d) { (void)d; abort(); }
-int virtio_device_restart(struct virtio_device *d) { (void)d; abort(); }
-void virtio_device_broken(struct virtio_device *d, const char *why) { (void)d; (void)why; abort(); }
 struct console;
 void console_write(struct console *c, const uint8_t *buf, size_t len)
 {

@@ -28,8 +28,9 @@
 #include "virtio/devices.h"
 #include "virtio/transport.h"
 #include "virtio/virtio.h"
+#include "vmm/device.h"
+#include "vmm/device_config.h"
 #include "vmm/iothread.h"
-#include "vmm/vm.h"
 
 #define RAM_SIZE (8ULL << 20)
 #define RING_GPA(q) (0x10000ULL + 0x10000ULL * (q)) /* desc, then avail at +0x4000, used at +0x8000 */
@@ -52,17 +53,18 @@
 
 /* --- Fakes of the device model and transport --- */
 
-static struct virtio_device *dev;  /* the device virtio_net_create set up */
+static struct virtio_device *dev;  /* the device virtio_net_ops.realize set up */
 static int interrupts[2];
 static int queue_errors, broken;
 
-int virtio_device_init(struct virtio_device *d, struct vm *vm, const struct virtio_device_ops *ops,
-		       void *opaque, uint64_t device_features)
+int virtio_device_init(struct virtio_device *d, const struct device_ctx *ctx,
+		       const struct virtio_device_ops *ops, void *opaque, uint64_t device_features)
 {
 	memset(d, 0, sizeof(*d));
 	d->ops = ops;
 	d->opaque = opaque;
-	d->vm = vm;
+	d->mem = ctx->mem;
+	d->io = ctx->io;
 	d->device_features = device_features | (1ULL << VIRTIO_F_VERSION_1) |
 			     (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | (1ULL << VIRTIO_RING_F_EVENT_IDX);
 	for (int i = 0; i < VIRTIO_MAX_QUEUES; i++)
@@ -104,11 +106,18 @@ void virtio_queue_error(struct virtio_device *d, uint16_t q, int err)
 	virtio_device_broken(d, "queue error");
 }
 
-struct virtio_transport *virtio_transport_create(struct vm *vm, struct virtio_device *vdev)
+struct virtio_transport *virtio_transport_create(const struct device_ctx *ctx,
+						 struct virtio_device *vdev)
 {
-	(void)vm, (void)vdev;
+	(void)ctx, (void)vdev;
 	static int token;
 	return (struct virtio_transport *)&token;
+}
+
+int virtio_transport_register(const struct device_ctx *ctx, struct virtio_transport *t)
+{
+	(void)ctx, (void)t;
+	return 0;
 }
 
 void virtio_transport_destroy(struct virtio_transport *t)
@@ -214,7 +223,11 @@ struct net_backend *net_backend_open(struct iothread *io, const struct vm_nic *n
 /* --- The driver's side --- */
 
 static struct guest_mem mem;
-static struct vm vm;
+/* What the machine gives the device: memory (and no I/O thread: the fakes stand in). */
+static struct {
+	struct guest_mem mem;
+	struct device_ctx ctx;
+} vm;
 static struct virtio_net *net;
 static uint64_t heap;
 static uint16_t qsize, next_desc[2], avail_shadow[2];
@@ -288,6 +301,7 @@ static void setup_dev(bool vnet_hdr, unsigned offloads, uint16_t size, uint64_t 
 	assert_int_equal(fake_mem_init(&mem, RAM_SIZE), 0);
 	memset(&vm, 0, sizeof(vm));
 	vm.mem = mem;
+	vm.ctx = (struct device_ctx){ .mem = &vm.mem };
 	heap = HEAP_GPA;
 	qsize = size;
 	memset(next_desc, 0, sizeof(next_desc));
@@ -295,7 +309,7 @@ static void setup_dev(bool vnet_hdr, unsigned offloads, uint16_t size, uint64_t 
 	memset(interrupts, 0, sizeof(interrupts));
 	queue_errors = broken = 0;
 	struct vm_nic nic = { .backend = VM_NIC_USER, .mac = { 0x52, 0x54, 0, 0x12, 0x34, 0x56 } };
-	net = virtio_net_create(&vm, &nic);
+	net = virtio_net_ops.realize(&vm.ctx, &nic);
 	assert_non_null(net);
 	assert_true((dev->device_features & features) == features);
 	dev->driver_features = features | (1ULL << VIRTIO_F_VERSION_1);
@@ -311,7 +325,7 @@ static void setup_dev(bool vnet_hdr, unsigned offloads, uint16_t size, uint64_t 
 
 static void teardown_dev(void)
 {
-	virtio_net_destroy(net);
+	virtio_net_ops.destroy(net);
 	fake_mem_destroy(&mem);
 }
 
@@ -653,7 +667,7 @@ static int state_round_trip(const uint8_t *patch_mac, uint32_t version)
 	stream_init_mem_writer(&w);
 	stream_write_header(&w, "KVMKITUT", 1);
 	stream_begin_section(&w, 1, 0, version);
-	virtio_net_save(net, &w);
+	virtio_net_ops.save(net, &w);
 	stream_end_section(&w);
 	stream_flush(&w);
 	size_t len;
@@ -672,7 +686,7 @@ static int state_round_trip(const uint8_t *patch_mac, uint32_t version)
 	stream_init_mem_reader(&r, copy, len);
 	assert_int_equal(stream_read_header(&r, "KVMKITUT", 1, &v), 0);
 	assert_int_equal(stream_next_section(&r, &sec), 0);
-	int ret = virtio_net_load(net, &r, sec.version);
+	int ret = virtio_net_ops.load(net, &r, sec.version);
 	stream_close(&r);
 	free(copy);
 	return ret;

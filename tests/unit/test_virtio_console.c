@@ -26,8 +26,9 @@
 #include "virtio/devices.h"
 #include "virtio/transport.h"
 #include "virtio/virtio.h"
+#include "vmm/device.h"
+#include "vmm/device_config.h"
 #include "vmm/iothread.h"
-#include "vmm/vm.h"
 
 #define RAM_SIZE (16ULL << 20)
 #define QSIZE 16
@@ -56,12 +57,19 @@ static void fake_raise(struct virtio_device *d, uint16_t vector)
 	atomic_fetch_add(&interrupts, 1);
 }
 
-struct virtio_transport *virtio_transport_create(struct vm *vm, struct virtio_device *vdev)
+struct virtio_transport *virtio_transport_create(const struct device_ctx *ctx,
+						 struct virtio_device *vdev)
 {
-	(void)vm;
+	(void)ctx;
 	transport.vdev = vdev;
 	vdev->raise = fake_raise;
 	return &transport;
+}
+
+int virtio_transport_register(const struct device_ctx *ctx, struct virtio_transport *t)
+{
+	(void)ctx, (void)t;
+	return 0;
 }
 
 void virtio_transport_destroy(struct virtio_transport *t)
@@ -76,8 +84,12 @@ struct drvq {
 	uint16_t used_seen; /* used entries consumed */
 };
 
-static struct vm vm;
-static struct vm_config cfg;
+/* What the machine gives the device: memory and an I/O thread. */
+static struct {
+	struct guest_mem mem;
+	struct iothread *io;
+	struct device_ctx ctx;
+} vm;
 static struct virtio_console *con;
 static struct virtio_device *dev;
 static struct drvq dq[NQ];
@@ -325,16 +337,15 @@ static void client_drain(int fd)
 static struct virtio_console *make(void)
 {
 	const struct vm_vconsole c = { .path = path, .name = NAME };
-	return virtio_console_create(&vm, &c);
+	return virtio_console_ops.realize(&vm.ctx, &c);
 }
 
 static int setup(void **state)
 {
 	(void)state;
-	cfg.transport = VIRTIO_TRANSPORT_PCI;
-	vm.cfg = &cfg;
 	if (guest_mem_init(&vm.mem, RAM_SIZE) < 0 || !(vm.io = iothread_create()))
 		return -1;
+	vm.ctx = (struct device_ctx){ .mem = &vm.mem, .io = vm.io };
 	heap = HEAP_GPA;
 	strcpy(dir, "/tmp/kvmkit-vcon-XXXXXX");
 	if (!mkdtemp(dir))
@@ -348,7 +359,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	virtio_console_destroy(con);
+	if (con) /* a test may have destroyed it */
+		virtio_console_ops.destroy(con);
 	con = NULL;
 	iothread_destroy(vm.io);
 	guest_mem_destroy(&vm.mem);
@@ -647,7 +659,7 @@ static void test_hostile_driver(void **state)
 static void test_socket_file(void **state)
 {
 	(void)state;
-	virtio_console_destroy(con);
+	virtio_console_ops.destroy(con);
 	con = NULL;
 	assert_int_equal(access(path, F_OK), -1);
 
@@ -661,7 +673,7 @@ static void test_socket_file(void **state)
 	assert_non_null(con);
 	/* A second device on the same path finds it live. */
 	assert_null(make());
-	virtio_console_destroy(con);
+	virtio_console_ops.destroy(con);
 	con = NULL;
 
 	FILE *f = fopen(path, "w");
@@ -672,7 +684,7 @@ static void test_socket_file(void **state)
 	unlink(path);
 
 	const struct vm_vconsole bad = { .path = path, .name = "" };
-	assert_null(virtio_console_create(&vm, &bad));
+	assert_null(virtio_console_ops.realize(&vm.ctx, &bad));
 }
 
 int main(void)

@@ -3,8 +3,8 @@
  * (identification, reset, feature negotiation, queue set-up, DRIVER_OK, notify, interrupt
  * status and acknowledgement, teardown), the window and interrupt allocation, the doorbell
  * ioeventfds, and a hostile driver. The real device model (virtio.c), virtqueues and I/O thread
- * run a stand-in device; KVM is replaced by the recording fakes of vm_set_irq_line and
- * irq_ioeventfd_datamatch below. */
+ * run a stand-in device; KVM is replaced by recording fakes behind the interrupt handle the
+ * transport is given (vmm/device.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,10 +24,9 @@
 #include "virtio/virtio.h"
 #include "virtio/virtio_mmio.h"
 #include "vmm/bus.h"
+#include "vmm/device.h"
 #include "vmm/iothread.h"
-#include "vmm/irq.h"
 #include "vmm/memory.h"
-#include "vmm/vm.h"
 
 /* Register offsets, written out from the spec (virtio 1.x 4.2.2) rather than taken from the
  * transport, so a wrong constant there is a failure here. */
@@ -64,11 +63,11 @@ enum {
 /* --- Fakes of what the transport asks of KVM --- */
 
 static atomic_int irq_level[LAYOUT_IOAPIC_PINS];
-static atomic_int irq_changes; /* vm_set_irq_line calls */
+static atomic_int irq_changes; /* set_line calls */
 
-void vm_set_irq_line(struct vm *vm, uint32_t irq, int level)
+static void fake_set_line(void *opaque, uint32_t irq, int level)
 {
-	(void)vm;
+	(void)opaque;
 	assert_true(irq < LAYOUT_IOAPIC_PINS);
 	assert_true(level == 0 || level == 1);
 	atomic_store(&irq_level[irq], level);
@@ -84,11 +83,12 @@ static struct ioeventfd {
 static int nioeventfds;
 static int ioeventfd_error; /* nonzero: binding fails with it (KVM without ioeventfds) */
 
-int irq_ioeventfd_datamatch(struct vm *vm, uint64_t addr, uint32_t len, bool is_pio,
-			    uint64_t datamatch, int eventfd, bool assign)
+static int fake_ioeventfd(void *opaque, uint64_t addr, uint32_t len, bool is_pio,
+			  bool match, uint64_t datamatch, int eventfd, bool assign)
 {
-	(void)vm;
+	(void)opaque;
 	assert_false(is_pio);
+	assert_true(match); /* QueueNotify is shared: every doorbell matches its queue index */
 	if (assign && ioeventfd_error)
 		return -ioeventfd_error;
 	for (int i = 0; i < nioeventfds; i++) {
@@ -104,6 +104,12 @@ int irq_ioeventfd_datamatch(struct vm *vm, uint64_t addr, uint32_t len, bool is_
 	ioeventfds[nioeventfds++] = (struct ioeventfd){ addr, datamatch, len, eventfd };
 	return 0;
 }
+
+/* The interrupt handle the transport is given: the recording fakes above. */
+static const struct irq_ops fake_irq_ops = {
+	.set_line = fake_set_line,
+	.ioeventfd = fake_ioeventfd,
+};
 
 /* --- A stand-in device: echoes a pattern into each buffer and interrupts --- */
 
@@ -185,20 +191,27 @@ static const struct virtio_device_ops tdev_ops = {
 
 /* --- The VM: real bus, memory and I/O thread --- */
 
-static struct vm *vm;
+/* What the machine gives a device: its own MMIO bus, memory, I/O thread, the fakes above. */
+static struct test_vm {
+	struct bus mmio_bus;
+	struct guest_mem mem;
+	struct iothread *io;
+	struct device_ctx ctx;
+} *vm;
 
-static struct vm *vm_new(void)
+static struct test_vm *vm_new(void)
 {
-	struct vm *v = calloc(1, sizeof(*v));
+	struct test_vm *v = calloc(1, sizeof(*v));
 	assert_non_null(v);
-	v->vm_fd = v->kvm_fd = -1;
 	assert_int_equal(guest_mem_init(&v->mem, RAM_SIZE), 0);
 	v->io = iothread_create();
 	assert_non_null(v->io);
+	v->ctx = (struct device_ctx){ .mmio = &v->mmio_bus, .mem = &v->mem, .io = v->io,
+				      .irq = { &fake_irq_ops, NULL }, .virtio_mmio = true };
 	return v;
 }
 
-static void vm_free(struct vm *v)
+static void vm_free(struct test_vm *v)
 {
 	iothread_destroy(v->io);
 	bus_destroy(&v->mmio_bus);
@@ -206,13 +219,13 @@ static void vm_free(struct vm *v)
 	free(v);
 }
 
-static struct test_dev *tdev_new(struct vm *v)
+static struct test_dev *tdev_new(struct test_vm *v)
 {
 	struct test_dev *t = calloc(1, sizeof(*t));
 	assert_non_null(t);
 	memcpy(t->config, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
-	assert_int_equal(virtio_device_init(&t->vdev, v, &tdev_ops, t, TEST_FEATURE), 0);
-	t->mmio = virtio_mmio_create(v, &t->vdev);
+	assert_int_equal(virtio_device_init(&t->vdev, &v->ctx, &tdev_ops, t, TEST_FEATURE), 0);
+	t->mmio = virtio_mmio_create(&v->ctx, &t->vdev);
 	return t;
 }
 
@@ -415,12 +428,12 @@ static void test_identity(void **state)
 	assert_memory_equal(t->config, "\x01\x02\xaa\xbb\x05\x06\x07\x08", 8);
 
 	struct virtio_mmio_window w[4];
-	assert_int_equal(virtio_mmio_windows(vm, w, 4), 1);
+	assert_int_equal(virtio_mmio_windows(&vm->mmio_bus, w, 4), 1);
 	assert_int_equal(w[0].base, LAYOUT_VIRTIO_MMIO_BASE);
 	assert_int_equal(w[0].size, 0x200);
 	assert_int_equal(w[0].gsi, 16);
 	tdev_free(t);
-	assert_int_equal(virtio_mmio_windows(vm, w, 4), 0);
+	assert_int_equal(virtio_mmio_windows(&vm->mmio_bus, w, 4), 0);
 }
 
 /* Windows and GSIs: packed from the base, reused after a device goes, at most 8 (the IOAPIC
@@ -441,8 +454,8 @@ static void test_allocation(void **state)
 	free(extra);
 
 	struct virtio_mmio_window w[LAYOUT_VIRTIO_MMIO_COUNT + 1];
-	assert_int_equal(virtio_mmio_windows(vm, w, 3), LAYOUT_VIRTIO_MMIO_COUNT); /* counts all */
-	assert_int_equal(virtio_mmio_windows(vm, w, LAYOUT_VIRTIO_MMIO_COUNT + 1),
+	assert_int_equal(virtio_mmio_windows(&vm->mmio_bus, w, 3), LAYOUT_VIRTIO_MMIO_COUNT); /* counts all */
+	assert_int_equal(virtio_mmio_windows(&vm->mmio_bus, w, LAYOUT_VIRTIO_MMIO_COUNT + 1),
 			 LAYOUT_VIRTIO_MMIO_COUNT);
 	for (unsigned i = 0; i < LAYOUT_VIRTIO_MMIO_COUNT; i++) {
 		assert_int_equal(w[i].base, window(i));
@@ -450,10 +463,10 @@ static void test_allocation(void **state)
 	}
 
 	/* A second VM has windows of its own. */
-	struct vm *vm2 = vm_new();
+	struct test_vm *vm2 = vm_new();
 	struct test_dev *other = tdev_new(vm2);
 	assert_non_null(other->mmio);
-	assert_int_equal(virtio_mmio_windows(vm2, w, 2), 1);
+	assert_int_equal(virtio_mmio_windows(&vm2->mmio_bus, w, 2), 1);
 	assert_int_equal(w[0].base, window(0));
 	tdev_free(other);
 	vm_free(vm2);
@@ -461,7 +474,7 @@ static void test_allocation(void **state)
 	/* A device that goes leaves a gap in the listing; its window stays claimed on the bus,
 	 * so a new device of this VM cannot have it (and fails cleanly). */
 	tdev_free(t[2]);
-	assert_int_equal(virtio_mmio_windows(vm, w, LAYOUT_VIRTIO_MMIO_COUNT),
+	assert_int_equal(virtio_mmio_windows(&vm->mmio_bus, w, LAYOUT_VIRTIO_MMIO_COUNT),
 			 LAYOUT_VIRTIO_MMIO_COUNT - 1);
 	assert_int_equal(w[1].base, window(1));
 	assert_int_equal(w[2].base, window(3));
@@ -476,7 +489,7 @@ static void test_allocation(void **state)
 	/* Gaps below are filled first: on a new VM the first device gets window 0 again. */
 	next_vm();
 	t[0] = tdev_new(vm);
-	assert_int_equal(virtio_mmio_windows(vm, w, 1), 1);
+	assert_int_equal(virtio_mmio_windows(&vm->mmio_bus, w, 1), 1);
 	assert_int_equal(w[0].base, window(0));
 	tdev_free(t[0]);
 }

@@ -1,0 +1,109 @@
+/* The machine: the table of the devices a VM can have, from which its set-up creates those its
+ * configuration asks for. Adding a device: its file, and one line here. */
+#include "vmm/machine.h"
+
+#include "hw/devices.h"
+#include "hw/pci.h"
+#include "virtio/devices.h"
+
+/* The virtio devices' back-ends run on an I/O thread. */
+bool machine_wants_io(const struct vm_config *cfg)
+{
+	return cfg->ndisks || cfg->rng || cfg->nnics || cfg->vconsole.path;
+}
+
+static unsigned machine_one(const struct vm_config *cfg)
+{
+	(void)cfg;
+	return 1;
+}
+
+static unsigned machine_if_testdev(const struct vm_config *cfg)
+{
+	return cfg->testdev;
+}
+
+/* The PCI bus only when virtio devices sit on it: a VM without them keeps the smaller
+ * machine (no PCI probing at boot). */
+static unsigned machine_if_pci(const struct vm_config *cfg)
+{
+	return machine_wants_io(cfg) && cfg->transport == VIRTIO_TRANSPORT_PCI;
+}
+
+static unsigned machine_ndisks(const struct vm_config *cfg)
+{
+	return cfg->ndisks;
+}
+
+static unsigned machine_if_rng(const struct vm_config *cfg)
+{
+	return cfg->rng;
+}
+
+static unsigned machine_nnics(const struct vm_config *cfg)
+{
+	return cfg->nnics;
+}
+
+static unsigned machine_if_vconsole(const struct vm_config *cfg)
+{
+	return cfg->vconsole.path != NULL;
+}
+
+static const void *machine_console(const struct vm_config *cfg, unsigned i)
+{
+	(void)i;
+	return cfg->console;
+}
+
+static const void *machine_disk(const struct vm_config *cfg, unsigned i)
+{
+	return &cfg->disks[i];
+}
+
+static const void *machine_nic(const struct vm_config *cfg, unsigned i)
+{
+	return &cfg->nics[i];
+}
+
+static const void *machine_vconsole(const struct vm_config *cfg, unsigned i)
+{
+	(void)i;
+	return &cfg->vconsole;
+}
+
+/* The machine: every device it can have, how many of each the configuration asks for and the
+ * part of it each is given, in creation order. That order is also the devices' stable ids
+ * (a section tag's instances are counted in it), the order their sections are saved in, and
+ * (reversed) the order they are destroyed in: append new devices at the end of their group. */
+const struct machine_device machine_devices[] = {
+	{ &serial_8250_ops, machine_one, machine_console },
+	{ &rtc_mc146818_ops, machine_one, NULL },
+	{ &i8042_ops, machine_one, NULL },
+	{ &acpi_pm_ops, machine_one, NULL },
+	{ &debug_exit_ops, machine_one, NULL },
+	{ &pc_testdev_ops, machine_if_testdev, NULL },
+	{ &pci_bus_ops, machine_if_pci, NULL },
+	/* virtio: "VIRT" instances count the disks, the rng, the NICs, the console in this order */
+	{ &virtio_blk_ops, machine_ndisks, machine_disk },
+	{ &virtio_rng_ops, machine_if_rng, NULL },
+	{ &virtio_net_ops, machine_nnics, machine_nic },
+	{ &virtio_console_ops, machine_if_vconsole, machine_vconsole },
+};
+
+const size_t machine_ndevices = sizeof(machine_devices) / sizeof(machine_devices[0]);
+
+int machine_realize(struct device_registry *reg, const struct device_ctx *ctx,
+		    const struct vm_config *cfg)
+{
+	for (size_t k = 0; k < machine_ndevices; k++) {
+		const struct machine_device *m = &machine_devices[k];
+		unsigned n = m->count(cfg);
+		for (unsigned i = 0; i < n; i++) {
+			int r = device_realize(reg, m->ops, ctx, m->arg ? m->arg(cfg, i) : NULL);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
