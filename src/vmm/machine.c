@@ -6,6 +6,8 @@
 #include "hw/pci.h"
 #include "virtio/devices.h"
 
+extern const struct device_ops debugcon_ops; /* hw/debugcon.c */
+
 /* The virtio devices' back-ends run on an I/O thread. */
 bool machine_wants_io(const struct vm_config *cfg)
 {
@@ -83,6 +85,7 @@ const struct machine_device machine_devices[] = {
 	{ &acpi_pm_ops, machine_one, NULL },
 	{ &debug_exit_ops, machine_one, NULL },
 	{ &pc_testdev_ops, machine_if_testdev, NULL },
+	{ &debugcon_ops, machine_one, NULL },
 	{ &pci_bus_ops, machine_if_pci, NULL },
 	/* virtio: "VIRT" instances count the disks, the rng, the NICs, the console in this order */
 	{ &virtio_blk_ops, machine_ndisks, machine_disk },
