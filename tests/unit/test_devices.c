@@ -191,6 +191,25 @@ static void test_save_load(void **state)
 	machine_down();
 }
 
+/* QEMU's isa-debugcon: firmware reads 0xe9 back before it logs there; a long line without an
+ * end and control characters are taken without harm. */
+static void test_debugcon(void **state)
+{
+	(void)state;
+	machine_up(false);
+	uint8_t b = 0;
+	assert_true(bus_dispatch(&pio, 0x402, &b, 1, false));
+	assert_int_equal(b, 0xe9);
+	for (int i = 0; i < 1000; i++) {
+		b = (uint8_t)(i % 7 == 0 ? '\n' : i % 11 == 0 ? 0x1b : 'a' + i % 26);
+		assert_true(bus_dispatch(&pio, 0x402, &b, 1, true));
+	}
+	for (int i = 0; i < 300; i++) /* longer than a line: logged in pieces */
+		assert_true(bus_dispatch(&pio, 0x402, (uint8_t *)"x", 1, true));
+	assert_int_equal(stops, 0);
+	machine_down();
+}
+
 int main(void)
 {
 	static bool on_pci = false, on_mmio = true;
@@ -199,6 +218,7 @@ int main(void)
 		cmocka_unit_test_prestate(test_realize_read_destroy, &on_mmio),
 		cmocka_unit_test_prestate(test_save_load, &on_pci),
 		cmocka_unit_test_prestate(test_save_load, &on_mmio),
+		cmocka_unit_test(test_debugcon),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
