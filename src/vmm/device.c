@@ -3,7 +3,6 @@
 #include "vmm/device.h"
 
 #include <errno.h>
-#include <string.h>
 
 #include "lib/log.h"
 

@@ -137,6 +137,9 @@ int device_register(struct device_registry *r, const struct device_ops *ops, voi
 void *device_find(const struct device_registry *r, const struct device_ops *ops, uint32_t i);
 /* The entry of a section, or NULL. */
 struct device *device_find_section(struct device_registry *r, uint32_t tag, uint32_t instance);
+/* Resets every device in place. A guest reset today rebuilds the whole VM instead (vm_destroy
+ * destroys the registry, vm_run realizes the table again); this is for a machine reset that
+ * keeps the VM, as firmware reboots will need. */
 void device_registry_reset(struct device_registry *r);
 /* quiesce in creation order, resume in the reverse (a part resumes before its device). */
 void device_registry_quiesce(struct device_registry *r);
