@@ -79,8 +79,6 @@ int qcow2_sync(struct qcow2 *s)
 	return r;
 }
 
-#define q_sync qcow2_sync
-
 /* The driver's own reads and writes of the image, through the fault-injection point. */
 static int q_rd(struct qcow2 *s, void *buf, size_t len, uint64_t off)
 {
@@ -115,7 +113,7 @@ static int q_corrupt(struct qcow2 *s, const char *fmt, ...)
 	int r = q_rd(s, raw, 8, 72);
 	uint64_t be = htobe64(qcow2_be64(raw) | QCOW2_INCOMPAT_CORRUPT);
 	if (r == 0 && (r = q_wr(s, &be, 8, 72)) == 0)
-		r = q_sync(s);
+		r = qcow2_sync(s);
 	log_error("disk image '%s' is corrupt: %s; %s (repair it with 'qemu-img check -r all')",
 		  s->path, what, r == 0 ? "it is now marked corrupt" : "marking it corrupt failed");
 	return -EIO;
@@ -176,14 +174,14 @@ static int q_grow_reftable(struct qcow2 *s, uint64_t need)
 	for (uint64_t i = 0; i < clusters && r == 0; i++)
 		r = q_update_refcount(s, t + i * s->cluster_size, +1, 1);
 	if (r == 0)
-		r = q_sync(s);
+		r = qcow2_sync(s);
 	uint8_t h[12];
 	uint64_t off_be = htobe64(t);
 	uint32_t n_be = htobe32((uint32_t)clusters);
 	memcpy(h, &off_be, 8);
 	memcpy(h + 8, &n_be, 4);
 	if (r == 0 && (r = q_wr(s, h, sizeof(h), 48)) == 0)
-		r = q_sync(s);
+		r = qcow2_sync(s);
 	if (r < 0) {
 		/* Memory and disk may now disagree about the refcounts: no more writes. */
 		log_error("disk image '%s': growing its refcount table failed (%s); further writes "
@@ -249,7 +247,7 @@ static int q_update_refcount(struct qcow2 *s, uint64_t host, int delta, unsigned
 			s->zbuf[in + width - 1] = (uint8_t)(1u << shift);
 		}
 		if ((r = q_wr(s, s->zbuf, s->cluster_size, block)) < 0 ||
-		    (r = q_sync(s)) < 0)
+		    (r = qcow2_sync(s)) < 0)
 			return r;
 		uint64_t be = htobe64(block);
 		if ((r = q_wr(s, &be, 8, s->rt_offset + idx * 8)) < 0)
@@ -307,7 +305,7 @@ static int q_get_l2(struct qcow2 *s, struct block_dev *bd, uint64_t l1i, bool al
 		if ((r = q_alloc_cluster(s, &off, 0)) < 0)
 			return r;
 		memset(s->zbuf, 0, s->cluster_size);
-		if ((r = q_wr(s, s->zbuf, s->cluster_size, off)) < 0 || (r = q_sync(s)) < 0)
+		if ((r = q_wr(s, s->zbuf, s->cluster_size, off)) < 0 || (r = qcow2_sync(s)) < 0)
 			return r;
 		e = off | QCOW2_COPIED;
 		uint64_t be = htobe64(e);
@@ -356,7 +354,7 @@ static int q_cow_l2(struct qcow2 *s, struct block_dev *bd, uint64_t l1i,
 	if (r < 0)
 		return r;
 	if ((r = q_alloc_cluster(s, &h, 0)) < 0 ||
-	    (r = q_wr(s, c->table, s->cluster_size, h)) < 0 || (r = q_sync(s)) < 0)
+	    (r = q_wr(s, c->table, s->cluster_size, h)) < 0 || (r = qcow2_sync(s)) < 0)
 		return r;
 	uint64_t be = htobe64(h | QCOW2_COPIED);
 	if ((r = q_wr(s, &be, 8, s->l1_offset + l1i * 8)) < 0)
@@ -496,7 +494,7 @@ static int q_writeback(struct qcow2 *s)
 {
 	if (!s->meta_dirty)
 		return 0;
-	int r = q_sync(s);
+	int r = qcow2_sync(s);
 	for (unsigned i = 0; i < QCOW2_L2_CACHE && r == 0; i++) {
 		struct qcow2_l2_slot *c = &s->l2c[i];
 		if (c->offset && c->dirty && (r = q_wr(s, c->table, s->cluster_size,
@@ -504,7 +502,7 @@ static int q_writeback(struct qcow2 *s)
 			c->dirty = false;
 	}
 	if (r == 0)
-		r = q_sync(s);
+		r = qcow2_sync(s);
 	for (size_t i = 0; i < s->nreleases && r == 0; i++)
 		r = q_release(s, s->releases[i]);
 	if (r < 0) {
@@ -653,7 +651,7 @@ int qcow2_run(struct block_dev *bd, struct block_request *req, uint64_t len)
 		return -EIO;
 	if (req->op == BLOCK_OP_FLUSH) {
 		int r = qcow2_flush_meta(s);
-		return r != 0 ? (r < 0 ? r : 0) : q_sync(s);
+		return r != 0 ? (r < 0 ? r : 0) : qcow2_sync(s);
 	}
 	uint64_t pos = 0;
 	while (pos < len) {
