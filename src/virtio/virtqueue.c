@@ -163,6 +163,10 @@ int virtq_pop(struct virtqueue *vq, struct virtq_elem *elem)
 {
 	if (vq->broken)
 		return vq->error;
+	/* A queue the driver never enabled has no rings and nothing available: virtio-console
+	 * serves all its queues on any doorbell, and a driver may leave some disabled. */
+	if (!vq->size)
+		return 0;
 	uint16_t avail_idx = vq->avail[AVAIL_IDX];
 	uint16_t pending = avail_idx - vq->last_avail_idx;
 	if (pending > vq->size)

@@ -11,6 +11,33 @@ fuzz_fail() {
 	exit 1
 }
 
+# fuzz_main NAME [BUILD-ARGS...] -- [SECONDS] [libFuzzer flags...]: builds target NAME from its
+# sources in tests/fuzz/meson.build (build-fuzz/NAME_fuzz) and fuzzes it from NAME_corpus/ for
+# SECONDS (default 60); crash inputs go to build-fuzz/NAME-*. Exits with the verdict.
+fuzz_main() {
+	local name=$1 args=() srcs secs
+	shift
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do
+		args+=("$1")
+		shift
+	done
+	[ $# -gt 0 ] && shift
+	secs=${1:-60}
+	[ $# -gt 0 ] && shift
+	mapfile -t srcs < <(fuzz_sources "$name")
+	[ ${#srcs[@]} -gt 0 ] || fuzz_fail "no sources for '$name' in tests/fuzz/meson.build"
+	fuzz_build "$root/build-fuzz/${name}_fuzz" "${srcs[@]}" "${args[@]}"
+	fuzz_run "$root/build-fuzz/${name}_fuzz" "$here/${name}_corpus" "$secs" \
+		"$root/build-fuzz/$name-" "$@"
+}
+
+# fuzz_sources NAME: the target's sources as tests/fuzz/meson.build lists them (which builds
+# the same target around replay.c for the unit suite), one path a line.
+fuzz_sources() {
+	sed -n "/^  '$1' : files(/,/)/p" "$here/meson.build" | grep -o "'[^']*\.c'" | tr -d "'" |
+		sed "s|^|$here/|"
+}
+
 # fuzz_build BIN SOURCE... [-- LINK-ARGS...]: compiles the target with clang (CLANG overrides).
 fuzz_build() {
 	local bin=$1 cc=${CLANG:-clang}

@@ -11,11 +11,4 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
-secs=${1:-60}
-[ $# -gt 0 ] && shift
-out=$root/build-fuzz
-srcs=(src/control/qmp_commands.c src/control/client_io.c src/control/monitor.c
-      src/control/migration.c)
-fuzz_build "$out/qmp_fuzz" -DKVMKIT_VERSION='"fuzz"' "$here/qmp_fuzz.c" "${srcs[@]/#/$root/}" \
-	-ljansson
-fuzz_run "$out/qmp_fuzz" "$here/qmp_corpus" "$secs" "$out/qmp-" "$@"
+fuzz_main qmp -DKVMKIT_VERSION='"fuzz"' -ljansson -- "$@"

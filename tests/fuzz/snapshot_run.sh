@@ -10,11 +10,4 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
-secs=${1:-60}
-[ $# -gt 0 ] && shift
-out=$root/build-fuzz
-srcs=(src/migration/stream.c src/migration/config.c src/migration/vmstate.c
-      src/arch/x86/vcpu_state.c src/hw/serial_8250.c src/hw/rtc_mc146818.c src/hw/i8042.c
-      src/hw/acpi_pm.c src/vmm/bus.c src/vmm/device.c)
-fuzz_build "$out/snapshot_fuzz" -DSTREAM_FUZZING=1 "$here/snapshot_fuzz.c" "${srcs[@]/#/$root/}"
-fuzz_run "$out/snapshot_fuzz" "$here/snapshot_corpus" "$secs" "$out/snapshot-" "$@"
+fuzz_main snapshot -DSTREAM_FUZZING=1 -- "$@"

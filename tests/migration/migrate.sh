@@ -34,7 +34,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/migrate.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 python3 - "$bin" "$guest" "$tmp" "$filter" "$here/../control" <<'PYEOF'
-import fnmatch, os, re, socket, subprocess, sys, time, traceback
+import fnmatch, os, re, shutil, socket, subprocess, sys, time, traceback
 bin_, guest, tmp, pattern, control_dir = sys.argv[1:6]
 sys.path.insert(0, control_dir)
 from qmp_client import QMP, start_vmm
@@ -81,6 +81,10 @@ class VM:
         # a line may be cut where the output ends: only complete pass numbers count
         p = re.findall(r"^migrate_pattern: pass (\d+) ", self.serial(), re.M)
         return int(p[-1]) if p else 0
+
+    def first_pass(self):
+        p = re.findall(r"^migrate_pattern: pass (\d+) ", self.serial(), re.M)
+        return int(p[0]) if p else 0
 
     def stderr(self):
         try:
@@ -171,7 +175,7 @@ def quit_source(src):
     src.wait(10)
 
 def one_hop(uri_out, uri_in=None, extra=(), target_first=True, target_extra=None,
-            machine=MACHINE):
+            machine=MACHINE, blk=False):
     """Source -> target; the guest ends on the target. uri_in: the target's, if different;
     target_extra: the target's device options, if they must differ (their own sockets)."""
     why = []
@@ -183,12 +187,16 @@ def one_hop(uri_out, uri_in=None, extra=(), target_first=True, target_extra=None
     src = VM(extra, machine=machine)
     try:
         wait_pass(src, 3)
-        info = migrate(src, uri_out, why)
+        info = migrate(src, uri_out, why, blk=blk)
         expect_completed(src, info, why, "migration")
         if not target_first:
-            tgt = VM(tgt_extra, incoming=uri_in, machine=machine)
+            tgt = VM(tgt_extra, incoming=uri_in or uri_out, machine=machine)
         quit_source(src)
         expect_finished(tgt, why, "target")
+        # A target that started the guest afresh would finish too: it must go on from pass 3.
+        if tgt.first_pass() <= 3:
+            why.append("the target's guest began at pass %d, not after the source's" %
+                       tgt.first_pass())
         if tgt.last_pass() > 0 and src.last_pass() >= tgt.last_pass() + 1:
             why.append("the source ran on after the migration (pass %d)" % src.last_pass())
     finally:
@@ -214,9 +222,35 @@ def test_exec():
     f = os.path.join(tmp, "stream.exec")
     return one_hop("exec:cat > " + f, "exec:cat " + f, target_first=False)
 
+def keep_stream(path, name):
+    """With MIGRATE_CAPTURE_DIR set, a stream is kept there (tests/fuzz/migration_seeds.py
+    makes the migration fuzz target's seeds of them)."""
+    if os.environ.get("MIGRATE_CAPTURE_DIR") and os.path.exists(path):
+        shutil.copy(path, os.path.join(os.environ["MIGRATE_CAPTURE_DIR"], name))
+
 def test_file():
     f = os.path.join(tmp, "stream.file")
-    return one_hop("file:" + f, target_first=False)
+    why = one_hop("file:" + f, target_first=False)
+    keep_stream(f, "file")
+    return why
+
+# Block migration through a file: the stream holds the disk's chunks beside the rng's and the
+# disk's device state; the target's own empty disk must end up with the guest's data.
+def test_file_block():
+    src_disk, dst_disk = os.path.join(tmp, "fsrc.img"), os.path.join(tmp, "fdst.img")
+    for path in (src_disk, dst_disk):
+        with open(path, "wb") as f:
+            f.truncate(1 << 20)
+    f = os.path.join(tmp, "stream.blk")
+    why = one_hop("file:" + f, target_first=False, blk=True,
+                  extra=["--rng", "--disk", "path=" + src_disk],
+                  target_extra=["--rng", "--disk", "path=" + dst_disk])
+    keep_stream(f, "file-block")
+    with open(dst_disk, "rb") as d:
+        d.seek(512)
+        if int.from_bytes(d.read(4), "little") != 60:
+            why.append("the target's disk does not hold pass 60")
+    return why
 
 # Devices on shared storage: the rng's and the disk's rings and buffers are written by device
 # emulation, which only the device write log sees; the disk file is the same on both sides.
