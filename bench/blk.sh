@@ -109,9 +109,13 @@ table() { # log kside
         # raw and qcow2 side by side: the medians of each VMM and the ratio, per format.
         printf "\n%-10s %9s %9s %6s   %9s %9s %6s\n", "median", "raw", "", "", "qcow2", "", ""
         printf "%-10s %9s %9s %6s   %9s %9s %6s\n", "", "kvmkit", "QEMU", "ratio", "kvmkit", "QEMU", "ratio"
+        nb = 0
         for (i = 1; i <= nt; i++) {
-            t = torder[i]
-            if (t ~ /\.qcow2$/) continue
+            t = torder[i]; sub(/\.qcow2$/, "", t)
+            if (!(t in bseen)) { bseen[t] = 1; base[++nb] = t }
+        }
+        for (i = 1; i <= nb; i++) {
+            t = base[i]
             k = t ~ /^seq/ ? "mbs" : "iops"
             printf "%-10s", t " "
             for (x = 0; x < 2; x++) {
@@ -127,8 +131,8 @@ table() { # log kside
             }
             printf "   (%s)\n", k == "mbs" ? "MiB/s" : "IOPS"
         }
-        for (i = 1; i <= nt; i++) if (torder[i] !~ /\.qcow2$/) printf "%s%s: %s", i == 1 ? "tests: " : "; ", torder[i], desc[torder[i]]
-        if (nt) printf "\n"
+        for (i = 1; i <= nb; i++) printf "%s%s: %s", i == 1 ? "tests: " : "; ", base[i], desc[base[i] (base[i] in desc ? "" : ".qcow2")]
+        if (nb) printf "\n"
         footer()
     }'
 }
