@@ -26,6 +26,9 @@ with the default --qemu-cache, both flushing their output to disk at the end):
   qcow2->raw        convert -O raw of that qcow2 image (qemu-img's output for both tools)
   raw->qcow2 -c     convert -c -O qcow2 (zlib)
   -c zstd           convert -c -O qcow2 -o compression_type=zstd
+  sparse->qcow2     convert -O qcow2 of a 256 MiB raw image holding 6 MiB of data (six 1 MiB
+                    random stripes 40 MiB apart, the rest holes): the tools' fixed costs; its
+                    max RSS (/usr/bin/time, when installed) is printed after the table
   randwrite wb      --writes 4 KiB writes at random 4 KiB-aligned offsets into a fresh 1 GiB
                     qcow2 image, queue depth 1, then a flush: kvmkit through its block layer
                     (build/tests/qcow2/qcow2-io randwrite, cache writeback), QEMU through
@@ -61,9 +64,9 @@ num --runs "$runs"; num --size-mib "$size_mib"; num --writes "$writes"
 (( size_mib >= 8 )) || die "--size-mib wants 8 or more"
 [[ $qemu_cache == writeback || $qemu_cache == unsafe ]] || die "--qemu-cache wants writeback or unsafe"
 
-tests=(r2q q2r r2qc r2qz rw_wb rw_unsafe)
+tests=(r2q q2r r2qc r2qz sparse rw_wb rw_unsafe)
 declare -A label=([r2q]="raw->qcow2 MiB/s" [q2r]="qcow2->raw MiB/s" [r2qc]="raw->qcow2 -c MiB/s"
-                  [r2qz]="-c zstd MiB/s" [rw_wb]="randwrite wb IOPS" [rw_unsafe]="randwrite unsafe IOPS")
+                  [r2qz]="-c zstd MiB/s" [sparse]="sparse->qcow2 MiB/s" [rw_wb]="randwrite wb IOPS" [rw_unsafe]="randwrite unsafe IOPS")
 
 # The table, from a log: "RUN name=kvmkit-1", "IMG test=T seconds=S value=V", "RESULT ...".
 table() { # log kside
@@ -122,6 +125,15 @@ with open(path, "wb") as f:
         else: f.seek(1 << 20, 1)
     f.truncate(mib << 20)
 PY
+# The sparse source: 256 MiB, six 1 MiB stripes of random data, holes between them.
+python3 - "$tmp/sparse.raw" <<'PY'
+import os, sys
+with open(sys.argv[1], "wb") as f:
+    for i in range(6):
+        f.seek(i * 40 << 20)
+        f.write(os.urandom(1 << 20))
+    f.truncate(256 << 20)
+PY
 size=$((size_mib << 20))
 # The random writes, the same for both tools: qcow2-io randwrite's offsets and data, as qemu-io
 # commands.
@@ -135,10 +147,14 @@ for i in range(n):
     print(f"write -P {i % 255 + 1} {s % (size // 4096) * 4096} 4k")
 PY
 
-# One test: "IMG test=T seconds=S value=V" into the log; value = unit / seconds.
+# One test: "IMG test=T seconds=S value=V [rss_kib=K]" into the log; value = unit / seconds.
+# The sparse test runs under /usr/bin/time (when installed) for its max RSS.
 timed() { # test units command...
-    local t=$1 units=$2 t0 t1 rc=0
+    local t=$1 units=$2 t0 t1 rc=0 rss=""
     shift 2
+    if [[ $t == sparse && -x /usr/bin/time ]]; then
+        set -- /usr/bin/time -f %M -o "$tmp/rss" "$@"
+    fi
     sync
     t0=$(date +%s.%N)
     "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
@@ -148,8 +164,9 @@ timed() { # test units command...
         run_rc=1
         return 0
     fi
-    awk -v t="$t" -v a="$t0" -v b="$t1" -v u="$units" \
-        'BEGIN { s = b - a; printf "IMG test=%s seconds=%.3f value=%.1f\n", t, s, (s > 0 ? u / s : 0) }' >> "$run_log"
+    [[ $t == sparse && -s $tmp/rss ]] && rss=" rss_kib=$(tail -n 1 "$tmp/rss")"
+    awk -v t="$t" -v a="$t0" -v b="$t1" -v u="$units" -v rss="$rss" \
+        'BEGIN { s = b - a; printf "IMG test=%s seconds=%.3f value=%.1f%s\n", t, s, (s > 0 ? u / s : 0), rss }' >> "$run_log"
 }
 
 # Each output against what it should hold (first round only: compare reads both whole images).
@@ -172,6 +189,7 @@ run_one() { # side name
         timed q2r "$mib" "$kimg" convert -O raw "$tmp/qemu-ref.qcow2" "$o.raw"
         timed r2qc "$mib" "$kimg" convert -c -O qcow2 "$src" "$o.c.qcow2"
         timed r2qz "$mib" "$kimg" convert -c -O qcow2 -o compression_type=zstd "$src" "$o.z.qcow2"
+        timed sparse 256 "$kimg" convert -O qcow2 "$tmp/sparse.raw" "$o.s.qcow2"
         "$qio" create "$o.rw.qcow2" qcow2 $((1 << 30))
         timed rw_wb "$writes" "$qio" randwrite "$o.rw.qcow2" qcow2 1 "$writes"
         "$qio" create "$o.ru.qcow2" qcow2 $((1 << 30))
@@ -181,6 +199,7 @@ run_one() { # side name
         timed q2r "$mib" qemu-img convert -t "$qemu_cache" -O raw "$tmp/qemu-ref.qcow2" "$o.raw"
         timed r2qc "$mib" qemu-img convert -t "$qemu_cache" -c -O qcow2 "$src" "$o.c.qcow2"
         timed r2qz "$mib" qemu-img convert -t "$qemu_cache" -c -O qcow2 -o compression_type=zstd "$src" "$o.z.qcow2"
+        timed sparse 256 qemu-img convert -t "$qemu_cache" -O qcow2 "$tmp/sparse.raw" "$o.s.qcow2"
         qemu-img create -q -f qcow2 "$o.rw.qcow2" 1G
         timed rw_wb "$writes" qemu_io writeback "$o.rw.qcow2"
         qemu-img create -q -f qcow2 "$o.ru.qcow2" 1G
@@ -190,8 +209,9 @@ run_one() { # side name
     verify "$side qcow2->raw" "$o.raw" "$src" -f raw -F raw
     verify "$side raw->qcow2 -c" "$o.c.qcow2" "$src" -f raw -F qcow2
     verify "$side -c zstd" "$o.z.qcow2" "$src" -f raw -F qcow2
+    verify "$side sparse->qcow2" "$o.s.qcow2" "$tmp/sparse.raw" -f raw -F qcow2
     if (( round == 1 )); then
-        for f in "$o.qcow2" "$o.c.qcow2" "$o.z.qcow2" "$o.rw.qcow2"; do
+        for f in "$o.qcow2" "$o.c.qcow2" "$o.z.qcow2" "$o.s.qcow2" "$o.rw.qcow2"; do
             qemu-img check -q "$f" || { echo "bench/img: qemu-img check $f failed" >&2; run_rc=1; }
         done
         sizes+=" $side: qcow2 $(du -m "$o.qcow2" | cut -f1) MiB, -c $(du -m "$o.c.qcow2" | cut -f1) MiB, -c zstd $(du -m "$o.z.qcow2" | cut -f1) MiB;"
@@ -202,7 +222,7 @@ run_one() { # side name
         run_rc=1
     fi
     mv "$o.rw.qcow2" "$tmp/other.rw.qcow2"
-    rm -f "$o.qcow2" "$o.raw" "$o.c.qcow2" "$o.z.qcow2" "$o.ru.qcow2"
+    rm -f "$o.qcow2" "$o.raw" "$o.c.qcow2" "$o.z.qcow2" "$o.s.qcow2" "$o.ru.qcow2"
     (( run_rc == 0 )) || failed_runs=$((failed_runs + 1))
     echo "RESULT name=$name rc=$run_rc wall=0" >> "$run_log"
 }
@@ -224,6 +244,13 @@ done
 mkdir -p "$(dirname "$log")"
 cp "$run_log" "$log"
 table "$log" kvmkit
+# The sparse case's max RSS, median per tool.
+awk '/^RUN / { split($2, a, "="); side = a[2]; sub(/-[0-9]+$/, "", side) }
+     /^IMG test=sparse .*rss_kib=/ { for (i = 2; i <= NF; i++) if ($i ~ /^rss_kib=/) { split($i, a, "="); v[side, ++n[side]] = a[2] } }
+     function median(s,   i, j, t, m) { m = n[s]; for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[s, j] < v[s, i]) { t = v[s, i]; v[s, i] = v[s, j]; v[s, j] = t }
+                                        return m % 2 ? v[s, (m + 1) / 2] : (v[s, m / 2] + v[s, m / 2 + 1]) / 2 }
+     END { if (n["kvmkit"] && n["qemu"]) { k = median("kvmkit"); q = median("qemu")
+           printf "sparse->qcow2 max RSS (median, /usr/bin/time): kvmkit %.1f MiB, QEMU %.1f MiB, kvmkit/QEMU %.2f (lower is better)\n", k / 1024, q / 1024, k / q } }' "$log"
 echo "Output sizes (round 1):$sizes"
 echo "Outputs checked: qemu-img compare with the source (round 1), qemu-img check, identical randwrite images."
 bench_end

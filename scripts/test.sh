@@ -81,7 +81,8 @@ if build build; then
 	stage "kvmkit-img check -r, shrink, preallocation" \
 		bash tests/img/repair.sh build/src/img/kvmkit-img
 	stage "kvmkit-img golden outputs" bash tests/img/golden.sh
-	stage "qcow2 fuzz (60 s)" bash tests/fuzz/run.sh
+	stage "qcow2 fuzz (30 s)" bash tests/fuzz/run.sh 30
+	stage "kvmkit-img image parsing fuzz (30 s)" bash tests/fuzz/img_run.sh 30
 	stage "snapshots (save/restore chains, restore time, refusals, tamper)" \
 		bash tests/migration/snapshot.sh build/kvmkit build/tests/guests
 	stage "snapshot state fuzz (30 s)" bash tests/fuzz/snapshot_run.sh 30

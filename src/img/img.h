@@ -23,6 +23,8 @@ int img_rebase(int argc, char **argv);
 
 /* Prints "kvmkit-img: <message>\n" on stderr: one sentence per problem. */
 void img_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Set by the fuzz target (tests/fuzz/qcow2_fuzz.c): img_error prints nothing. */
+extern bool img_quiet;
 /* Parses "[-f FMT] [--output=human|json] FILE" for command cmd (the file is argv[optind]
  * afterwards). Returns -1 to go on, or the exit status to return (0 after --help, 1 after an
  * error it printed). */

@@ -12,8 +12,12 @@
 
 #include "lib/size.h"
 
+bool img_quiet;
+
 void img_error(const char *fmt, ...)
 {
+	if (img_quiet)
+		return;
 	char line[1024];
 	va_list ap;
 	va_start(ap, fmt);

@@ -1,9 +1,11 @@
-/* qcow2_fuzz: a libFuzzer target for kvmkit's qcow2 header and table parser (src/block/qcow2.c).
- * Each input is written to IMG in a private temp directory (next to BASE, a small raw file a
- * backing-file name "base.raw" reaches), opened with block_open(format "qcow2") read-only and
- * then read-write; a few ranges are read synchronously (and, read-write, one small write and a
- * flush), then the device is closed. Built and run by tests/fuzz/run.sh.
- * QCOW2_FUZZ_VERBOSE=1 prints the block layer's error messages (quiet by default: speed). */
+/* qcow2_fuzz: a libFuzzer target for kvmkit's qcow2 header parser (src/block/qcow2_parse.c) and
+ * its users. Each input is written to IMG in a private temp directory (next to BASE, a small raw
+ * file a backing-file name "base.raw" reaches). The driver (tests/fuzz/run.sh): IMG is opened
+ * with block_open(format "qcow2") read-only and then read-write; a few ranges are read
+ * synchronously (and, read-write, one small write and a flush), then the device is closed.
+ * Built with -DQCOW2_FUZZ_IMG (tests/fuzz/img_run.sh): kvmkit-img's commands that read an image
+ * (info, check, map, snapshot -l) run on IMG, then check -r all repairs it and check runs again.
+ * QCOW2_FUZZ_VERBOSE=1 prints the block layer's error messages (quiet_log.c: quiet by default). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -15,24 +17,11 @@
 #include <unistd.h>
 
 #include "block/block.h"
-#include "lib/log.h"
+#ifdef QCOW2_FUZZ_IMG
+#include <getopt.h>
 
-/* Stand-ins for src/lib/log.c: the parser reports every rejected input, which would flood
- * the fuzzer's output. */
-bool log_verbose;
-static bool fuzz_verbose;
-void log_start_clock(void) {}
-static void vlog(const char *fmt, va_list ap)
-{
-	if (!fuzz_verbose)
-		return;
-	fputs("kvmkit: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-}
-void log_error(const char *fmt, ...) { va_list ap; va_start(ap, fmt); vlog(fmt, ap); va_end(ap); }
-void log_warn(const char *fmt, ...) { va_list ap; va_start(ap, fmt); vlog(fmt, ap); va_end(ap); }
-void log_debug(const char *fmt, ...) { (void)fmt; }
+#include "img/img.h"
+#endif
 
 static char img_path[256];
 
@@ -40,7 +29,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	fuzz_verbose = getenv("QCOW2_FUZZ_VERBOSE") != NULL;
 	const char *tmp = getenv("TMPDIR");
 	char dir[200];
 	snprintf(dir, sizeof(dir), "%s/kvmkit-qcow2-fuzz.XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -61,6 +49,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	}
 	close(fd);
+#ifdef QCOW2_FUZZ_IMG
+	/* What the commands print is not looked at; their messages stay quiet unless asked. */
+	if (!freopen("/dev/null", "w", stdout))
+		abort();
+	img_quiet = getenv("QCOW2_FUZZ_VERBOSE") == NULL;
+#endif
 	return 0;
 }
 
@@ -72,7 +66,9 @@ static uint64_t hash(const uint8_t *d, size_t n)
 	return h;
 }
 
-static void one(const uint8_t *data, size_t size, bool readonly)
+static uint64_t input_hash;
+
+static void write_image(const uint8_t *data, size_t size)
 {
 	int fd = open(img_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0 || (size && write(fd, data, size) != (ssize_t)size)) {
@@ -80,6 +76,11 @@ static void one(const uint8_t *data, size_t size, bool readonly)
 		abort();
 	}
 	close(fd);
+	input_hash = hash(data, size);
+}
+
+static void one(bool readonly)
+{
 	struct block_options o = { .path = img_path, .format = "qcow2", .readonly = readonly,
 				   .cache = BLOCK_CACHE_UNSAFE };
 	struct block_dev *bd;
@@ -87,7 +88,7 @@ static void one(const uint8_t *data, size_t size, bool readonly)
 		return;
 	uint64_t dsize = block_size(bd);
 	static uint8_t buf[192 << 10];
-	uint64_t h = hash(data, size);
+	uint64_t h = input_hash;
 	/* The start, the end, a point the input picks, and a range across a cluster (L2) edge. */
 	struct { uint64_t off, len; } rr[5] = {
 		{ 0, 4096 },
@@ -117,9 +118,38 @@ static void one(const uint8_t *data, size_t size, bool readonly)
 	block_close(bd);
 }
 
+#ifdef QCOW2_FUZZ_IMG
+/* One kvmkit-img command line on IMG (getopt reset for each). */
+static void img_cmd(int (*cmd)(int, char **), const char *a0, const char *a1, const char *a2)
+{
+	char s0[32], s1[32], s2[32], path[256];
+	snprintf(s0, sizeof(s0), "%s", a0);
+	snprintf(s1, sizeof(s1), "%s", a1);
+	snprintf(s2, sizeof(s2), "%s", a2 ? a2 : "");
+	snprintf(path, sizeof(path), "%s", img_path);
+	char *argv[] = { s0, s1, a2 ? s2 : path, a2 ? path : NULL, NULL };
+	optind = 0;
+	cmd(a2 ? 4 : 3, argv);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	one(data, size, true);
-	one(data, size, false);
+	write_image(data, size);
+	img_cmd(img_info, "info", "-fqcow2", NULL);
+	img_cmd(img_info, "info", "-fqcow2", "--output=json");
+	img_cmd(img_check, "check", "-fqcow2", NULL);
+	img_cmd(img_map, "map", "-fqcow2", "--output=json");
+	img_cmd(img_snapshot, "snapshot", "-l", NULL);
+	img_cmd(img_check, "check", "-rall", NULL);
+	img_cmd(img_check, "check", "-fqcow2", NULL);
 	return 0;
 }
+#else
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	write_image(data, size);
+	one(true);
+	one(false);
+	return 0;
+}
+#endif

@@ -17,7 +17,7 @@ secs=${1:-60}
 out=$root/build-fuzz
 
 # The block layer's sources, as src/block/meson.build lists them; log.c is replaced by quiet
-# stand-ins in the target.
+# stand-ins (quiet_log.c).
 srcs=()
 for f in $(sed -n "/block_sources = files(/,/)/ s/.*'\(.*\.c\)'.*/\1/p" "$root/src/block/meson.build"); do
 	srcs+=("$root/src/block/$f")
@@ -25,5 +25,5 @@ done
 [ ${#srcs[@]} -gt 0 ] || fuzz_fail "no block sources found in src/block/meson.build"
 zlib=()
 pkg-config --exists zlib 2>/dev/null && zlib=(-DKVMKIT_HAVE_ZLIB -lz)
-fuzz_build "$out/qcow2_fuzz" "$here/qcow2_fuzz.c" "${srcs[@]}" -luring "${zlib[@]}"
+fuzz_build "$out/qcow2_fuzz" "$here/qcow2_fuzz.c" "$here/quiet_log.c" "${srcs[@]}" -luring "${zlib[@]}"
 fuzz_run "$out/qcow2_fuzz" "$here/corpus" "$secs" "$out/" "$@"
