@@ -69,6 +69,10 @@ struct block_engine {
 /* Creates the engine KVMKIT_BLOCK_ENGINE asks for ("threads" or "io_uring"), by default
  * io_uring, falling back to threads when io_uring cannot be set up (old kernel, disabled by
  * sysctl or seccomp). Returns 0 or -errno; prints nothing. */
+/* Called first by each worker of the thread-pool engine: kvmkit confines them there
+ * (vmm/sandbox.c); NULL (kvmkit-img, tests) does nothing. */
+extern void (*block_engine_thread_start)(void);
+
 int block_engine_create(struct block_engine **out);
 /* Waits for everything in flight, running the complete() callbacks. */
 void block_engine_drain(struct block_engine *e);

@@ -69,9 +69,13 @@ static int threads_run(struct block_aio *aio)
 	return -EINVAL;
 }
 
+void (*block_engine_thread_start)(void);
+
 static void *threads_worker(void *arg)
 {
 	struct threads_engine *t = arg;
+	if (block_engine_thread_start)
+		block_engine_thread_start();
 	pthread_mutex_lock(&t->lock);
 	for (;;) {
 		while (!t->todo.head && !t->stopping)

@@ -21,6 +21,7 @@
 #include "migration/uri.h"
 #include "migration/vmstate.h"
 #include "vmm/vm.h"
+#include "vmm/sandbox.h"
 
 /* Pages handed to ram_send_pages at once: one RAMP section, and how often the thread looks at
  * cancel and the bandwidth limit. A multiple of 64 so a chunk starts on a bitmap word. */
@@ -401,6 +402,7 @@ static void migrate_explain(struct migration *m, int r)
 static void *migrate_thread(void *arg)
 {
 	struct migration *m = arg;
+	sandbox_enter(SANDBOX_MIGRATION);
 	bool paused_here = false, devices_stopped = false;
 	int r = migrate_run(m, &paused_here, &devices_stopped);
 	if (r < 0 && atomic_load(&m->cancel))

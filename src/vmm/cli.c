@@ -67,6 +67,12 @@ static const char usage_text[] =
 	"  --transport pci|mmio\n"
 	"                     how virtio devices are attached (default pci; mmio: virtio-mmio\n"
 	"                     windows announced in ACPI and on the kernel command line)\n"
+	"  --sandbox on|off|debug\n"
+	"                     seccomp filters per thread (default on: a forbidden system call\n"
+	"                     kills kvmkit with SIGSYS; debug: it prints the thread and the call's\n"
+	"                     number, and kvmkit exits with status 1); QEMU's -sandbox\n"
+	"  --runas USER       once /dev/kvm, images, TAP and sockets are open, run as USER (needs\n"
+	"                     root; USER must be able to reopen them if the guest resets)\n"
 	"  -h, --help         show this help\n"
 	"  -V, --version      show the version\n"
 	"\n"
@@ -78,7 +84,7 @@ static const char usage_text[] =
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_SERIAL,
        OPT_NO_REBOOT, OPT_TESTDEV, OPT_STATS, OPT_DISK, OPT_RNG, OPT_NET,
        OPT_VCONSOLE, OPT_TRANSPORT, OPT_RESTORE, OPT_SNAPSHOT_AT_EXIT, OPT_CONTROL, OPT_QMP,
-       OPT_MONITOR, OPT_INCOMING };
+       OPT_MONITOR, OPT_INCOMING, OPT_SANDBOX, OPT_RUNAS };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -101,6 +107,8 @@ static const struct option run_options[] = {
 	{ "qmp", required_argument, NULL, OPT_QMP },
 	{ "monitor", required_argument, NULL, OPT_MONITOR },
 	{ "incoming", required_argument, NULL, OPT_INCOMING },
+	{ "sandbox", required_argument, NULL, OPT_SANDBOX },
+	{ "runas", required_argument, NULL, OPT_RUNAS },
 	{ "paused", no_argument, NULL, 'S' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -377,6 +385,7 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 	o->vm.ram_size = DEFAULT_RAM;
 	o->vm.ncpus = 1;
 	o->vm.signal_fd = -1;
+	o->sandbox = SANDBOX_ON;
 	o->serial = NULL; /* stdio unless --monitor stdio takes stdio */
 
 	if (argc < 2) {
@@ -481,6 +490,19 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 		case 'S': o->control.start_paused = true; break;
 		case OPT_RESTORE: restore_dir = optarg; break;
 		case OPT_SNAPSHOT_AT_EXIT: o->vm.snapshot_at_exit = optarg; break;
+		case OPT_SANDBOX:
+			if (strcmp(optarg, "on") == 0)
+				o->sandbox = SANDBOX_ON;
+			else if (strcmp(optarg, "off") == 0)
+				o->sandbox = SANDBOX_OFF;
+			else if (strcmp(optarg, "debug") == 0)
+				o->sandbox = SANDBOX_DEBUG;
+			else {
+				log_error("unknown --sandbox value '%s' (use on, off or debug)", optarg);
+				return CLI_EXIT_ERROR;
+			}
+			break;
+		case OPT_RUNAS: o->runas = optarg; break;
 		case OPT_INCOMING: {
 			char why[256];
 			if (channel_check_uri(optarg, why, sizeof(why)) < 0) {

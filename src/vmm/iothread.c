@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "vmm/sandbox.h"
 
 #define IOTHREAD_MAX_EVENTS 32
 
@@ -37,6 +38,7 @@ struct iothread {
 static void *iothread_main(void *arg)
 {
 	struct iothread *t = arg;
+	sandbox_enter(SANDBOX_IO);
 	struct epoll_event ev[IOTHREAD_MAX_EVENTS];
 	for (;;) {
 		int n = epoll_wait(t->epoll_fd, ev, IOTHREAD_MAX_EVENTS, -1);

@@ -8,12 +8,14 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "block/engine.h"
 #include "control/control.h"
 #include "lib/log.h"
 #include "vmm/cli.h"
 #include "vmm/console.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
+#include "vmm/sandbox.h"
 
 int main(int argc, char **argv)
 {
@@ -24,6 +26,9 @@ int main(int argc, char **argv)
 	case CLI_EXIT_ERROR: return VM_EXIT_STATUS_ERROR;
 	case CLI_RUN: break;
 	}
+	if (sandbox_configure(opts.sandbox, opts.runas) < 0)
+		return VM_EXIT_STATUS_ERROR;
+	block_engine_thread_start = sandbox_enter_block_worker;
 
 	/* Termination signals are read from a signalfd by the main loop; blocking them before
 	 * any thread starts keeps them away from vCPU threads. */

@@ -14,6 +14,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/regs.h"
 #include "lib/log.h"
+#include "vmm/sandbox.h"
 
 #define VCPU_KICK_SIGNAL SIGUSR1
 
@@ -172,6 +173,7 @@ static bool vcpu_handle_exit(struct vcpu *v)
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
+	sandbox_enter(SANDBOX_VCPU);
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);

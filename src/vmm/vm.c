@@ -34,6 +34,7 @@
 #include "vmm/irq.h"
 #include "vmm/machine.h"
 #include "vmm/vcpu.h"
+#include "vmm/sandbox.h"
 
 /* Addresses KVM needs for Intel's real-mode emulation: three pages below the BIOS. */
 #define KVM_TSS_ADDR         0xfffbd000ULL
@@ -461,6 +462,8 @@ enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status)
 		log_debug("VM built (%u vCPUs, guest loaded); starting the vCPUs", vm->ncpus);
 	if (r == 0 && cfg->start_paused)
 		r = vm_pause(vm); /* before the threads start: they park before their first entry */
+	if (r == 0)
+		r = sandbox_lockdown(); /* files are open: drop to --runas, filter this thread */
 	for (uint32_t i = 0; r == 0 && i < vm->ncpus; i++)
 		r = vcpu_start(&vm->vcpus[i]);
 	if (r < 0)
