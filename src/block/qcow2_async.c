@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/engine.h"
 #include "block/qcow2_io.h"
 #include "lib/log.h"
 
@@ -91,6 +92,8 @@ static int qa_run(struct qcow2_async *a, struct block_request *req)
 static void *qa_worker(void *arg)
 {
 	struct qcow2_async *a = arg;
+	if (block_engine_thread_start)
+		block_engine_thread_start(); /* confined as the engine's workers are */
 	pthread_mutex_lock(&a->qlock);
 	for (;;) {
 		while (!a->todo && !a->stop)
