@@ -96,6 +96,7 @@ static const char *const sandbox_sanitizer[] = {
 	"rt_sigaction", "getdents64", "tgkill", "getppid", "prctl", "uname", NULL,
 };
 
+/* Process-wide, as the user kvmkit runs as is: set once before any thread starts. */
 static struct {
 	enum sandbox_mode mode;
 	bool runas;
