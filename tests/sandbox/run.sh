@@ -23,6 +23,7 @@ result() { # name why... (no why: pass)
 
 # start ARGS...: runs the guest until its first pass line; sets pid
 start() {
+    : >"$tmp/out" # not the last run's lines: the background redirection may come late
     "$kvmkit" run --kernel "$guest" --memory 64M --serial stdio "$@" </dev/null >"$tmp/out" 2>"$tmp/err" &
     pid=$!
     for ((i = 0; i < 600; i++)); do
