@@ -20,6 +20,7 @@
 
 #include "block/qcow2.h"
 #include "block/qcow2_compress.h"
+#include "block/qcow2_parse.h"
 #include "img/img.h"
 
 #define WRITER_BUF (8u << 20)      /* bytes gathered before a write */
@@ -409,7 +410,7 @@ static int write_refcounts(struct qcow2_writer *w, uint64_t *rt_off, uint64_t *r
 		nrb = need_rb > nrb ? need_rb : nrb;
 		*rtc = need_rt > *rtc ? need_rt : *rtc;
 	}
-	if (*rtc * w->cs > QCOW2_MAX_TABLE_BYTES) {
+	if (*rtc * w->cs > QCOW2_MAX_REFTABLE_BYTES) { /* what qcow2_parse accepts (QEMU) */
 		img_error("'%s': the refcount table would be too large", w->path);
 		return -EFBIG;
 	}
