@@ -10,7 +10,7 @@
 #include "hw/devices.h"
 #include "lib/le.h"
 #include "lib/log.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "vmm/device.h"
 
 struct acpi_pm {

@@ -8,7 +8,7 @@
 
 #include "arch/x86/layout.h"
 #include "hw/devices.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "lib/log.h"
 #include "vmm/device.h"
 

@@ -22,7 +22,7 @@
 #include "arch/x86/layout.h"
 #include "lib/le.h"
 #include "lib/log.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "vmm/device.h"
 #include "vmm/memory.h"
 

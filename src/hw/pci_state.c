@@ -7,7 +7,7 @@
 
 #include "hw/pci.h"
 #include "hw/pci_int.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 
 /* One device: config space, INTx level, MSI-X table and pending bits. */
 static void pci_device_save(struct pci_device *d, struct stream *s)

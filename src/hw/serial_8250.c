@@ -7,7 +7,7 @@
 
 #include "hw/devices.h"
 #include "lib/log.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "vmm/console.h"
 #include "arch/x86/layout.h"
 #include "vmm/device.h"

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "virtio/devices.h"
 #include "vmm/vm.h"
 

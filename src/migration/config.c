@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "vmm/vm.h"
 
 #define CONFIG_MAX_STR 4096            /* a path or a command line */

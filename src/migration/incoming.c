@@ -12,7 +12,7 @@
 #include "migration/config.h"
 #include "migration/migrate.h"
 #include "migration/ram.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "migration/uri.h"
 #include "migration/vmstate.h"
 #include "vmm/vm.h"

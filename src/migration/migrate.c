@@ -29,7 +29,6 @@
 /* Passes over the dirty pages before the VM is stopped anyway (a guest that dirties faster
  * than the link carries never converges; QEMU would go on forever without auto-converge). */
 #define MIGRATE_MAX_PASSES 30
-#define MIGRATE_MAX_EVENTS 16
 /* Within the downtime limit, passes go on (at most this many more) while the rest would take
  * longer than this. */
 #define MIGRATE_EXTRA_PASSES 6
@@ -45,8 +44,7 @@ struct migration {
 	atomic_bool cancel;
 	atomic_bool completing;
 	int notify_fd;
-	struct migrate_event events[MIGRATE_MAX_EVENTS];
-	unsigned nevents;
+	struct migrate_events events;
 
 	/* The thread's own state (read by others only under lock through info). */
 	struct vm *vm;
@@ -89,8 +87,7 @@ static uint64_t ms_since(const struct timespec *t0)
 static void migrate_post(struct migration *m, enum migrate_event_kind kind,
 			 enum migrate_status status)
 {
-	if (m->nevents < MIGRATE_MAX_EVENTS)
-		m->events[m->nevents++] = (struct migrate_event){ kind, status };
+	migrate_events_post(&m->events, &(struct migrate_event){ kind, status });
 	uint64_t one = 1;
 	if (write(m->notify_fd, &one, sizeof(one)) < 0)
 		log_debug("cannot wake the main loop for a migration event: %s", strerror(errno));
@@ -282,7 +279,7 @@ static struct migration_channel migrate_take_channel(struct migration *m)
 {
 	pthread_mutex_lock(&m->lock);
 	struct migration_channel ch = m->ch;
-	m->ch = (struct migration_channel){ .fd = -1, .child = 0 };
+	m->ch = MIGRATION_CHANNEL_NONE;
 	pthread_mutex_unlock(&m->lock);
 	return ch;
 }
@@ -460,6 +457,17 @@ static void migrate_join(struct migration *m)
 	m->thread_started = false;
 }
 
+/* A migration that failed before its thread ran: the status, the sentence query-migrate shows
+ * and the MIGRATION event a client waits for. */
+static void migrate_fail_setup(struct migration *m, const char *why)
+{
+	pthread_mutex_lock(&m->lock);
+	m->info.status = MIGRATE_FAILED;
+	snprintf(m->info.error, sizeof(m->info.error), "%s", why);
+	migrate_post(m, MIGRATE_EVENT_STATUS, MIGRATE_FAILED);
+	pthread_mutex_unlock(&m->lock);
+}
+
 int migrate_start(struct vm *vm, const char *uri, const struct migrate_params *params,
 		  char *why, size_t why_len)
 {
@@ -497,11 +505,7 @@ int migrate_start(struct vm *vm, const char *uri, const struct migrate_params *p
 	clock_gettime(CLOCK_MONOTONIC, &m->start);
 	r = channel_open(uri, true, &m->ch, why, why_len);
 	if (r < 0) {
-		pthread_mutex_lock(&m->lock);
-		m->info.status = MIGRATE_FAILED;
-		snprintf(m->info.error, sizeof(m->info.error), "%s", why);
-		migrate_post(m, MIGRATE_EVENT_STATUS, MIGRATE_FAILED);
-		pthread_mutex_unlock(&m->lock);
+		migrate_fail_setup(m, why);
 		return r;
 	}
 	free(m->uri);
@@ -520,9 +524,8 @@ int migrate_start(struct vm *vm, const char *uri, const struct migrate_params *p
 		stream_close(&m->s);
 		channel_abort(&m->ch);
 		channel_close(&m->ch, why + strlen(why), 0);
-		pthread_mutex_lock(&m->lock);
-		m->info.status = MIGRATE_FAILED;
-		pthread_mutex_unlock(&m->lock);
+		migrate_fail_setup(m, why);
+		log_warn("%s", why);
 		return -r;
 	}
 	m->thread_started = true;
@@ -575,12 +578,8 @@ bool migrate_next_event(struct migrate_event *ev)
 {
 	struct migration *m = &mig;
 	pthread_mutex_lock(&m->lock);
-	bool have = m->nevents > 0;
-	if (have) {
-		*ev = m->events[0];
-		memmove(m->events, m->events + 1, --m->nevents * sizeof(m->events[0]));
-	}
-	if (m->nevents == 0 && m->notify_fd >= 0) {
+	bool have = migrate_events_next(&m->events, ev);
+	if (m->events.len == 0 && m->notify_fd >= 0) {
 		uint64_t n;
 		if (read(m->notify_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 			log_debug("migration eventfd: %s", strerror(errno));

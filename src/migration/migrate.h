@@ -16,7 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "migration/stream.h"
+#include "migration/migrate_events.h"
+#include "lib/stream.h"
 
 struct vm;
 
@@ -24,16 +25,6 @@ struct vm;
 #define MIGRATION_VERSION 1
 #define MIGRATION_RAM_TAG STREAM_TAG('M', 'R', 'A', 'M')
 
-/* QEMU's MigrationStatus values that kvmkit goes through. */
-enum migrate_status {
-	MIGRATE_NONE,        /* no migration yet: query-migrate returns {} */
-	MIGRATE_SETUP,
-	MIGRATE_ACTIVE,
-	MIGRATE_CANCELLING,
-	MIGRATE_COMPLETED,
-	MIGRATE_FAILED,
-	MIGRATE_CANCELLED,
-};
 const char *migrate_status_name(enum migrate_status s);
 
 struct migrate_params {
@@ -52,17 +43,6 @@ struct migrate_info {
 	uint64_t precopy_bytes, downtime_bytes;
 	double mbps;
 	char error[256];                          /* for "failed" */
-};
-
-/* What happened, in order, for the main thread to report (QMP events, run state). */
-enum migrate_event_kind {
-	MIGRATE_EVENT_STATUS,      /* the status changed to .status */
-	MIGRATE_EVENT_VM_STOPPED,  /* the thread paused the VM for the last pass */
-	MIGRATE_EVENT_VM_RESUMED,  /* ... and resumed it after a failure or cancel */
-};
-struct migrate_event {
-	enum migrate_event_kind kind;
-	enum migrate_status status;
 };
 
 /* Starts migrating vm to uri (from the main thread). Returns 0, or -errno with one sentence in

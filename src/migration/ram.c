@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "lib/le.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "vmm/memory.h"
 
 #define RAM_TRAILER_MAGIC "KVMKITRM"

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "migration/stream.h"
+#include "lib/stream.h"
 
 struct guest_mem;
 

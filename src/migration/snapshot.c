@@ -15,7 +15,7 @@
 #include "lib/log.h"
 #include "migration/config.h"
 #include "migration/ram.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "migration/vmstate.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"

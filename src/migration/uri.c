@@ -1,9 +1,10 @@
 /* Migration channels: the tcp:, unix:, exec: and file: URIs QEMU's migrate and -incoming take,
- * opened as one fd for the stream (migration/stream.h). */
+ * opened as one fd for the stream (lib/stream.h). */
 #include "migration/uri.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -187,16 +188,45 @@ static int exec_open(const char *cmd, bool outgoing, pid_t *child, char *why, si
 	return ours;
 }
 
+/* The source's file: created or truncated. A new file's name lives in its directory, which
+ * channel_close fsyncs too: the directory is opened now, while the path means what it did. */
+static int file_create(const char *path, struct migration_channel *ch, char *why, size_t why_len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	bool created = fd >= 0;
+	if (fd < 0 && errno == EEXIST)
+		fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0) {
+		int err = errno;
+		snprintf(why, why_len, "cannot open %s: %s", path, strerror(err));
+		return -err;
+	}
+	char *copy = created ? strdup(path) : NULL;
+	if (created && (!copy || (ch->dir_fd = open(dirname(copy), O_RDONLY | O_DIRECTORY |
+						     O_CLOEXEC)) < 0)) {
+		int err = copy ? errno : ENOMEM;
+		snprintf(why, why_len, "cannot open the directory of %s: %s", path, strerror(err));
+		free(copy);
+		close(fd);
+		unlink(path);
+		return -err;
+	}
+	free(copy);
+	ch->sync = true;
+	return fd;
+}
+
 int channel_open(const char *uri, bool outgoing, struct migration_channel *ch, char *why,
 		 size_t why_len)
 {
-	ch->fd = -1;
-	ch->child = 0;
+	*ch = MIGRATION_CHANNEL_NONE;
 	int r = channel_check_uri(uri, why, why_len);
 	if (r < 0)
 		return r;
 	enum uri_kind kind;
 	const char *rest = uri_split(uri, &kind);
+	if (!rest)
+		return -EINVAL; /* channel_check_uri said why */
 	switch (kind) {
 	case URI_TCP:
 	case URI_UNIX:
@@ -212,9 +242,8 @@ int channel_open(const char *uri, bool outgoing, struct migration_channel *ch, c
 		r = exec_open(rest, outgoing, &ch->child, why, why_len);
 		break;
 	case URI_FILE:
-		r = outgoing ? open(rest, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
-			     : open(rest, O_RDONLY | O_CLOEXEC);
-		if (r < 0) {
+		r = outgoing ? file_create(rest, ch, why, why_len) : open(rest, O_RDONLY | O_CLOEXEC);
+		if (r < 0 && !outgoing) {
 			r = -errno;
 			snprintf(why, why_len, "cannot open %s: %s", rest, strerror(-r));
 		}
@@ -236,24 +265,61 @@ void channel_abort(struct migration_channel *ch)
 		shutdown(ch->fd, SHUT_RDWR); /* fails harmlessly on pipes and files */
 	if (ch->child > 0)
 		kill(ch->child, SIGKILL);
+	ch->sync = false;
+}
+
+/* fsync of the file, then of the directory that holds its new name. */
+static int channel_sync(struct migration_channel *ch, char *why, size_t why_len)
+{
+	if (fsync(ch->fd) < 0) {
+		int err = errno;
+		snprintf(why, why_len, "cannot make the migration file durable: %s", strerror(err));
+		return -err;
+	}
+	if (ch->dir_fd >= 0 && fsync(ch->dir_fd) < 0) {
+		int err = errno;
+		snprintf(why, why_len, "cannot make the migration file's directory durable: %s",
+			 strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
+/* How the exec command ended: 0, or -errno with why. */
+static int channel_reap(pid_t child, char *why, size_t why_len)
+{
+	int status, w;
+	while ((w = waitpid(child, &status, 0)) < 0 && errno == EINTR)
+		;
+	if (w < 0) {
+		/* e.g. ECHILD when SIGCHLD is ignored: nobody can tell whether it took it all */
+		int err = errno;
+		snprintf(why, why_len, "cannot learn how the migration command ended: %s",
+			 strerror(err));
+		return -err;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	snprintf(why, why_len, "the migration command %s %d", WIFEXITED(status) ?
+		 "exited with status" : "was killed by signal", WIFEXITED(status) ?
+		 WEXITSTATUS(status) : WTERMSIG(status));
+	return -EIO;
 }
 
 int channel_close(struct migration_channel *ch, char *why, size_t why_len)
 {
 	int r = 0;
+	if (ch->fd >= 0 && ch->sync)
+		r = channel_sync(ch, why, why_len);
 	if (ch->fd >= 0)
 		close(ch->fd);
-	ch->fd = -1;
+	if (ch->dir_fd >= 0)
+		close(ch->dir_fd);
+	ch->fd = ch->dir_fd = -1;
+	ch->sync = false;
 	if (ch->child > 0) {
-		int status;
-		while (waitpid(ch->child, &status, 0) < 0 && errno == EINTR)
-			;
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-			snprintf(why, why_len, "the migration command %s %d", WIFEXITED(status) ?
-				 "exited with status" : "was killed by signal", WIFEXITED(status) ?
-				 WEXITSTATUS(status) : WTERMSIG(status));
-			r = -EIO;
-		}
+		int cr = channel_reap(ch->child, r < 0 ? NULL : why, r < 0 ? 0 : why_len);
+		r = r < 0 ? r : cr;
 	}
 	ch->child = 0;
 	return r;

@@ -11,7 +11,7 @@
 
 #include "arch/x86/vcpu_state.h"
 #include "lib/log.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "vmm/vm.h"
 
 #define IRQCHIP_TAG STREAM_TAG('I', 'R', 'Q', 'C')

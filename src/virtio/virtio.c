@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "vmm/device.h"
 #include "vmm/iothread.h"
 

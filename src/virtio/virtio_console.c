@@ -24,7 +24,7 @@
 #include "lib/iov.h"
 #include "lib/le.h"
 #include "lib/log.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "virtio/devices.h"
 #include "virtio/transport.h"
 #include "virtio/virtio.h"

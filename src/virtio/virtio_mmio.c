@@ -13,7 +13,7 @@
 #include "arch/x86/layout.h"
 #include "lib/le.h"
 #include "lib/log.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "virtio/virtio.h"
 #include "vmm/bus.h"
 #include "vmm/device.h"

@@ -26,7 +26,7 @@
 #include "lib/iov.h"
 #include "lib/le.h"
 #include "lib/log.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "net/net.h"
 #include "virtio/devices.h"
 #include "virtio/transport.h"

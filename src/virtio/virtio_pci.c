@@ -10,7 +10,7 @@
 #include "hw/pci.h"
 #include "lib/le.h"
 #include "lib/log.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "virtio/virtio.h"
 #include "vmm/device.h"
 

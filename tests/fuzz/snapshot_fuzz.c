@@ -1,5 +1,5 @@
 /* snapshot_fuzz: a libFuzzer target for the snapshot state parser: the stream framing
- * (src/migration/stream.c, built with STREAM_FUZZING so a wrong CRC does not stop an input
+ * (src/lib/stream.c, built with STREAM_FUZZING so a wrong CRC does not stop an input
  * before the field checks), the configuration section (config.c) and vmstate's loader with the
  * platform devices' loaders (serial, CMOS RTC, i8042, ACPI PM) on real device objects, in the
  * VM of fuzz_vm.c (no KVM: its sections are checked, then refused).
@@ -13,7 +13,7 @@
 
 #include "fuzz_vm.h"
 #include "migration/config.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "migration/vmstate.h"
 #include "vmm/vm.h"
 

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "migration/block_mig.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "vmm/vm.h"
 
 #define DISK_SIZE (4u << 20)

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "vmm/device.h"
 #include "vmm/iothread.h"
 #include "vmm/machine.h"

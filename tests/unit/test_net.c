@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "fake_memory.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "net/hostfwd.h"
 #include "net/net.h"
 #include "virtio/devices.h"

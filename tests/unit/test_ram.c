@@ -13,7 +13,7 @@
 
 #include "lib/le.h"
 #include "migration/ram.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "vmm/memory.h"
 
 #define RAM_SIZE (8u << 20)

@@ -1,4 +1,4 @@
-/* Unit tests of the migration stream (src/migration/stream.c) and the snapshot configuration
+/* Unit tests of the migration stream (src/lib/stream.c) and the snapshot configuration
  * section (config.c): round trips, and damaged input (flipped bytes, truncation, fields out of
  * range behind a valid CRC) that must give a clean error, never a crash or a wrong success. */
 #include <setjmp.h>
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "migration/config.h"
-#include "migration/stream.h"
+#include "lib/stream.h"
 #include "vmm/vm.h"
 
 #define MAGIC "KVMKITUT"

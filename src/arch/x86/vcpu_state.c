@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "migration/stream.h"
+#include "lib/stream.h"
 
 /* The MSRs saved when KVM lists them: what QEMU's target/i386/kvm.c migrates for a guest
  * without nested virtualisation, PMU or Hyper-V. EFER and APIC_BASE travel in kvm_sregs. */

@@ -15,8 +15,8 @@
  * call does nothing and stream_error returns the first -errno (-EBADMSG: malformed input,
  * -EPROTO: a CRC mismatch, -ENODATA: the stream ended early). So device code can write a run of
  * put/get calls and check once. */
-#ifndef KVMKIT_MIGRATION_STREAM_H
-#define KVMKIT_MIGRATION_STREAM_H
+#ifndef KVMKIT_LIB_STREAM_H
+#define KVMKIT_LIB_STREAM_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 /* The migration stream: buffered transport over an fd or memory, the header, and CRC-checked,
  * length-framed sections whose fields are read with bounds checks (format in stream.h). */
-#include "migration/stream.h"
+#include "lib/stream.h"
 
 #include <errno.h>
 #include <stdlib.h>
