@@ -9,14 +9,16 @@
 #include <stdint.h>
 
 struct control;
+struct loop;
 struct vm;
+struct vm_hook_ops;
 
 /* At most this many QMP clients at once (QEMU allows one per monitor); a further one is told
  * so in a QMP error and dropped. */
 #define CONTROL_MAX_CLIENTS 64
-/* The pollfds control_poll_fds may fill: the listening socket, the clients, stdin, stdout,
- * live migration's progress. */
-#define CONTROL_MAX_FDS (CONTROL_MAX_CLIENTS + 4)
+/* The pollfds the control plane polls at most: the listening socket, the clients, stdin,
+ * stdout. */
+#define CONTROL_MAX_FDS (CONTROL_MAX_CLIENTS + 3)
 
 struct control_options {
 	const char *qmp_path;   /* unix socket to listen on, or NULL */
@@ -24,9 +26,9 @@ struct control_options {
 	bool start_paused;      /* -S: the guest waits for `cont` (status "prelaunch") */
 };
 
-/* Opens the socket (mode 0600) and/or the monitor. Prints one sentence and returns NULL on
- * failure. */
-struct control *control_open(const struct control_options *opts);
+/* Opens the socket (mode 0600) and/or the monitor, served on loop. Prints one sentence and
+ * returns NULL on failure. */
+struct control *control_open(const struct control_options *opts, struct loop *loop);
 /* Sends what is still queued (waiting a bounded time), closes every client, removes the
  * socket file. */
 void control_close(struct control *ctl);
@@ -35,14 +37,11 @@ void control_close(struct control *ctl);
  * `stop` that was in force when the guest reset. */
 bool control_wants_paused(const struct control *ctl);
 
-/* The main loop's part: fills up to `max` pollfds, then handles their readiness (accepts,
- * reads and runs commands, writes replies) against the running VM. */
-int control_poll_fds(struct control *ctl, struct pollfd *pfds, int max);
-void control_handle(struct control *ctl, struct vm *vm, const struct pollfd *pfds, int n);
-
-/* Called once the VM's run has ended (before it is destroyed): emits SHUTDOWN or RESET with
- * the cause, as QEMU does. */
-void control_vm_stopped(struct control *ctl, struct vm *vm);
+/* The hooks (vm.h) by which each run of the VM attaches to the control plane (opaque: the
+ * struct control): while it runs, commands act on it and live migration may move it; when it
+ * stops, a running migration ends and SHUTDOWN or RESET is emitted with the cause, as QEMU
+ * does. */
+extern const struct vm_hook_ops control_vm_hooks;
 
 /* What migrate-set-parameters stored (QEMU's names and units), read by live migration. */
 struct control_migration_params {

@@ -79,6 +79,9 @@ struct control {
 	enum control_runstate state;
 	bool stop_event_sent;          /* SHUTDOWN/RESET of the current stop already emitted */
 	struct control_migration_params migration;
+	struct migration *mig;         /* the current run's live migration, or NULL */
+	struct loop *loop;             /* the main loop the sockets and migration register on */
+	bool registered;               /* the sockets are a source of loop */
 };
 
 /* A command's failure: QEMU's ErrorClass name and a sentence. */
@@ -113,10 +116,14 @@ char *hmp_run(struct control *ctl, const char *line, int cpu_index);
 struct vcpu;
 void hmp_format_registers(struct vcpu *v, struct outbuf *out);
 
-/* Live migration's progress (qmp_commands.c): the pollfd that wakes the main loop, and its
- * handling: MIGRATION, STOP and RESUME events and the run state. */
-int control_migration_poll_fds(struct control *ctl, struct pollfd *pfds, int max);
-void control_migration_handle(struct control *ctl, const struct pollfd *pfds, int n);
+/* Live migration (migration.c): each run of the VM has its migration object, made when the run
+ * starts and ended (a running migration cancelled) when it stops; its events become MIGRATION,
+ * STOP and RESUME and move the run state. */
+struct migrate_info;
+void control_migration_attach(struct control *ctl, struct vm *vm);
+void control_migration_detach(struct control *ctl);
+bool control_migration_completing(struct control *ctl);
+void control_migration_query(struct control *ctl, struct migrate_info *info);
 /* The actions both monitors offer for migration (block: copy the disks too, QMP's "blk");
  * 0 or err filled. */
 int control_migrate(struct control *ctl, const char *uri, bool block, struct qmp_error *err);

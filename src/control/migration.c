@@ -17,10 +17,15 @@ int control_migrate(struct control *ctl, const char *uri, bool block, struct qmp
 		qmp_error_set(err, "GenericError", "the VM is shutting down");
 		return -1;
 	}
-	if (migrate_start(ctl->vm, uri, &params, why, sizeof(why)) < 0) {
+	if (!ctl->mig) {
+		qmp_error_set(err, "GenericError", "live migration is unavailable (see kvmkit's "
+			      "error output)");
+		return -1;
+	}
+	if (migrate_start(ctl->mig, uri, &params, why, sizeof(why)) < 0) {
 		qmp_error_set(err, "GenericError", "%s", why);
 		/* the events of a migration that failed at setup, before the reply as QEMU */
-		control_migration_handle(ctl, NULL, 0);
+		migrate_dispatch_events(ctl->mig);
 		return -1;
 	}
 	return 0;
@@ -28,15 +33,14 @@ int control_migrate(struct control *ctl, const char *uri, bool block, struct qmp
 
 void control_migrate_cancel(struct control *ctl)
 {
-	(void)ctl;
-	migrate_cancel();
+	if (ctl->mig)
+		migrate_cancel(ctl->mig);
 }
 
 json_t *control_query_migrate(struct control *ctl)
 {
-	(void)ctl;
 	struct migrate_info in;
-	migrate_query(&in);
+	migrate_query(ctl->mig, &in);
 	if (in.status == MIGRATE_NONE)
 		return json_object(); /* QEMU's empty MigrationInfo before any migration */
 	json_t *ret = json_pack("{s:s}", "status", migrate_status_name(in.status));
@@ -70,20 +74,11 @@ json_t *control_query_migrate(struct control *ctl)
 	return ret;
 }
 
-int control_migration_poll_fds(struct control *ctl, struct pollfd *pfds, int max)
-{
-	(void)ctl;
-	int fd = migrate_notify_fd();
-	if (fd < 0 || max < 1)
-		return 0;
-	pfds[0] = (struct pollfd){ .fd = fd, .events = POLLIN };
-	return 1;
-}
-
 /* The run state follows the migration as QEMU's does: finish-migrate while the last pass
  * holds the VM, postmigrate once it completed, running again after a failure or cancel. */
-static void control_migration_event(struct control *ctl, const struct migrate_event *ev)
+static void control_migration_event(void *opaque, const struct migrate_event *ev)
 {
+	struct control *ctl = opaque;
 	switch (ev->kind) {
 	case MIGRATE_EVENT_VM_STOPPED:
 		if (ctl->state == RUNSTATE_RUNNING) {
@@ -107,10 +102,27 @@ static void control_migration_event(struct control *ctl, const struct migrate_ev
 	}
 }
 
-void control_migration_handle(struct control *ctl, const struct pollfd *pfds, int n)
+static const struct migrate_listener_ops control_migration_listener = {
+	.event = control_migration_event,
+};
+
+void control_migration_attach(struct control *ctl, struct vm *vm)
 {
-	(void)pfds, (void)n; /* the queue is cheap to look at: no need to find the fd */
-	struct migrate_event ev;
-	while (migrate_next_event(&ev))
-		control_migration_event(ctl, &ev);
+	ctl->mig = migrate_create(vm, ctl->loop, &control_migration_listener, ctl);
+}
+
+void control_migration_detach(struct control *ctl)
+{
+	migrate_destroy(ctl->mig);
+	ctl->mig = NULL;
+}
+
+bool control_migration_completing(struct control *ctl)
+{
+	return migrate_completing(ctl->mig);
+}
+
+void control_migration_query(struct control *ctl, struct migrate_info *info)
+{
+	migrate_query(ctl->mig, info);
 }

@@ -35,10 +35,10 @@ static void hmp_registers_parked(struct vm *vm, void *opaque)
 }
 
 /* QEMU's `info migrate` lines for what query-migrate reports. */
-static void hmp_info_migrate(struct outbuf *o)
+static void hmp_info_migrate(struct control *ctl, struct outbuf *o)
 {
 	struct migrate_info in;
-	migrate_query(&in);
+	control_migration_query(ctl, &in);
 	if (in.status == MIGRATE_NONE)
 		return;
 	outbuf_printf(o, "Migration status: %s\n", migrate_status_name(in.status));
@@ -73,7 +73,7 @@ static void hmp_savevm(struct control *ctl, const char *dir, struct outbuf *o)
 		return;
 	}
 	struct migrate_info in;
-	migrate_query(&in);
+	control_migration_query(ctl, &in);
 	if (in.status == MIGRATE_SETUP || in.status == MIGRATE_ACTIVE ||
 	    in.status == MIGRATE_CANCELLING) {
 		outbuf_printf(o, "Error: a migration is in progress\n");
@@ -116,7 +116,7 @@ static void hmp_info(struct control *ctl, const char *what, const char *arg, int
 	} else if (strcmp(what, "kvm") == 0) {
 		outbuf_printf(o, "kvm support: enabled\n");
 	} else if (strcmp(what, "migrate") == 0) {
-		hmp_info_migrate(o);
+		hmp_info_migrate(ctl, o);
 	} else if (strcmp(what, "block") == 0) {
 		for (unsigned i = 0; i < vm->cfg->ndisks; i++) {
 			const struct block_options *b = &vm->cfg->disks[i].block;

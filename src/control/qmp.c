@@ -16,6 +16,7 @@
 
 #include "control/control_int.h"
 #include "lib/log.h"
+#include "vmm/loop.h"
 #include "vmm/vm.h"
 
 void qmp_error_set(struct qmp_error *err, const char *cls, const char *fmt, ...)
@@ -213,8 +214,12 @@ static void qmp_client_read(struct control *ctl, struct qmp_client *c)
 	}
 }
 
-int control_poll_fds(struct control *ctl, struct pollfd *pfds, int max)
+/* The loop's source: the listening socket, the clients (POLLOUT while output waits, no POLLIN
+ * above the high-water mark) and the stdio monitor. */
+static int control_prepare(void *opaque, struct pollfd *pfds, int max, int *timeout_ms)
 {
+	struct control *ctl = opaque;
+	(void)timeout_ms;
 	int n = 0;
 	if (ctl->listen_fd >= 0 && n < max)
 		pfds[n++] = (struct pollfd){ .fd = ctl->listen_fd, .events = POLLIN };
@@ -229,7 +234,6 @@ int control_poll_fds(struct control *ctl, struct pollfd *pfds, int max)
 	}
 	if (ctl->monitor)
 		n += monitor_poll_fds(ctl->monitor, pfds + n, max - n);
-	n += control_migration_poll_fds(ctl, pfds + n, max - n);
 	return n;
 }
 
@@ -249,9 +253,9 @@ static void qmp_flush_clients(struct control *ctl)
 	}
 }
 
-void control_handle(struct control *ctl, struct vm *vm, const struct pollfd *pfds, int n)
+static void control_dispatch(void *opaque, const struct pollfd *pfds, int n)
 {
-	ctl->vm = vm;
+	struct control *ctl = opaque;
 	for (int i = 0; i < n; i++) {
 		if (!pfds[i].revents)
 			continue;
@@ -267,12 +271,34 @@ void control_handle(struct control *ctl, struct vm *vm, const struct pollfd *pfd
 	}
 	if (ctl->monitor)
 		monitor_handle(ctl->monitor, ctl, pfds, n);
-	control_migration_handle(ctl, pfds, n);
 	qmp_flush_clients(ctl);
 }
 
-void control_vm_stopped(struct control *ctl, struct vm *vm)
+static const struct loop_source_ops control_source = {
+	.prepare = control_prepare,
+	.dispatch = control_dispatch,
+};
+
+/* ---- the hooks of a run of the VM ---- */
+
+static void control_vm_started(struct vm *vm, void *opaque)
 {
+	struct control *ctl = opaque;
+	ctl->vm = vm;
+	control_migration_attach(ctl, vm);
+}
+
+/* An outgoing migration ends with the run. */
+static void control_vm_ending(struct vm *vm, void *opaque)
+{
+	(void)vm;
+	control_migration_detach(opaque);
+}
+
+/* SHUTDOWN or RESET with the cause, as QEMU emits them. */
+static void control_vm_ended(struct vm *vm, void *opaque)
+{
+	struct control *ctl = opaque;
 	if (!ctl->stop_event_sent) {
 		bool reset = vm->stop_reason == VM_STOP_RESET && !vm->cfg->no_reboot;
 		const char *cause = vm->stop_cause;
@@ -293,6 +319,12 @@ void control_vm_stopped(struct control *ctl, struct vm *vm)
 	ctl->vm = NULL;
 	qmp_flush_clients(ctl); /* the replies and events of the last round, before a rebuild */
 }
+
+const struct vm_hook_ops control_vm_hooks = {
+	.started = control_vm_started,
+	.ending = control_vm_ending,
+	.ended = control_vm_ended,
+};
 
 static int qmp_listen(struct control *ctl, const char *path)
 {
@@ -323,12 +355,13 @@ static int qmp_listen(struct control *ctl, const char *path)
 	return 0;
 }
 
-struct control *control_open(const struct control_options *opts)
+struct control *control_open(const struct control_options *opts, struct loop *loop)
 {
 	struct control *ctl = calloc(1, sizeof(*ctl));
 	if (!ctl)
 		return NULL;
 	ctl->listen_fd = -1;
+	ctl->loop = loop;
 	ctl->state = opts->start_paused ? RUNSTATE_PRELAUNCH : RUNSTATE_RUNNING;
 	ctl->migration.downtime_limit_ms = 300;
 	ctl->migration.max_bandwidth = 128ULL << 20;
@@ -340,6 +373,12 @@ struct control *control_open(const struct control_options *opts)
 		control_close(ctl);
 		return NULL;
 	}
+	if (loop_add_source(loop, &control_source, CONTROL_MAX_FDS, ctl) < 0) {
+		log_error("cannot add the control socket to the main loop: %s", strerror(ENOMEM));
+		control_close(ctl);
+		return NULL;
+	}
+	ctl->registered = true;
 	return ctl;
 }
 
@@ -347,6 +386,8 @@ void control_close(struct control *ctl)
 {
 	if (!ctl)
 		return;
+	if (ctl->registered)
+		loop_remove_source(ctl->loop, &control_source, ctl);
 	/* The last replies (quit's) and the SHUTDOWN event, to clients that read them soon. */
 	for (int round = 0; round < 50; round++) {
 		struct pollfd pfds[CONTROL_MAX_CLIENTS];

@@ -43,7 +43,7 @@ int control_cont(struct control *ctl, struct qmp_error *err)
 {
 	if (ctl->state == RUNSTATE_RUNNING)
 		return 0;
-	if (migrate_completing()) { /* its last pass holds the VM: the state is being sent */
+	if (control_migration_completing(ctl)) { /* its last pass holds the VM: the state is being sent */
 		qmp_error_set(err, "GenericError", "the VM is being migrated: it cannot resume "
 			      "until the migration completes or is cancelled");
 		return -1;

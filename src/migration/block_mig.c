@@ -86,6 +86,10 @@ int block_mig_start(struct block_mig *b, struct vm *vm, struct stream *s, char *
 		free(b->disks[i].written);
 	memset(b, 0, sizeof(*b));
 	b->vm = vm;
+	if (!(b->buf = malloc(BLOCK_MIG_CHUNK))) {
+		snprintf(why, why_len, "cannot allocate block migration's buffer");
+		return -ENOMEM;
+	}
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		b->disks[i].fd = -1;
 	int r = block_mig_check(vm, why, why_len);
@@ -136,7 +140,7 @@ static bool disk_take_chunk(struct disk_mig *d, uint64_t *chunk)
 
 int block_mig_send_one(struct block_mig *b, struct stream *s, bool *done)
 {
-	static uint8_t buf[BLOCK_MIG_CHUNK]; /* the migration thread's only */
+	uint8_t *buf = b->buf;
 	for (unsigned i = 0; i < b->ndisks; i++) {
 		struct disk_mig *d = &b->disks[i];
 		uint64_t c;
@@ -180,6 +184,8 @@ void block_mig_stop(struct block_mig *b)
 		/* A completion on the I/O thread may still be in disk_written: the written bits
 		 * stay until the next start (a few bits per MiB of disk). */
 	}
+	free(b->buf);
+	b->buf = NULL;
 }
 
 int block_mig_flush_shared(const struct vm *vm)
@@ -200,11 +206,7 @@ int block_mig_flush_shared(const struct vm *vm)
 
 /* ---- the target ---- */
 
-static int recv_fds[VM_MAX_DISKS];
-static uint64_t recv_sizes[VM_MAX_DISKS];
-static bool recv_open[VM_MAX_DISKS];
-
-static int recv_open_disk(struct vm *vm, unsigned i, uint64_t size, const char *uri)
+static int recv_open_disk(struct block_mig_recv *rx, struct vm *vm, unsigned i, uint64_t size, const char *uri)
 {
 	const struct vm_disk *d = &vm->cfg->disks[i];
 	if (!disk_is_raw(d) || d->block.readonly) {
@@ -230,16 +232,15 @@ static int recv_open_disk(struct vm *vm, unsigned i, uint64_t size, const char *
 		close(fd);
 		return -EINVAL;
 	}
-	recv_fds[i] = fd;
-	recv_sizes[i] = size;
-	recv_open[i] = true;
+	rx->fds[i] = fd;
+	rx->sizes[i] = size;
+	rx->open[i] = true;
 	return 0;
 }
 
-int block_mig_recv(struct vm *vm, const struct stream_section *sec, struct stream *s,
-		   const char *uri)
+int block_mig_recv(struct block_mig_recv *rx, struct vm *vm, const struct stream_section *sec,
+		   struct stream *s, const char *uri)
 {
-	static uint8_t buf[BLOCK_MIG_CHUNK];
 	unsigned i = sec->instance;
 	if (i >= vm->cfg->ndisks || sec->version != 1) {
 		log_error("the migration from %s brings a disk %u this VM lacks", uri, i);
@@ -247,26 +248,31 @@ int block_mig_recv(struct vm *vm, const struct stream_section *sec, struct strea
 	}
 	if (sec->tag == BLOCK_MIG_SIZE_TAG) {
 		uint64_t size = stream_get_u64(s);
-		if (stream_end_read(s) < 0 || recv_open[i])
+		if (stream_end_read(s) < 0 || rx->open[i])
 			return -EBADMSG;
-		return recv_open_disk(vm, i, size, uri);
+		return recv_open_disk(rx, vm, i, size, uri);
 	}
 	uint64_t off = stream_get_u64(s);
 	uint32_t len = stream_get_u32(s);
 	uint8_t kind = stream_get_u8(s);
 	/* Checked before buf is touched: the peer chooses len, and buf holds one chunk. */
-	if (stream_error(s) < 0 || !recv_open[i] || len == 0 || len > BLOCK_MIG_CHUNK ||
-	    kind > 1 || off > recv_sizes[i] || len > recv_sizes[i] - off) {
+	if (stream_error(s) < 0 || !rx->open[i] || len == 0 || len > BLOCK_MIG_CHUNK ||
+	    kind > 1 || off > rx->sizes[i] || len > rx->sizes[i] - off) {
 		log_error("the migration from %s brings a damaged chunk of disk %u", uri, i);
 		return -EBADMSG;
 	}
+	if (!rx->buf && !(rx->buf = malloc(BLOCK_MIG_CHUNK))) {
+		log_error("cannot allocate a buffer for the migrated disk %u", i);
+		return -ENOMEM;
+	}
+	uint8_t *buf = rx->buf;
 	if (kind == 1)
 		stream_get_bytes(s, buf, len);
 	else
 		memset(buf, 0, len);
 	if (stream_end_read(s) < 0)
 		return stream_error(s);
-	if (pwrite(recv_fds[i], buf, len, (off_t)off) != (ssize_t)len) {
+	if (pwrite(rx->fds[i], buf, len, (off_t)off) != (ssize_t)len) {
 		log_error("cannot write the migrated disk %u into %s: %s", i,
 			  vm->cfg->disks[i].block.path, strerror(errno ? errno : EIO));
 		return -EIO;
@@ -274,16 +280,18 @@ int block_mig_recv(struct vm *vm, const struct stream_section *sec, struct strea
 	return 0;
 }
 
-int block_mig_recv_finish(void)
+int block_mig_recv_finish(struct block_mig_recv *rx)
 {
 	int r = 0;
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++) {
-		if (!recv_open[i])
+		if (!rx->open[i])
 			continue;
-		if (fdatasync(recv_fds[i]) < 0 && r == 0)
+		if (fdatasync(rx->fds[i]) < 0 && r == 0)
 			r = -errno;
-		close(recv_fds[i]);
-		recv_open[i] = false;
+		close(rx->fds[i]);
+		rx->open[i] = false;
 	}
+	free(rx->buf);
+	rx->buf = NULL;
 	return r;
 }

@@ -36,6 +36,7 @@ struct block_mig {
 	struct vm *vm;
 	unsigned ndisks;
 	struct disk_mig disks[VM_MAX_DISKS];
+	uint8_t *buf;           /* one chunk, read from a disk before it is sent */
 };
 
 /* Whether the VM's disks can be migrated by copying: 0, or -ENOTSUP with why. */
@@ -59,11 +60,19 @@ int block_mig_check_shared(const struct vm *vm, char *why, size_t why_len);
  * target takes over (fdatasync of the image). Returns 0 or -errno. */
 int block_mig_flush_shared(const struct vm *vm);
 
-/* The target's side: loads a BLKS or BLKD section (uri for messages) into the images of its
- * own --disk options; finish makes them durable and closes them. Return 0 or -errno after
- * printing one sentence. */
-int block_mig_recv(struct vm *vm, const struct stream_section *sec, struct stream *s,
-		   const char *uri);
-int block_mig_recv_finish(void);
+/* The target's side, one per incoming migration (zero-initialised): the images being written
+ * and the buffer a chunk lands in. */
+struct block_mig_recv {
+	int fds[VM_MAX_DISKS];
+	uint64_t sizes[VM_MAX_DISKS];
+	bool open[VM_MAX_DISKS];
+	uint8_t *buf;
+};
+/* Loads a BLKS or BLKD section (uri for messages) into the images of the VM's own --disk
+ * options; finish makes them durable and closes them. Return 0 or -errno after printing one
+ * sentence. */
+int block_mig_recv(struct block_mig_recv *rx, struct vm *vm, const struct stream_section *sec,
+		   struct stream *s, const char *uri);
+int block_mig_recv_finish(struct block_mig_recv *rx);
 
 #endif

@@ -17,13 +17,6 @@
 #include "migration/vmstate.h"
 #include "vmm/vm.h"
 
-static bool incoming_done;
-
-bool incoming_pending(const struct vm_config *cfg)
-{
-	return cfg->incoming_uri && !incoming_done;
-}
-
 /* One sentence for a stream-level failure (tag: the section being read, or 0). */
 static void incoming_stream_error(const char *uri, const struct stream *s, uint32_t tag)
 {
@@ -134,6 +127,7 @@ static int incoming_sections(struct vm *vm, struct stream *s, const char *uri,
 			     uint64_t *ram_sections)
 {
 	struct vmstate_loader loader;
+	struct block_mig_recv rx = { 0 };
 	int r = vmstate_loader_init(&loader, vm, uri);
 	if (r < 0)
 		return r;
@@ -156,7 +150,7 @@ static int incoming_sections(struct vm *vm, struct stream *s, const char *uri,
 			continue;
 		}
 		if (sec.tag == BLOCK_MIG_SIZE_TAG || sec.tag == BLOCK_MIG_DATA_TAG) {
-			if ((r = block_mig_recv(vm, &sec, s, uri)) < 0) {
+			if ((r = block_mig_recv(&rx, vm, &sec, s, uri)) < 0) {
 				if (stream_error(s))
 					incoming_stream_error(uri, s, sec.tag);
 				break;
@@ -175,7 +169,7 @@ static int incoming_sections(struct vm *vm, struct stream *s, const char *uri,
 		}
 	}
 	int fr = vmstate_loader_finish(&loader, r == 0);
-	int br = block_mig_recv_finish(); /* migrated disks durable before the guest runs */
+	int br = block_mig_recv_finish(&rx); /* migrated disks durable before the guest runs */
 	if (r == 0 && fr == 0 && br < 0)
 		log_error("cannot make the migrated disks durable: %s", strerror(-br));
 	return r < 0 ? r : fr < 0 ? fr : br;
@@ -183,7 +177,6 @@ static int incoming_sections(struct vm *vm, struct stream *s, const char *uri,
 
 int incoming_load(struct vm *vm)
 {
-	incoming_done = true;
 	const char *uri = vm->cfg->incoming_uri;
 	int r = vmstate_check_supported(vm);
 	if (r < 0)
@@ -218,3 +211,15 @@ int incoming_load(struct vm *vm)
 			  (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 	return r;
 }
+
+static int incoming_hook_load(struct vm *vm, void *opaque)
+{
+	struct incoming *in = opaque;
+	if (!vm->cfg->incoming_uri || in->done)
+		return 0;
+	in->done = true;
+	int r = incoming_load(vm);
+	return r < 0 ? r : 1;
+}
+
+const struct vm_hook_ops incoming_vm_hooks = { .load = incoming_hook_load };

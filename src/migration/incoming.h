@@ -9,13 +9,18 @@
 struct vm;
 struct vm_config;
 
-/* Whether vm_run must receive the VM rather than boot: true for the first VM of the process
- * only, so a guest reset after a migration boots afresh. */
-bool incoming_pending(const struct vm_config *cfg);
-
 /* Waits for the source on cfg->incoming_uri and loads what it sends into vm (built, vCPUs not
  * started). A source whose configuration differs from this VM's is refused. Returns 0 or
  * -errno after printing one sentence. */
 int incoming_load(struct vm *vm);
+
+/* Whether an incoming migration was received already: the process's first VM only receives it,
+ * so a guest reset after a migration boots afresh. Zero-initialised. */
+struct incoming {
+	bool done;
+};
+/* The hook (vm.h, opaque: a struct incoming) that loads the VM from cfg->incoming_uri instead
+ * of booting it. */
+extern const struct vm_hook_ops incoming_vm_hooks;
 
 #endif

@@ -20,6 +20,7 @@
 #include "migration/ram.h"
 #include "migration/uri.h"
 #include "migration/vmstate.h"
+#include "vmm/loop.h"
 #include "vmm/vm.h"
 #include "vmm/sandbox.h"
 
@@ -43,8 +44,11 @@ struct migration {
 	pthread_t thread;
 	atomic_bool cancel;
 	atomic_bool completing;
-	int notify_fd;
+	int notify_fd;                  /* readable while events has something */
 	struct migrate_events events;
+	struct loop *loop;              /* the main thread's: notify_fd is registered there */
+	const struct migrate_listener_ops *listener;
+	void *listener_opaque;
 
 	/* The thread's own state (read by others only under lock through info). */
 	struct vm *vm;
@@ -60,8 +64,6 @@ struct migration {
 	uint64_t pass_bytes;            /* stream bytes at pass_start */
 	double bytes_per_ms;            /* the link's speed, as the last long enough pass saw it */
 };
-
-static struct migration mig = { .lock = PTHREAD_MUTEX_INITIALIZER, .notify_fd = -1 };
 
 const char *migrate_status_name(enum migrate_status s)
 {
@@ -468,10 +470,10 @@ static void migrate_fail_setup(struct migration *m, const char *why)
 	pthread_mutex_unlock(&m->lock);
 }
 
-int migrate_start(struct vm *vm, const char *uri, const struct migrate_params *params,
+int migrate_start(struct migration *m, const char *uri, const struct migrate_params *params,
 		  char *why, size_t why_len)
 {
-	struct migration *m = &mig;
+	struct vm *vm = m->vm;
 	pthread_mutex_lock(&m->lock);
 	bool busy = migrate_running_locked(m);
 	pthread_mutex_unlock(&m->lock);
@@ -480,10 +482,6 @@ int migrate_start(struct vm *vm, const char *uri, const struct migrate_params *p
 		return -EBUSY;
 	}
 	migrate_join(m);
-	if (m->notify_fd < 0 && (m->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
-		snprintf(why, why_len, "cannot create an eventfd: %s", strerror(errno));
-		return -errno;
-	}
 	int r = channel_check_uri(uri, why, why_len);
 	if (r < 0)
 		return r;
@@ -510,7 +508,6 @@ int migrate_start(struct vm *vm, const char *uri, const struct migrate_params *p
 	}
 	free(m->uri);
 	m->uri = strdup(uri);
-	m->vm = vm;
 	m->params = *params;
 	atomic_store(&m->cancel, false);
 	atomic_store(&m->written, 0);
@@ -532,9 +529,8 @@ int migrate_start(struct vm *vm, const char *uri, const struct migrate_params *p
 	return 0;
 }
 
-void migrate_cancel(void)
+void migrate_cancel(struct migration *m)
 {
-	struct migration *m = &mig;
 	pthread_mutex_lock(&m->lock);
 	if (migrate_running_locked(m) && !atomic_load(&m->cancel) && m->ch.fd >= 0) {
 		atomic_store(&m->cancel, true);
@@ -547,39 +543,35 @@ void migrate_cancel(void)
 	pthread_mutex_unlock(&m->lock);
 }
 
-void migrate_query(struct migrate_info *info)
+void migrate_query(struct migration *m, struct migrate_info *info)
 {
-	pthread_mutex_lock(&mig.lock);
-	*info = mig.info;
-	if (migrate_running_locked(&mig)) {
-		info->total_time_ms = ms_since(&mig.start);
-		info->transferred = atomic_load(&mig.written);
-	} else {
-		info->transferred = atomic_load(&mig.written);
+	if (!m) {
+		memset(info, 0, sizeof(*info));
+		return;
 	}
+	pthread_mutex_lock(&m->lock);
+	*info = m->info;
+	if (migrate_running_locked(m))
+		info->total_time_ms = ms_since(&m->start);
+	info->transferred = atomic_load(&m->written);
 	uint64_t secs_ms = info->total_time_ms ? info->total_time_ms : 1;
 	info->pages_per_second = (info->normal + info->duplicate) * 1000 / secs_ms;
 	if (info->status == MIGRATE_COMPLETED)
 		info->mbps = (double)info->transferred * 8 / 1000 / (double)secs_ms;
-	pthread_mutex_unlock(&mig.lock);
+	pthread_mutex_unlock(&m->lock);
 }
 
-bool migrate_completing(void)
+bool migrate_completing(struct migration *m)
 {
-	return atomic_load(&mig.completing);
+	return m && atomic_load(&m->completing);
 }
 
-int migrate_notify_fd(void)
+/* Takes the oldest event; the eventfd is reset once the queue is empty. */
+static bool migrate_next_event(struct migration *m, struct migrate_event *ev)
 {
-	return mig.notify_fd;
-}
-
-bool migrate_next_event(struct migrate_event *ev)
-{
-	struct migration *m = &mig;
 	pthread_mutex_lock(&m->lock);
 	bool have = migrate_events_next(&m->events, ev);
-	if (m->events.len == 0 && m->notify_fd >= 0) {
+	if (m->events.len == 0) {
 		uint64_t n;
 		if (read(m->notify_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 			log_debug("migration eventfd: %s", strerror(errno));
@@ -588,13 +580,54 @@ bool migrate_next_event(struct migrate_event *ev)
 	return have;
 }
 
-void migrate_vm_stopped(struct vm *vm)
+void migrate_dispatch_events(struct migration *m)
 {
-	if (mig.vm != vm)
+	struct migrate_event ev;
+	while (migrate_next_event(m, &ev))
+		m->listener->event(m->listener_opaque, &ev);
+}
+
+static void migrate_notified(void *opaque, int fd, short revents)
+{
+	(void)fd, (void)revents;
+	migrate_dispatch_events(opaque);
+}
+
+struct migration *migrate_create(struct vm *vm, struct loop *loop,
+				 const struct migrate_listener_ops *ops, void *opaque)
+{
+	struct migration *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	pthread_mutex_init(&m->lock, NULL);
+	m->vm = vm;
+	m->ch = MIGRATION_CHANNEL_NONE;
+	m->loop = loop;
+	m->listener = ops;
+	m->listener_opaque = opaque;
+	m->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (m->notify_fd < 0 || loop_add(loop, m->notify_fd, POLLIN, migrate_notified, m) < 0) {
+		log_error("cannot set up live migration's notifications: %s", strerror(errno));
+		if (m->notify_fd >= 0)
+			close(m->notify_fd);
+		pthread_mutex_destroy(&m->lock);
+		free(m);
+		return NULL;
+	}
+	return m;
+}
+
+void migrate_destroy(struct migration *m)
+{
+	if (!m)
 		return;
-	migrate_cancel();
-	migrate_join(&mig);
-	mig.vm = NULL;
-	free(mig.uri);
-	mig.uri = NULL;
+	migrate_cancel(m);
+	migrate_join(m);
+	migrate_dispatch_events(m); /* the last ones: cancelled, and the VM resumed */
+	loop_remove(m->loop, m->notify_fd);
+	close(m->notify_fd);
+	migrate_events_free(&m->events);
+	free(m->uri);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
 }

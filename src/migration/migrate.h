@@ -19,6 +19,8 @@
 #include "migration/migrate_events.h"
 #include "lib/stream.h"
 
+struct loop;
+struct migration;
 struct vm;
 
 #define MIGRATION_MAGIC "KVMKITLM"
@@ -45,26 +47,36 @@ struct migrate_info {
 	char error[256];                          /* for "failed" */
 };
 
-/* Starts migrating vm to uri (from the main thread). Returns 0, or -errno with one sentence in
- * why: a migration already runs, the URI is wrong or cannot be opened, or the VM has devices
- * whose state cannot be migrated. */
-int migrate_start(struct vm *vm, const char *uri, const struct migrate_params *params,
+/* Receives the migration's events, in order, on the main thread. */
+struct migrate_listener_ops {
+	void (*event)(void *opaque, const struct migrate_event *ev);
+};
+
+/* A VM's outgoing migrations (one at a time): made for each run of the VM, from the main
+ * thread, with the loop its progress is reported on. NULL when out of memory or eventfds. */
+struct migration *migrate_create(struct vm *vm, struct loop *loop,
+				 const struct migrate_listener_ops *ops, void *opaque);
+/* The VM's run ends: cancels a running migration, waits for its thread, frees it all. */
+void migrate_destroy(struct migration *m);
+
+/* Starts migrating the VM to uri. Returns 0, or -errno with one sentence in why: a migration
+ * already runs, the URI is wrong or cannot be opened, or the VM has devices whose state cannot
+ * be migrated. */
+int migrate_start(struct migration *m, const char *uri, const struct migrate_params *params,
 		  char *why, size_t why_len);
 
 /* Cancels a running migration: the thread stops, dirty logging ends and the VM runs on (it is
  * resumed if the migration had paused it). Returns at once; the status goes to "cancelled". */
-void migrate_cancel(void);
+void migrate_cancel(struct migration *m);
 
-void migrate_query(struct migrate_info *info);
+/* NULL m: no migration (status MIGRATE_NONE). */
+void migrate_query(struct migration *m, struct migrate_info *info);
 
 /* True while the thread holds the VM paused for its last pass: `cont` must not resume it. */
-bool migrate_completing(void);
+bool migrate_completing(struct migration *m);
 
-/* An eventfd, readable while migrate_next_event has something; -1 before any migration. */
-int migrate_notify_fd(void);
-bool migrate_next_event(struct migrate_event *ev);
-
-/* The VM's run ends: cancels a running migration and waits for its thread. */
-void migrate_vm_stopped(struct vm *vm);
+/* Hands the queued events to the listener now (they also go from the loop): a setup failure's
+ * events come before the command's reply, as QEMU sends them. */
+void migrate_dispatch_events(struct migration *m);
 
 #endif

@@ -140,8 +140,11 @@ out:
 	return r;
 }
 
-void snapshot_at_exit(struct vm *vm)
+static void snapshot_at_exit(struct vm *vm, void *opaque)
 {
+	(void)opaque;
+	if (!vm->cfg->snapshot_at_exit || !vm->vcpus)
+		return; /* not asked for, or the VM was never built */
 	for (uint32_t i = 0; i < vm->ncpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
 	for (uint32_t i = 0; i < vm->ncpus; i++)
@@ -325,17 +328,8 @@ static int snapshot_load_sections(struct vm *vm, const char *dir, struct stream 
 	return r;
 }
 
-/* A process restores once: its first VM. */
-static bool snapshot_restored;
-
-bool snapshot_pending(const struct vm_config *cfg)
-{
-	return cfg->restore_dir && !snapshot_restored;
-}
-
 int snapshot_restore(struct vm *vm, const char *dir)
 {
-	snapshot_restored = true;
 	int r = vmstate_check_supported(vm);
 	if (r < 0)
 		return r;
@@ -358,3 +352,18 @@ int snapshot_restore(struct vm *vm, const char *dir)
 	free(path);
 	return r;
 }
+
+static int snapshot_hook_load(struct vm *vm, void *opaque)
+{
+	struct snapshot_run *run = opaque;
+	if (!vm->cfg->restore_dir || run->restored)
+		return 0;
+	run->restored = true;
+	int r = snapshot_restore(vm, vm->cfg->restore_dir);
+	return r < 0 ? r : 1;
+}
+
+const struct vm_hook_ops snapshot_vm_hooks = {
+	.load = snapshot_hook_load,
+	.ended = snapshot_at_exit,
+};

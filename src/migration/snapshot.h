@@ -27,15 +27,6 @@ struct vm_config;
  * `migrate "file:DIR"` and HMP savevm call. Returns 0 or -errno after printing one sentence. */
 int snapshot_save(struct vm *vm, const char *dir);
 
-/* The --snapshot-at-exit hook, called when the main loop has ended: stops the vCPU threads and,
- * if the run ended in VM_STOP_EXIT (debug-exit port, quit key, signal), saves the VM to
- * cfg->snapshot_at_exit. A failed save makes the exit status VM_EXIT_STATUS_ERROR. */
-void snapshot_at_exit(struct vm *vm);
-
-/* Whether vm_run must restore cfg->restore_dir rather than boot the kernel: true for the first
- * VM of the process only, so a guest reset after a restore boots afresh. */
-bool snapshot_pending(const struct vm_config *cfg);
-
 /* Fills *cfg from dir's configuration section (for the command line). Returns 0 or -errno after
  * printing one sentence. */
 int snapshot_read_config(const char *dir, struct vm_config *cfg);
@@ -44,5 +35,17 @@ int snapshot_read_config(const char *dir, struct vm_config *cfg);
  * maps DIR/memory as the guest's RAM, sets every vCPU's and device's state. Returns 0 or
  * -errno after printing one sentence. */
 int snapshot_restore(struct vm *vm, const char *dir);
+
+/* Whether a snapshot was restored already: the process's first VM only is restored, so a guest
+ * reset after a restore boots afresh. Zero-initialised. */
+struct snapshot_run {
+	bool restored;
+};
+/* The hooks (vm.h, opaque: a struct snapshot_run) of --restore and --snapshot-at-exit: the
+ * first VM is loaded from cfg->restore_dir instead of booting; when a run ends, the vCPU
+ * threads are stopped and, if it ended in VM_STOP_EXIT (debug-exit port, quit key, signal),
+ * the VM is saved to cfg->snapshot_at_exit (a failed save makes the exit status
+ * VM_EXIT_STATUS_ERROR). */
+extern const struct vm_hook_ops snapshot_vm_hooks;
 
 #endif

@@ -384,7 +384,6 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 	o->vm.cmdline = "";
 	o->vm.ram_size = DEFAULT_RAM;
 	o->vm.ncpus = 1;
-	o->vm.signal_fd = -1;
 	o->sandbox = SANDBOX_ON;
 	o->serial = NULL; /* stdio unless --monitor stdio takes stdio */
 

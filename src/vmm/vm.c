@@ -6,14 +6,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "arch/x86/acpi.h"
@@ -21,17 +18,14 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
-#include "control/control.h"
 #include "hw/devices.h"
 #include "hw/pci.h"
 #include "lib/log.h"
-#include "migration/incoming.h"
-#include "migration/migrate.h"
-#include "migration/snapshot.h"
 #include "virtio/virtio_mmio.h"
 #include "vmm/console.h"
 #include "vmm/iothread.h"
 #include "vmm/irq.h"
+#include "vmm/loop.h"
 #include "vmm/machine.h"
 #include "vmm/vcpu.h"
 #include "vmm/sandbox.h"
@@ -354,36 +348,83 @@ static void vm_console_break(void *opaque)
 	serial_8250_break(device_find(&vm->devices, &serial_8250_ops, 0));
 }
 
-/* The main thread's loop: console input, the control socket and monitor, signals, and the
- * stop request. */
+static int vm_console_prepare(void *opaque, struct pollfd *pfds, int max, int *timeout_ms)
+{
+	struct vm *vm = opaque;
+	return max < CONSOLE_MAX_FDS ? 0 : console_poll_fds(vm->cfg->console, pfds, timeout_ms);
+}
+
+static void vm_console_dispatch(void *opaque, const struct pollfd *pfds, int n)
+{
+	struct vm *vm = opaque;
+	const struct console_sink sink = { vm_console_receive, vm_console_break, vm };
+	if (console_handle(vm->cfg->console, pfds, n, &sink))
+		vm_stop_because(vm, VM_STOP_EXIT, 0, "host-ui");
+}
+
+static const struct loop_source_ops vm_console_source = {
+	.prepare = vm_console_prepare,
+	.dispatch = vm_console_dispatch,
+};
+
+/* The stop request only has to wake the loop: its condition is `stopping`. */
+static void vm_stop_requested(void *opaque, int fd, short revents)
+{
+	(void)opaque, (void)fd, (void)revents;
+}
+
+/* The main thread's loop: console input and the stop request are the VM's own; whatever else
+ * registered on the loop (signals, the control socket, migration) runs there too. */
 static void vm_main_loop(struct vm *vm)
 {
-	const struct console_sink sink = { vm_console_receive, vm_console_break, vm };
-	struct control *ctl = vm->cfg->control;
-	while (!atomic_load(&vm->stopping)) {
-		struct pollfd pfds[CONSOLE_MAX_FDS + CONTROL_MAX_FDS + 2];
-		int timeout = -1;
-		int n = console_poll_fds(vm->cfg->console, pfds, &timeout);
-		int ncon = n;
-		int nctl = ctl ? control_poll_fds(ctl, pfds + n, CONTROL_MAX_FDS) : 0;
-		n += nctl;
-		pfds[n++] = (struct pollfd){ .fd = vm->stop_fd, .events = POLLIN };
-		if (vm->cfg->signal_fd >= 0)
-			pfds[n++] = (struct pollfd){ .fd = vm->cfg->signal_fd, .events = POLLIN };
-		if (poll(pfds, (nfds_t)n, timeout) < 0 && errno != EINTR)
-			break;
-		if (console_handle(vm->cfg->console, pfds, ncon, &sink))
-			vm_stop_because(vm, VM_STOP_EXIT, 0, "host-ui");
-		if (ctl)
-			control_handle(ctl, vm, pfds + ncon, nctl);
-		if (vm->cfg->signal_fd >= 0 && pfds[n - 1].revents) {
-			struct signalfd_siginfo si;
-			if (read(vm->cfg->signal_fd, &si, sizeof(si)) == sizeof(si)) {
-				fprintf(stderr, "\r\nkvmkit: terminating on signal %u\r\n", si.ssi_signo);
-				vm->dump_vcpus = getenv("KVMKIT_DEBUG") != NULL;
-				vm_stop_because(vm, VM_STOP_EXIT, 0, "host-signal");
-			}
-		}
+	int r = loop_add(vm->loop, vm->stop_fd, POLLIN, vm_stop_requested, vm);
+	if (r == 0)
+		r = loop_add_source(vm->loop, &vm_console_source, CONSOLE_MAX_FDS, vm);
+	if (r < 0)
+		log_error("cannot set up the main loop: %s", strerror(-r));
+	while (r == 0 && !atomic_load(&vm->stopping))
+		r = loop_run_once(vm->loop, -1);
+	if (r < 0 && !atomic_load(&vm->stopping)) {
+		log_error("the main loop failed: %s", strerror(-r));
+		vm_stop(vm, VM_STOP_ERROR, VM_EXIT_STATUS_ERROR);
+	}
+	loop_remove_source(vm->loop, &vm_console_source, vm);
+	loop_remove(vm->loop, vm->stop_fd);
+}
+
+int vm_hooks_add(struct vm_hooks *hooks, const struct vm_hook_ops *ops, void *opaque)
+{
+	if (hooks->n == VM_MAX_HOOKS)
+		return -ENOSPC;
+	hooks->hook[hooks->n].ops = ops;
+	hooks->hook[hooks->n++].opaque = opaque;
+	return 0;
+}
+
+/* The first hook that loads the guest's state, else the kernel. */
+static int vm_load(struct vm *vm, const struct vm_hooks *hooks)
+{
+	for (unsigned i = 0; hooks && i < hooks->n; i++) {
+		if (!hooks->hook[i].ops->load)
+			continue;
+		int r = hooks->hook[i].ops->load(vm, hooks->hook[i].opaque);
+		if (r != 0)
+			return r < 0 ? r : 0;
+	}
+	return vm_load_guest(vm);
+}
+
+enum vm_hook_phase { VM_HOOK_STARTED, VM_HOOK_ENDING, VM_HOOK_ENDED };
+
+/* Calls one phase of every hook, in the order they were added. */
+static void vm_hooks_call(const struct vm_hooks *hooks, enum vm_hook_phase phase, struct vm *vm)
+{
+	for (unsigned i = 0; hooks && i < hooks->n; i++) {
+		const struct vm_hook_ops *ops = hooks->hook[i].ops;
+		void (*fn)(struct vm *, void *) = phase == VM_HOOK_STARTED ? ops->started :
+						  phase == VM_HOOK_ENDING ? ops->ending : ops->ended;
+		if (fn)
+			fn(vm, hooks->hook[i].opaque);
 	}
 }
 
@@ -428,7 +469,8 @@ static void vm_destroy(struct vm *vm)
 	free(vm);
 }
 
-enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status)
+enum vm_stop_reason vm_run(const struct vm_config *cfg, struct loop *loop,
+			   const struct vm_hooks *hooks, int *exit_status)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
 	if (!vm) {
@@ -436,6 +478,7 @@ enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status)
 		return VM_STOP_ERROR;
 	}
 	vm->cfg = cfg;
+	vm->loop = loop;
 	vm->ncpus = cfg->ncpus;
 	vm->kvm_fd = vm->vm_fd = -1;
 	pthread_mutex_init(&vm->stop_lock, NULL);
@@ -454,14 +497,14 @@ enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status)
 	if (r == 0)
 		r = vm_create_vcpus(vm);
 	/* a restored or migrated VM resumes where it was saved instead of booting */
-	if (r == 0 && incoming_pending(cfg))
-		r = incoming_load(vm);
-	else if (r == 0)
-		r = snapshot_pending(cfg) ? snapshot_restore(vm, cfg->restore_dir) : vm_load_guest(vm);
+	if (r == 0)
+		r = vm_load(vm, hooks);
 	if (r == 0)
 		log_debug("VM built (%u vCPUs, guest loaded); starting the vCPUs", vm->ncpus);
 	if (r == 0 && cfg->start_paused)
 		r = vm_pause(vm); /* before the threads start: they park before their first entry */
+	if (r == 0)
+		vm_hooks_call(hooks, VM_HOOK_STARTED, vm);
 	if (r == 0)
 		r = sandbox_lockdown(); /* files are open: drop to --runas, filter this thread */
 	for (uint32_t i = 0; r == 0 && i < vm->ncpus; i++)
@@ -470,11 +513,8 @@ enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status)
 		vm_stop(vm, VM_STOP_ERROR, VM_EXIT_STATUS_ERROR);
 	else
 		vm_main_loop(vm);
-	migrate_vm_stopped(vm); /* an outgoing migration ends with the run */
-	if (r == 0 && cfg->snapshot_at_exit)
-		snapshot_at_exit(vm);
-	if (cfg->control)
-		control_vm_stopped(cfg->control, vm);
+	vm_hooks_call(hooks, VM_HOOK_ENDING, vm);
+	vm_hooks_call(hooks, VM_HOOK_ENDED, vm);
 
 	enum vm_stop_reason reason = vm->stop_reason;
 	*exit_status = vm->exit_status;

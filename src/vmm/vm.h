@@ -17,7 +17,7 @@ struct console;
 struct kvm_run;
 struct irq_routing;
 struct iothread;
-struct control;
+struct loop;
 
 /* What the user asked for; filled by the CLI, read-only while the VM runs. */
 struct vm_config {
@@ -37,11 +37,9 @@ struct vm_config {
 	struct vm_vconsole vconsole;   /* path NULL: none */
 	enum virtio_transport_kind transport;
 	struct console *console; /* the serial console backend; outlives VM resets */
-	int signal_fd;          /* signalfd for SIGINT/SIGTERM/SIGHUP, or -1 */
 	const char *restore_dir; /* --restore: build the VM, then load this snapshot (migration/) */
 	const char *snapshot_at_exit; /* save a snapshot here when the run ends in VM_STOP_EXIT */
 	const char *incoming_uri; /* --incoming: build the VM, then receive it (migration/) */
-	struct control *control; /* QMP socket and human monitor (control/), or NULL; outlives resets */
 	bool start_paused;      /* the run starts with its vCPUs parked (-S, or paused before a reset) */
 };
 
@@ -63,6 +61,7 @@ struct vcpu {
 
 struct vm {
 	const struct vm_config *cfg;
+	struct loop *loop;     /* the main thread's event loop (vmm/loop.h) */
 	int kvm_fd;
 	int vm_fd;
 	int run_size;
@@ -99,9 +98,36 @@ struct vm {
 	struct iothread *io;       /* the thread that runs device back-ends (vmm/iothread.c) */
 };
 
-/* Builds and runs the VM until it stops; returns the stop reason and the exit status to use.
- * Prints a clear sentence for any setup error and returns VM_STOP_ERROR. */
-enum vm_stop_reason vm_run(const struct vm_config *cfg, int *exit_status);
+/* What others do at the edges of a run (an incoming migration or a snapshot loads the VM, the
+ * control plane attaches to it, a snapshot is saved at exit): registered by main(), called by
+ * vm_run in the order they were added, so vm.c knows none of them. Any member may be NULL. */
+struct vm_hook_ops {
+	/* The VM is built, its vCPUs not started: 1 when this hook loaded the guest's state (the
+	 * later hooks' load and the kernel's boot are skipped), 0 to leave it to them, or -errno
+	 * after printing one sentence. */
+	int (*load)(struct vm *vm, void *opaque);
+	/* The vCPUs are about to start and the main loop to run (register on vm->loop). */
+	void (*started)(struct vm *vm, void *opaque);
+	/* The main loop has ended: stop whatever still acts on the VM (an outgoing migration). */
+	void (*ending)(struct vm *vm, void *opaque);
+	/* After every hook's ending, before the VM is destroyed: save it, report how it stopped. */
+	void (*ended)(struct vm *vm, void *opaque);
+};
+
+#define VM_MAX_HOOKS 8
+struct vm_hooks {
+	struct { const struct vm_hook_ops *ops; void *opaque; } hook[VM_MAX_HOOKS];
+	unsigned n;
+};
+/* Adds a hook at the end of the list. 0 or -ENOSPC. */
+int vm_hooks_add(struct vm_hooks *hooks, const struct vm_hook_ops *ops, void *opaque);
+
+/* Builds and runs the VM until it stops, its main thread's events on loop (which outlives the
+ * run: what registered for the run unregisters in the hooks' ending or ended); returns the stop
+ * reason and the exit status to use. Prints a clear sentence for any setup error and returns
+ * VM_STOP_ERROR. */
+enum vm_stop_reason vm_run(const struct vm_config *cfg, struct loop *loop,
+			   const struct vm_hooks *hooks, int *exit_status);
 
 /* Asks every thread to stop the VM. Safe from any thread; the first reason wins (an error
  * overrides everything). */

@@ -23,6 +23,7 @@ struct fixture {
 	char path[64];
 	struct vm_config cfg;
 	struct vm vm;
+	struct block_mig_recv rx;
 };
 
 static int setup(void **state)
@@ -44,7 +45,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	block_mig_recv_finish();
+	block_mig_recv_finish(&f->rx);
 	unlink(f->path);
 	free(f);
 	return 0;
@@ -70,7 +71,7 @@ static int feed(struct fixture *f, uint32_t tag, const void *payload, size_t len
 	stream_init_mem_reader(&r, data, n);
 	assert_int_equal(stream_read_header(&r, "KVMKITUT", 1, &version), 0);
 	assert_int_equal(stream_next_section(&r, &sec), 0);
-	int ret = block_mig_recv(&f->vm, &sec, &r, "test");
+	int ret = block_mig_recv(&f->rx, &f->vm, &sec, &r, "test");
 	stream_close(&r);
 	stream_close(&w);
 	return ret;
@@ -146,7 +147,7 @@ static void test_valid_chunk_written(void **state)
 	struct fixture *f = *state;
 	assert_int_equal(feed_size(f, DISK_SIZE), 0);
 	assert_int_equal(feed_data(f, BLOCK_MIG_CHUNK, BLOCK_MIG_CHUNK, 1, BLOCK_MIG_CHUNK), 0);
-	assert_int_equal(block_mig_recv_finish(), 0);
+	assert_int_equal(block_mig_recv_finish(&f->rx), 0);
 	FILE *fp = fopen(f->path, "rb");
 	assert_non_null(fp);
 	uint8_t b[2];
