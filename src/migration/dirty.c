@@ -108,6 +108,12 @@ void dirty_log_stop(struct dirty_log *d)
 	d->slot_bits = NULL;
 }
 
+void dirty_log_free(struct dirty_log *d)
+{
+	free(d->device_bits);
+	d->device_bits = NULL;
+}
+
 uint64_t dirty_count(const uint64_t *bits, uint64_t n)
 {
 	uint64_t c = 0;

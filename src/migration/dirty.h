@@ -37,6 +37,10 @@ int dirty_log_sync(struct dirty_log *d, uint64_t *out, bool devices);
 
 /* Turns logging off and frees KVM's buffer (safe after a failed start). */
 void dirty_log_stop(struct dirty_log *d);
+/* Frees the device log dirty_log_stop keeps for the next start: when the VM's migrations are
+ * over, long after the log was uninstalled (a device thread that loaded the pointer just before
+ * has finished marking its page by then). */
+void dirty_log_free(struct dirty_log *d);
 
 /* Bits set in a bitmap of n bits. */
 uint64_t dirty_count(const uint64_t *bits, uint64_t n);
