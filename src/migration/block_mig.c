@@ -77,13 +77,20 @@ static int disk_start(struct disk_mig *d, const struct vm_disk *cfg, struct virt
 	return 0;
 }
 
+void block_mig_free(struct block_mig *b)
+{
+	for (unsigned i = 0; i < b->ndisks; i++) {
+		free(b->disks[i].written);
+		b->disks[i].written = NULL;
+	}
+}
+
 int block_mig_start(struct block_mig *b, struct vm *vm, struct stream *s, char *why,
 		    size_t why_len)
 {
 	/* The logs of an earlier migration were removed when it ended: no completion uses
 	 * them any more. */
-	for (unsigned i = 0; i < b->ndisks; i++)
-		free(b->disks[i].written);
+	block_mig_free(b);
 	memset(b, 0, sizeof(*b));
 	b->vm = vm;
 	if (!(b->buf = malloc(BLOCK_MIG_CHUNK))) {

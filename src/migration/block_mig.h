@@ -52,6 +52,9 @@ uint64_t block_mig_sync(struct block_mig *b);
 int block_mig_send_one(struct block_mig *b, struct stream *s, bool *done);
 /* Stops tracking and closes the images (safe after a failed start). */
 void block_mig_stop(struct block_mig *b);
+/* Frees the write logs block_mig_stop keeps (a completion may still be setting a bit): when the
+ * VM's migrations are over, long after the logs were removed. */
+void block_mig_free(struct block_mig *b);
 
 /* Shared storage (no block migration): only raw or read-only images can be shared, 0 or
  * -ENOTSUP with why. */

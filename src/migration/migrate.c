@@ -625,6 +625,7 @@ void migrate_destroy(struct migration *m)
 	migrate_join(m);
 	migrate_dispatch_events(m); /* the last ones: cancelled, and the VM resumed */
 	dirty_log_free(&m->dirty);
+	block_mig_free(&m->blk);
 	loop_remove(m->loop, m->notify_fd);
 	close(m->notify_fd);
 	migrate_events_free(&m->events);
