@@ -46,18 +46,38 @@ void *device_find(const struct device_registry *r, const struct device_ops *ops,
 void acpi_pm_power_button(struct acpi_pm *pm) { (void)pm; }
 int snapshot_save(struct vm *vm, const char *dir) { (void)vm, (void)dir; return -EPERM; }
 const char *migrate_status_name(enum migrate_status s) { (void)s; return "none"; }
-int migrate_start(struct vm *vm, const char *uri, const struct migrate_params *params,
+int migrate_start(struct migration *m, const char *uri, const struct migrate_params *params,
 		  char *why, size_t why_len)
 {
-	(void)vm, (void)uri, (void)params;
+	(void)m, (void)uri, (void)params;
 	snprintf(why, why_len, "not in the fuzz target");
 	return -EPERM;
 }
-void migrate_cancel(void) {}
-void migrate_query(struct migrate_info *info) { memset(info, 0, sizeof(*info)); }
-bool migrate_completing(void) { return false; }
-int migrate_notify_fd(void) { return -1; }
-bool migrate_next_event(struct migrate_event *ev) { (void)ev; return false; }
+struct migration *migrate_create(struct vm *vm, struct loop *loop,
+				 const struct migrate_listener_ops *ops, void *opaque)
+{
+	(void)vm, (void)loop, (void)ops, (void)opaque;
+	return NULL;
+}
+void migrate_destroy(struct migration *m) { (void)m; }
+void migrate_dispatch_events(struct migration *m) { (void)m; }
+void migrate_cancel(struct migration *m) { (void)m; }
+void migrate_query(struct migration *m, struct migrate_info *info)
+{
+	(void)m;
+	memset(info, 0, sizeof(*info));
+}
+bool migrate_completing(struct migration *m) { (void)m; return false; }
+/* No main loop: the client is fed directly. */
+int loop_add_source(struct loop *l, const struct loop_source_ops *ops, int max_fds, void *opaque)
+{
+	(void)l, (void)ops, (void)max_fds, (void)opaque;
+	return 0;
+}
+void loop_remove_source(struct loop *l, const struct loop_source_ops *ops, void *opaque)
+{
+	(void)l, (void)ops, (void)opaque;
+}
 
 /* Each output line must be a JSON object (a reply or an event). */
 static void qmp_fuzz_check_output(const struct outbuf *o)
@@ -85,7 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.disks[0].block.format = "qcow2";
 	fuzz_paused = false;
 	struct control_options opts = { 0 };
-	struct control *ctl = control_open(&opts);
+	struct control *ctl = control_open(&opts, NULL);
 	struct qmp_client *c = calloc(1, sizeof(*c));
 	if (!ctl || !c)
 		abort();
