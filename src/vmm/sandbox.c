@@ -45,7 +45,8 @@ static const char *const sandbox_vcpu[] = {
 };
 
 /* The I/O thread: the event loop, virtio queues, io_uring, qcow2's synchronous path, and slirp
- * (which opens sockets for the guest's outbound connections), TAP, the vconsole socket. */
+ * (which opens sockets for the guest's outbound connections and reads /etc/resolv.conf
+ * read-only when the guest asks its DNS), TAP, the vconsole socket. */
 static const char *const sandbox_io[] = {
 	"epoll_wait", "epoll_pwait", "epoll_ctl", "io_uring_enter", "pread64", "pwrite64", "preadv",
 	"pwritev", "preadv2", "pwritev2", "fdatasync", "fsync", "fallocate", "ftruncate", "socket",
@@ -227,7 +228,7 @@ static int sandbox_build(scmp_filter_ctx ctx, enum sandbox_thread kind, uint32_t
 	for (size_t i = 0; r == 0 && i < sizeof(ioctls) / sizeof(ioctls[0]); i++)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 				     SCMP_A1(SCMP_CMP_EQ, ioctls[i]));
-	if (r == 0 && kind == SANDBOX_MIGRATION)
+	if (r == 0 && (kind == SANDBOX_MIGRATION || kind == SANDBOX_IO))
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
 				     SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND,
 					     O_RDONLY));
