@@ -20,6 +20,7 @@
 #include "block/qcow2.h"
 #include "block/qcow2_compress.h"
 #include "block/qcow2_io.h"
+#include "block/qcow2_parse.h"
 #include "lib/log.h"
 
 /* ---- synchronous file I/O ---- */
@@ -149,9 +150,10 @@ static int q_grow_reftable(struct qcow2 *s, uint64_t need)
 	uint64_t entries = s->rt_entries * 2 > need ? s->rt_entries * 2 : need;
 	uint64_t clusters = (entries * 8 + s->cluster_size - 1) >> s->cluster_bits;
 	entries = clusters * s->cluster_size / 8;
-	if (clusters * s->cluster_size > QCOW2_MAX_TABLE_BYTES || clusters > UINT32_MAX) {
-		log_error("disk image '%s': its refcount table would grow beyond kvmkit's limit of "
-			  "%u MiB", s->path, QCOW2_MAX_TABLE_BYTES >> 20);
+	/* QEMU's limit, which qcow2_parse enforces on open: a bigger table could not be reopened. */
+	if (clusters * s->cluster_size > QCOW2_MAX_REFTABLE_BYTES || clusters > UINT32_MAX) {
+		log_error("disk image '%s': its refcount table would grow beyond QEMU's limit of "
+			  "%u MiB", s->path, QCOW2_MAX_REFTABLE_BYTES >> 20);
 		return -ENOSPC;
 	}
 	uint64_t *rt = realloc(s->rt, entries * 8);

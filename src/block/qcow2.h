@@ -36,7 +36,7 @@ struct qcow2_async;
 #define QCOW2_REFTABLE_MASK 0xfffffffffffffe00ull
 
 /* Limits that keep a hostile image from making us allocate unbounded memory. */
-#define QCOW2_MAX_TABLE_BYTES (32u << 20)       /* L1 table, refcount table */
+#define QCOW2_MAX_TABLE_BYTES (32u << 20)       /* L1 table (refcount table: qcow2_parse.h) */
 #define QCOW2_MAX_BACKING_NAME 1023u
 #define QCOW2_MAX_CHAIN 64u
 #define QCOW2_L2_CACHE 16u
