@@ -55,10 +55,11 @@ static const char *const sandbox_io[] = {
 	"tgkill", NULL,
 };
 
-/* The block layer's workers: positioned I/O and flushes on already open images. */
+/* The block layer's workers: positioned I/O and flushes on already open images; the qcow2
+ * worker also reads a backing file through that image's engine (block_io: its io_uring). */
 static const char *const sandbox_block_worker[] = {
 	"pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2", "fdatasync", "fsync",
-	"fallocate", "ftruncate", NULL,
+	"fallocate", "ftruncate", "io_uring_enter", NULL,
 };
 
 /* An outgoing migration: the stream (socket, pipe or file), the dirty log and vCPU state
