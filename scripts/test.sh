@@ -61,6 +61,28 @@ stage() {
 	rm -f "$log"
 }
 
+# A tier B stage. Known open problem (issue 9's note, 2026-12-07): in roughly one run in six a
+# stock Linux guest on virtio-pci triple-faults at a random point, or the nested host powers off
+# without the payload's result; the cause is not found yet. Such a run (and only such a run) is
+# run once more; the first attempt's log stays above and the stage is listed at the end.
+intermittent=()
+stage_nested() {
+	local name=$1; shift
+	local log rc
+	log=$(mktemp)
+	echo "== $name: $*"
+	"$@" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	if [ "$rc" -ne 0 ] && grep -qE 'the guest triple-faulted|without reporting the payload' "$log"; then
+		intermittent+=("$name")
+		echo "== $name: INTERMITTENT: the known triple fault / lost result (above); running it once more"
+		"$@" 2>&1 | tee "$log"
+		rc=${PIPESTATUS[0]}
+	fi
+	count "$name" "$log" "$rc"
+	rm -f "$log"
+}
+
 build() {
 	local dir=$1; shift
 	{ [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@"; } && ninja -C "$dir"
@@ -109,24 +131,25 @@ else
 fi
 
 if [ "$nested" -eq 1 ]; then
-	stage "tier B (nested host, stock Linux)" bash tests/nested/boot_linux.sh build/kvmkit
-	stage "tier B virtio-pci (root on virtio-blk, virtio-rng, virtio-console)" \
+	stage_nested "tier B (nested host, stock Linux)" bash tests/nested/boot_linux.sh build/kvmkit
+	stage_nested "tier B virtio-pci (root on virtio-blk, virtio-rng, virtio-console)" \
 		bash tests/nested/virtio.sh build/kvmkit
-	stage "tier B root on a qcow2 overlay (qemu-img check, commit, compare)" \
+	stage_nested "tier B root on a qcow2 overlay (qemu-img check, commit, compare)" \
 		bash tests/nested/virtio.sh build/kvmkit --root-format qcow2
-	stage "tier B virtio-mmio (the same devices)" \
+	stage_nested "tier B virtio-mmio (the same devices)" \
 		bash tests/nested/virtio.sh build/kvmkit --kvmkit-args "--transport mmio"
-	stage "tier B virtio-net (user-mode and TAP)" bash tests/nested/virtio_net.sh build/kvmkit
-	stage "tier B virtio-net on virtio-mmio" \
+	stage_nested "tier B virtio-net (user-mode and TAP)" bash tests/nested/virtio_net.sh build/kvmkit
+	stage_nested "tier B virtio-net on virtio-mmio" \
 		bash tests/nested/virtio_net.sh build/kvmkit --kvmkit-args "--transport mmio"
-	stage "tier B QMP: status, pause without a clock jump, reset, ACPI power button" \
+	stage_nested "tier B QMP: status, pause without a clock jump, reset, ACPI power button" \
 		bash tests/nested/lifecycle.sh build/kvmkit
-	stage "tier B save/restore and live migration with the disk between two namespaces" \
+	stage_nested "tier B save/restore and live migration with the disk between two namespaces" \
 		bash tests/nested/migrate_linux.sh build/kvmkit
 fi
 
 echo
 [ ${#skips[@]} -eq 0 ] || printf 'skipped in %s\n' "${skips[@]}"
+[ ${#intermittent[@]} -eq 0 ] || echo "ran twice after the known intermittent failure: ${intermittent[*]}"
 [ ${#failures[@]} -eq 0 ] || echo "failed stages: ${failures[*]}"
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
