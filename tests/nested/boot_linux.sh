@@ -148,4 +148,4 @@ for f in $flavours; do
     fi
 done
 echo "TIME total: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s for L1 boot + all L2 boots (L1 log: $l1_log)"
-report_end
+report_end "$clean"

@@ -136,4 +136,4 @@ if [[ $failed -gt 0 ]]; then
     grep -E '^(STEP|QMP\|)' <<< "$clean" | tail -n 30 | sed 's/^/  /'
     report_tails "$l2" "$clean"
 fi
-report_end
+report_end "$clean"

@@ -182,4 +182,4 @@ if [[ $failed -gt 0 ]]; then
     done
     report_tails "" "$clean"
 fi
-report_end
+report_end "$clean"

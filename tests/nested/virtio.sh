@@ -217,4 +217,4 @@ if [[ $failed -gt 0 ]]; then
     report_tails "$l2" "$clean"
 fi
 echo "TIME virtio: VMM start to exit $(field wall "$res") s (two boots, 64 MiB written and read back)"
-report_end
+report_end "$clean"

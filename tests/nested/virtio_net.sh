@@ -205,4 +205,4 @@ if [[ $failed -gt 0 ]]; then
     report_tails "$l2" "$clean"
 fi
 echo "TIME virtio_net: VMM start to exit $(field wall "$res") s"
-report_end
+report_end "$clean"
