@@ -38,7 +38,8 @@ void acpi_pm_power_button(struct acpi_pm *pm);
 /* QEMU's isa-debug-exit at 0xf4: a write of v ends kvmkit with status (v << 1) | 1. */
 extern const struct device_ops debug_exit_ops;
 
-/* QEMU's pc-testdev: a scratch port at 0xe0 and 64 KiB of scratch MMIO at 0xff000000. */
+/* QEMU's pc-testdev: a scratch port at 0xe0, 64 KiB of scratch MMIO at 0xff000000 and the
+ * IRQ-line ports (0x2000 + line). */
 extern const struct device_ops pc_testdev_ops;
 
 #endif

@@ -34,7 +34,7 @@ static const char usage_text[] =
 	"  --serial BACKEND   COM1: stdio (default), file:PATH, unix:PATH (a socket to connect\n"
 	"                     to) or none\n"
 	"  --no-reboot        exit (status 2) when the guest resets instead of restarting it\n"
-	"  --testdev          add QEMU's pc-testdev (port 0xe0, MMIO 0xff000000) for test kernels\n"
+	"  --testdev          add QEMU's pc-testdev (ports 0xe0, 0x2000+IRQ, MMIO 0xff000000) for test kernels\n"
 	"  --stats            print VM exit counts when the guest stops\n"
 	"  --disk path=FILE[,format=raw][,readonly=on][,cache=writeback|none|unsafe][,serial=ID]\n"
 	"                     a virtio-blk disk (repeatable; /dev/vda, vdb, ... in order). A bare\n"

@@ -32,6 +32,8 @@
 #define PORT_I8042_CMD        0x64
 #define PORT_DEBUG_EXIT       0xf4        /* QEMU isa-debug-exit: status = (value << 1) | 1 */
 #define PORT_TESTDEV          0xe0        /* QEMU pc-testdev: 4-byte scratch register */
+#define PORT_TESTDEV_IRQ      0x2000      /* QEMU pc-testdev: a byte V at +N sets GSI N to V != 0 */
+#define TESTDEV_IRQ_LINES     LAYOUT_IOAPIC_PINS
 #define LAYOUT_TESTDEV_MMIO   0xff000000ULL /* QEMU pc-testdev iomem, 64 KiB scratch memory */
 #define LAYOUT_TESTDEV_MMIO_LEN 0x10000ULL
 

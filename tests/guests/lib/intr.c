@@ -127,3 +127,15 @@ void ioapic_mask(unsigned gsi)
 {
     ioapic_write(0x10 + 2 * gsi, LAPIC_LVT_MASKED);
 }
+
+void ioapic_route_mode(unsigned gsi, uint8_t vector, uint8_t dest_apic_id, uint32_t flags)
+{
+    ioapic_write(0x10 + 2 * gsi + 1, (uint32_t)dest_apic_id << 24);
+    ioapic_write(0x10 + 2 * gsi, flags | vector);   /* fixed, physical, active high */
+}
+
+uint32_t ioapic_redir_lo(unsigned gsi)
+{
+    mmio_write32(IOAPIC_BASE, 0x10 + 2 * gsi);
+    return mmio_read32(IOAPIC_BASE + 0x10);
+}

@@ -55,6 +55,13 @@ bool lapic_send_ipi(uint8_t dest, uint32_t icr_lo);
 #define IOAPIC_BASE 0xfec00000u
 void ioapic_route(unsigned gsi, uint8_t vector, uint8_t dest_apic_id);
 void ioapic_mask(unsigned gsi);
+/* The low half of a redirection entry: ioapic_route_mode writes the whole entry (flags: trigger
+ * mode, mask; the vector goes in bits 0-7), ioapic_redir_lo reads it back (Remote IRR). */
+#define IOAPIC_REMOTE_IRR (1u << 14)
+#define IOAPIC_LEVEL      (1u << 15)
+#define IOAPIC_MASKED     (1u << 16)
+void ioapic_route_mode(unsigned gsi, uint8_t vector, uint8_t dest_apic_id, uint32_t flags);
+uint32_t ioapic_redir_lo(unsigned gsi);
 
 /* 8254 channel 0 as a periodic tick on IRQ 0 through the PIC (needs pic_init and, on the BSP,
  * lapic_init(true)); pit_ticks counts the interrupts. */
