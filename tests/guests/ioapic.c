@@ -1,5 +1,5 @@
 /* Tier A guest: IOAPIC edge and level delivery, Remote IRR and EOI, coalescing, masking, the 8259
- * path and the STI interrupt shadow, raising ISA lines through pc-testdev's port 0x2000 + line. */
+ * path and the STI interrupt shadow, raising lines through pc-testdev's port 0x2000 + line. */
 #include "lib/acpi.h"
 #include "lib/intr.h"
 
@@ -39,11 +39,12 @@ static bool on_kvm_pvm;
 #define PVM_LATE_IRQ "kvm-pvm takes a pending interrupt only later, not right after the " \
     "instruction in the sti shadow (QEMU -accel kvm there sees the same)"
 
-static void set_line(unsigned line, int level)
+static void set_line(unsigned n, int level)
 {
-    outb(PORT_IRQ_LINE + line, (uint8_t)level);
+    outb(PORT_IRQ_LINE + n, (uint8_t)level);
 }
 
+/* Sets the level of the line under test. */
 static void drive(int level)
 {
     set_line(line, level);
