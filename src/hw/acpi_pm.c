@@ -1,5 +1,5 @@
 /* ACPI fixed hardware: the PM1a event and control blocks (SLP_EN with the \_S5 type powers the
- * VM off, the fixed-feature power button raises an SCI) and the FADT's RESET_REG. */
+ * VM off, the fixed-feature power button raises an SCI), the PM timer and the FADT's RESET_REG. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -18,6 +18,8 @@ struct acpi_pm {
 	struct bus *pio;
 	struct irq_line sci;
 	struct machine_handle machine;
+	struct guest_clock clock;
+	uint64_t tmr_base;   /* the timer reads ticks(guest clock) - tmr_base, modulo 2^24 */
 	uint16_t pm1_sts;
 	uint16_t pm1_en;
 	uint16_t pm1_cnt;
@@ -55,7 +57,18 @@ static void acpi_pm_cnt_write(struct acpi_pm *pm, uint16_t v)
 		log_debug("guest asked for ACPI sleep type %u, which is not supported", slp_typ);
 }
 
-/* The three ranges share one callback; offsets are relative to PORT_ACPI_PM1A_EVT. */
+/* Guest-clock nanoseconds as PM timer ticks (3.579545 MHz), without overflowing 64 bits. */
+static uint64_t acpi_pm_ticks(uint64_t ns)
+{
+	return ns / 1000000000u * ACPI_PM_TIMER_HZ + ns % 1000000000u * ACPI_PM_TIMER_HZ / 1000000000u;
+}
+
+static uint64_t acpi_pm_timer(const struct acpi_pm *pm)
+{
+	return acpi_pm_ticks(guest_clock_ns(&pm->clock)) - pm->tmr_base;
+}
+
+/* The ranges share one callback; offsets are relative to PORT_ACPI_PM1A_EVT. */
 static void acpi_pm_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 			   bool is_write)
 {
@@ -70,6 +83,8 @@ static void acpi_pm_access(void *opaque, uint64_t offset, uint8_t *data, uint32_
 			v = pm->pm1_en;
 		else if (port == PORT_ACPI_PM1A_CNT)
 			v = pm->pm1_cnt;
+		else if (port >= PORT_ACPI_PM_TMR && port < PORT_ACPI_PM_TMR + 4)
+			v = (acpi_pm_timer(pm) & 0xffffff) >> (8 * (port - PORT_ACPI_PM_TMR));
 		else if (port != PORT_ACPI_RESET)
 			v = ~0ULL;
 		le_put(data, len, v);
@@ -100,6 +115,7 @@ static void acpi_pm_save(void *opaque, struct stream *st)
 	stream_put_u16(st, pm->pm1_sts);
 	stream_put_u16(st, pm->pm1_en);
 	stream_put_u16(st, pm->pm1_cnt);
+	stream_put_u64(st, acpi_pm_timer(pm)); /* the count goes on from here after a restore */
 	pthread_mutex_unlock(&pm->lock);
 }
 
@@ -109,6 +125,7 @@ static int acpi_pm_load(void *opaque, struct stream *st, uint32_t version)
 	if (version != ACPI_PM_STATE_VERSION)
 		return -EBADMSG;
 	uint16_t sts = stream_get_u16(st), en = stream_get_u16(st), cnt = stream_get_u16(st);
+	uint64_t timer = stream_get_u64(st);
 	/* SLP_EN is a write-only trigger and SCI_EN always reads 1 (acpi_pm_cnt_write). */
 	if (stream_error(st) || (cnt & ACPI_PM1_CNT_SLP_EN) || !(cnt & ACPI_PM1_CNT_SCI_EN))
 		return -EBADMSG;
@@ -116,6 +133,7 @@ static int acpi_pm_load(void *opaque, struct stream *st, uint32_t version)
 	pm->pm1_sts = sts;
 	pm->pm1_en = en;
 	pm->pm1_cnt = cnt;
+	pm->tmr_base = acpi_pm_ticks(guest_clock_ns(&pm->clock)) - timer;
 	pthread_mutex_unlock(&pm->lock);
 	return 0;
 }
@@ -138,8 +156,10 @@ static void *acpi_pm_realize(const struct device_ctx *ctx, const void *arg)
 	pm->pio = ctx->pio;
 	pm->sci = (struct irq_line){ ctx->irq, IRQ_ACPI_SCI };
 	pm->machine = ctx->machine;
+	pm->clock = ctx->clock;
+	pm->tmr_base = acpi_pm_ticks(guest_clock_ns(&pm->clock)); /* counts from 0 at power-on */
 	pm->pm1_cnt = ACPI_PM1_CNT_SCI_EN;
-	/* 0x600-0x608 in one range: the event block, the control block and the reset register. */
+	/* 0x600-0x60c in one range: the event and control blocks, the timer, the reset register. */
 	if (bus_register(ctx->pio, PORT_ACPI_PM1A_EVT, PORT_ACPI_RESET + 1 - PORT_ACPI_PM1A_EVT,
 			 acpi_pm_access, pm, "acpi-pm") < 0) {
 		log_error("cannot place the ACPI registers at %#x", PORT_ACPI_PM1A_EVT);

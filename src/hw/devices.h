@@ -15,7 +15,7 @@ struct acpi_pm;
 #define SERIAL_8250_STATE_VERSION 1
 #define RTC_MC146818_STATE_VERSION 1
 #define I8042_STATE_VERSION 1
-#define ACPI_PM_STATE_VERSION 1
+#define ACPI_PM_STATE_VERSION 2
 
 /* 16550A UART at COM1 (IRQ 4); realize's arg: the struct console it transmits to. */
 extern const struct device_ops serial_8250_ops;

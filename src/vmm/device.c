@@ -4,6 +4,7 @@
 
 #include <errno.h>
 
+#include "lib/clock.h"
 #include "lib/log.h"
 
 static uint32_t device_next_instance(const struct device_registry *r,
@@ -101,4 +102,9 @@ void device_registry_destroy(struct device_registry *r)
 		if (r->devs[k].ops->destroy)
 			r->devs[k].ops->destroy(r->devs[k].state);
 	r->n = 0;
+}
+
+uint64_t guest_clock_ns(const struct guest_clock *c)
+{
+	return c->now_ns ? c->now_ns(c->opaque) : clock_mono_ns();
 }

@@ -72,6 +72,16 @@ static inline void machine_request_stop(const struct machine_handle *m,
 	m->stop(m->opaque, reason, exit_status);
 }
 
+/* The guest's clock as devices see it (QEMU's QEMU_CLOCK_VIRTUAL): monotonic nanoseconds that
+ * stand still while the VM is paused, so a device timer does not jump across `stop`/`cont`.
+ * now_ns NULL (unit tests' fake contexts): the host's monotonic clock. Any thread. */
+struct guest_clock {
+	uint64_t (*now_ns)(void *opaque);
+	void *opaque;
+};
+
+uint64_t guest_clock_ns(const struct guest_clock *c);
+
 struct device_registry;
 
 /* What a device is given when it is realized; the VM's, valid until the device is destroyed.
@@ -82,6 +92,7 @@ struct device_ctx {
 	struct iothread *io;          /* the device back-ends' thread, NULL if the VM has none */
 	struct irq_sender irq;
 	struct machine_handle machine;
+	struct guest_clock clock;
 	bool virtio_mmio;             /* virtio devices go on virtio-mmio (else on PCI) */
 	struct device_registry *registry; /* for parts of a device with a section of their own */
 };

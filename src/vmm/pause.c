@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "vmm/iothread.h"
 #include "vmm/vcpu.h"
@@ -72,6 +73,7 @@ int vm_pause(struct vm *vm)
 			if (!vm->clock_saved)
 				log_debug("KVM_GET_CLOCK: %s", strerror(errno));
 			vm->paused_clock = clock.clock;
+			atomic_store(&vm->clock_frozen_ns, (int64_t)vm_guest_clock_ns(vm));
 			atomic_store(&vm->paused, true);
 		}
 	}
@@ -95,6 +97,10 @@ int vm_resume(struct vm *vm)
 				if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
 					log_debug("KVM_SET_CLOCK: %s", strerror(errno));
 			}
+			/* The base first: a reader that still sees the frozen value reads that. */
+			int64_t frozen = atomic_load(&vm->clock_frozen_ns);
+			atomic_store(&vm->clock_base_ns, clock_mono_ns() - (uint64_t)frozen);
+			atomic_store(&vm->clock_frozen_ns, -1);
 			if (vm->io)
 				iothread_resume(vm->io);
 			atomic_store(&vm->paused, false);
@@ -103,6 +109,15 @@ int vm_resume(struct vm *vm)
 	}
 	pthread_mutex_unlock(&vm->pause_op_lock);
 	return r;
+}
+
+uint64_t vm_guest_clock_ns(void *opaque)
+{
+	struct vm *vm = opaque;
+	int64_t frozen = atomic_load(&vm->clock_frozen_ns);
+	if (frozen >= 0)
+		return (uint64_t)frozen;
+	return clock_mono_ns() - atomic_load(&vm->clock_base_ns);
 }
 
 bool vm_is_paused(struct vm *vm)

@@ -20,6 +20,7 @@
 #include "arch/x86/regs.h"
 #include "hw/devices.h"
 #include "hw/pci.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "virtio/virtio_mmio.h"
 #include "vmm/console.h"
@@ -241,6 +242,7 @@ static int vm_create_devices(struct vm *vm)
 		.io = vm->io,
 		.irq = { &vm_irq_ops, vm },
 		.machine = { vm_machine_stop, vm },
+		.clock = { vm_guest_clock_ns, vm },
 		.virtio_mmio = cfg->transport == VIRTIO_TRANSPORT_MMIO,
 		.registry = &vm->devices,
 	};
@@ -485,6 +487,8 @@ enum vm_stop_reason vm_run(const struct vm_config *cfg, struct loop *loop,
 	pthread_mutex_init(&vm->pause_op_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
+	atomic_store(&vm->clock_base_ns, clock_mono_ns());
+	atomic_store(&vm->clock_frozen_ns, -1);
 	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 
 	int r = vm->stop_fd < 0 ? -errno : 0;

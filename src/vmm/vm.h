@@ -89,6 +89,10 @@ struct vm {
 	atomic_bool paused;             /* vm_pause completed: vCPUs parked, devices held */
 	bool clock_saved;
 	uint64_t paused_clock;          /* KVM_GET_CLOCK at the pause, restored at the resume */
+	/* The devices' guest clock (vm_guest_clock_ns): host monotonic time minus clock_base_ns
+	 * while running; clock_frozen_ns (>= 0) while paused, -1 while running. */
+	_Atomic uint64_t clock_base_ns;
+	_Atomic int64_t clock_frozen_ns;
 
 	/* Devices: created from the machine's table (vm.c), found by kind and instance */
 	struct device_registry devices;
@@ -144,6 +148,8 @@ void vm_stop_because(struct vm *vm, enum vm_stop_reason reason, int exit_status,
 int vm_pause(struct vm *vm);
 int vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
+/* The guest clock devices see (struct guest_clock): stands still while the VM is paused. */
+uint64_t vm_guest_clock_ns(void *vm);
 /* Runs fn with every vCPU parked (briefly pausing the vCPUs of a running VM, without the clock
  * and device handling of vm_pause), e.g. to read vCPU registers from another thread. */
 int vm_with_vcpus_parked(struct vm *vm, void (*fn)(struct vm *vm, void *opaque), void *opaque);

@@ -1,4 +1,6 @@
-/* Tier A guest: PIT ticks via the 8259 and LAPIC timer ticks, each measured against the CMOS RTC. */
+/* Tier A guest: PIT ticks via the 8259 and LAPIC timer ticks, each measured against the CMOS RTC;
+ * the FADT's ACPI PM timer against the PIT. */
+#include "lib/acpi.h"
 #include "lib/intr.h"
 
 const char guest_name[] = "timer";
@@ -60,6 +62,33 @@ static bool plausible(const char *what, uint32_t n)
     return ok;
 }
 
+/* The ACPI PM timer (3.579545 MHz; Linux's acpi_pm clocksource, OVMF's delays) over 10 PIT
+ * ticks: about 357954 counts, read across its 24-bit (or 32-bit) wrap. */
+static bool pm_timer_plausible(void)
+{
+    struct acpi_fadt_info fadt;
+    if (!acpi_fadt(&fadt) || !fadt.pm_tmr || fadt.pm_tmr > 0xffff) {
+        kprintf("timer: the FADT has no PM timer (PM_TMR_BLK 0 or PM_TMR_LEN not 4) BAD\n");
+        return false;
+    }
+    uint32_t mask = fadt.pm_tmr_32bit ? 0xffffffffu : 0xffffffu;
+    pit_wait_ticks(1);
+    uint32_t t0 = inl((uint16_t)fadt.pm_tmr) & mask, total = 0, prev = t0;
+    for (uint32_t n = 0; n < 10; n++) {
+        pit_wait_ticks(1);
+        uint32_t t = inl((uint16_t)fadt.pm_tmr) & mask;
+        total += (t - prev) & mask; /* one tick is far shorter than a wrap (4.7 s) */
+        prev = t;
+    }
+    /* Same leniency as the tick counts (MIN_PER_SEC..MAX_PER_SEC of TICK_HZ). */
+    const uint32_t want = 357954, lo = want / TICK_HZ * MIN_PER_SEC, hi = want / TICK_HZ * MAX_PER_SEC;
+    bool ok = total >= lo && total <= hi;
+    kprintf("timer: ACPI PM timer at port 0x%x (%u bits) counted %u in 10 PIT ticks (want ~%u, "
+            "accepted %u..%u) %s\n", fadt.pm_tmr, fadt.pm_tmr_32bit ? 32 : 24, total, want, lo,
+            hi, ok ? "ok" : "BAD");
+    return ok;
+}
+
 int guest_main(const struct multiboot_info *mbi)
 {
     (void)mbi;
@@ -79,6 +108,7 @@ int guest_main(const struct multiboot_info *mbi)
                    3 * MAX_PER_SEC);
     bad += !plausible("PIT", n);
     kprintf("timer: TSC advanced %llu in that second (information only)\n", tsc);
+    bad += !pm_timer_plausible();
 
     /* Calibrate the LAPIC timer (its input clock is the VMM's choice) over 10 PIT ticks, then
      * run it periodic at TICK_HZ on its own vector with the PIT silenced. */

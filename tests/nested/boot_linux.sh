@@ -11,9 +11,10 @@ Usage: tests/nested/boot_linux.sh KVMKIT_BINARY [--pvh-only|--bzimage-only] [opt
   --verbose-guest     drop 'quiet' from the L2 command line (the kernel log then shows in failures)
   --append-extra STR  added to the L2 command line
   --known-bug C=WHY   report check C (e.g. exit) of every boot as XFAIL with WHY instead of failing
-Per boot it checks: init reached, 2 CPUs, MemTotal in (200000, 262144] kB, the guest's date equals the
-host's, and the VMM exited with status 0 after the guest's poweroff -f. Prints PASS/FAIL per check,
-timings, and "N passed, N failed"; exits 0 only if all pass.
+Per boot it checks: init reached, 2 CPUs, MemTotal in (200000, 262144] kB, acpi_pm among the
+clocksources (kvmkit), the guest's date equals the host's, and the VMM exited with status 0 after
+the guest's poweroff -f. Prints PASS/FAIL per check, timings, and "N passed, N failed"; exits 0
+only if all pass.
 USAGE
 }
 die() { printf 'boot_linux: error: %s\n' "$*" >&2; exit 2; }
@@ -116,6 +117,12 @@ for f in $flavours; do
         pass "$f/memtotal"
     else
         fail "$f/memtotal" "L2-MEMTOTAL-KB '${mem:-missing}', want 200000 < kB <= 262144 for 256M"
+    fi
+    # The FADT's PM timer: Linux registers the acpi_pm clocksource only if it is there and ticks.
+    if [[ "$vmm" == kvmkit ]]; then
+        clocks=$(sed -n 's/^.*L2-CLOCKSOURCES //p' <<< "$l2" | head -n1)
+        check "$f/acpi_pm" "$([[ " $clocks " == *" acpi_pm "* ]]; echo $?)" \
+            "available clocksources '${clocks:-missing}', want acpi_pm among them"
     fi
     if [[ -n "$gdate" && ( "$gdate" == "$date_before" || "$gdate" == "$date_after" ) ]]; then
         pass "$f/date"

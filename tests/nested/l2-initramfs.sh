@@ -91,6 +91,7 @@ echo "L2-MEMTOTAL-KB $total"
 echo "L2-MEMUSED-KB $((total - free))"
 echo "L2-DATE $(date -u +%F)"
 echo "L2-KERNEL $(uname -r)"
+echo "L2-CLOCKSOURCES $(cat /sys/devices/system/clocksource/clocksource0/available_clocksource)"
 mode=poweroff hold=0
 for arg in $(cat /proc/cmdline); do
     case "$arg" in

@@ -127,7 +127,7 @@ test_pio_mmio() {
 
 test_timer() {
     run_guest timer 1
-    expect 33 "timer: PASS"
+    expect 33 "timer: ACPI PM timer at port" "timer: PASS"
 }
 
 test_smp() {

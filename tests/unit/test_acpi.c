@@ -223,11 +223,12 @@ static void check_fadt(struct tables *t)
 	assert_int_equal(f[FADT_PM1_EVT_LEN], 4);
 	assert_int_equal(rd32(f + FADT_PM1A_CNT), PORT_ACPI_PM1A_CNT);
 	assert_int_equal(f[FADT_PM1_CNT_LEN], 2);
-	assert_int_equal(rd32(f + FADT_PM_TMR), 0);
-	assert_int_equal(f[FADT_PM_TMR_LEN], 0);
+	/* The PM timer: Linux's acpi_pm clocksource and OVMF need it (24 bits: no TMR_VAL_EXT). */
+	assert_int_equal(rd32(f + FADT_PM_TMR), PORT_ACPI_PM_TMR);
+	assert_int_equal(f[FADT_PM_TMR_LEN], 4);
 	check_gas_io(f + FADT_X_PM1A_EVT, 32, PORT_ACPI_PM1A_EVT);
 	check_gas_io(f + FADT_X_PM1A_CNT, 16, PORT_ACPI_PM1A_CNT);
-	assert_int_equal(rd64(f + FADT_X_PM_TMR + 4), 0);
+	check_gas_io(f + FADT_X_PM_TMR, 32, PORT_ACPI_PM_TMR);
 
 	uint32_t flags = rd32(f + FADT_FLAGS);
 	assert_true(flags & (1u << 0));   /* WBINVD */
@@ -235,6 +236,7 @@ static void check_fadt(struct tables *t)
 	assert_true(flags & (1u << 5));   /* SLP_BUTTON: no sleep button */
 	assert_true(flags & (1u << 10));  /* RESET_REG_SUP */
 	assert_false(flags & (1u << 20)); /* not HW_REDUCED_ACPI */
+	assert_false(flags & (1u << 8));  /* not TMR_VAL_EXT */
 	assert_int_equal(!!(flags & (1u << 19)), t->ncpus > 8); /* FORCE_APIC_PHYSICAL_DEST */
 	check_gas_io(f + FADT_RESET_REG, 8, PORT_ACPI_RESET);
 	assert_int_equal(f[FADT_RESET_VALUE], ACPI_RESET_VALUE);

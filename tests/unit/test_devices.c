@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch/x86/layout.h"
+#include "hw/devices.h"
 #include "lib/stream.h"
 #include "vmm/device.h"
 #include "vmm/iothread.h"
@@ -70,10 +72,21 @@ static const struct irq_ops fake_irq_ops = {
 	.ioeventfd = fake_ioeventfd,
 };
 
+static enum vm_stop_reason last_stop;
+
 static void fake_stop(void *opaque, enum vm_stop_reason reason, int exit_status)
 {
-	(void)opaque, (void)reason, (void)exit_status;
+	(void)opaque, (void)exit_status;
+	last_stop = reason;
 	stops++;
+}
+
+static uint64_t fake_now_ns; /* the guest clock, moved by the tests */
+
+static uint64_t fake_clock_ns(void *opaque)
+{
+	(void)opaque;
+	return fake_now_ns;
 }
 
 /* --- The machine: every device the table has that needs no host resource (no image, no
@@ -97,7 +110,7 @@ static void machine_up(bool virtio_mmio)
 	const struct device_ctx ctx = {
 		.pio = &pio, .mmio = &mmio, .mem = &mem, .io = io,
 		.irq = { &fake_irq_ops, NULL }, .machine = { fake_stop, NULL },
-		.virtio_mmio = virtio_mmio, .registry = &reg,
+		.clock = { fake_clock_ns, NULL }, .virtio_mmio = virtio_mmio, .registry = &reg,
 	};
 	memset(&reg, 0, sizeof(reg));
 	stops = 0;
@@ -143,8 +156,9 @@ static void test_realize_read_destroy(void **state)
 	machine_down();
 }
 
-/* Saves d's section (or an empty one) and loads it into d: 0 or the load's error. */
-static int load_back(const struct device *d, bool with_body)
+/* Saves d's section (or an empty one) and loads it into d, later_ns later on the guest clock:
+ * 0 or the load's error. */
+static int load_back(const struct device *d, bool with_body, uint64_t later_ns)
 {
 	struct stream w;
 	stream_init_mem_writer(&w);
@@ -156,6 +170,7 @@ static int load_back(const struct device *d, bool with_body)
 	assert_int_equal(stream_flush(&w), 0);
 	size_t len;
 	const uint8_t *data = stream_mem_data(&w, &len);
+	fake_now_ns += later_ns; /* loaded this much later, as after a migration */
 	struct stream r;
 	uint32_t version;
 	struct stream_section sec;
@@ -183,8 +198,8 @@ static void test_save_load(void **state)
 		if (!d->ops->tag)
 			continue;
 		sections++;
-		assert_int_equal(load_back(d, true), 0);
-		assert_true(load_back(d, false) < 0);
+		assert_int_equal(load_back(d, true, 0), 0);
+		assert_true(load_back(d, false, 0) < 0);
 	}
 	assert_true(sections >= 5); /* SERL, RTC, KBC, ACPI, VIRT (+ PCI) */
 	assert_int_equal(stops, 0);
@@ -210,6 +225,50 @@ static void test_debugcon(void **state)
 	machine_down();
 }
 
+static uint32_t pm_timer_read(void)
+{
+	uint8_t b[4];
+	assert_true(bus_dispatch(&pio, PORT_ACPI_PM_TMR, b, 4, false));
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/* The ACPI PM timer counts the guest clock at 3.579545 MHz in 24 bits, ignores writes, and
+ * goes on from its saved count after a restore; the reset register sits after it. */
+static void test_pm_timer(void **state)
+{
+	(void)state;
+	fake_now_ns = 7000000000u; /* the guest clock is not 0 when the machine is made */
+	machine_up(false);
+	assert_int_equal(pm_timer_read(), 0);
+	fake_now_ns += 1000000000u;
+	assert_int_equal(pm_timer_read(), ACPI_PM_TIMER_HZ);
+	uint8_t b = 0;
+	assert_true(bus_dispatch(&pio, PORT_ACPI_PM_TMR + 1, &b, 1, false));
+	assert_int_equal(b, (ACPI_PM_TIMER_HZ >> 8) & 0xff);
+	uint8_t zeros[4] = { 0 };
+	assert_true(bus_dispatch(&pio, PORT_ACPI_PM_TMR, zeros, 4, true));
+	assert_int_equal(pm_timer_read(), ACPI_PM_TIMER_HZ);
+	fake_now_ns += 4000000000u; /* 5 s: past 2^24 ticks, the count wraps */
+	assert_int_equal(pm_timer_read(), (5u * ACPI_PM_TIMER_HZ) & 0xffffff);
+	fake_now_ns -= 4000000000u;
+
+	struct device *acpi = NULL;
+	for (unsigned k = 0; k < reg.n; k++)
+		if (reg.devs[k].ops == &acpi_pm_ops)
+			acpi = &reg.devs[k];
+	assert_non_null(acpi);
+	assert_int_equal(load_back(acpi, true, 100000000000u), 0);
+	assert_int_equal(pm_timer_read(), ACPI_PM_TIMER_HZ);
+
+	assert_int_equal(stops, 0);
+	b = ACPI_RESET_VALUE;
+	assert_true(bus_dispatch(&pio, PORT_ACPI_RESET, &b, 1, true));
+	assert_int_equal(stops, 1);
+	assert_int_equal(last_stop, VM_STOP_RESET);
+	stops = 0;
+	machine_down();
+}
+
 int main(void)
 {
 	static bool on_pci = false, on_mmio = true;
@@ -219,6 +278,7 @@ int main(void)
 		cmocka_unit_test_prestate(test_save_load, &on_pci),
 		cmocka_unit_test_prestate(test_save_load, &on_mmio),
 		cmocka_unit_test(test_debugcon),
+		cmocka_unit_test(test_pm_timer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

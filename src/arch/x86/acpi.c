@@ -69,6 +69,7 @@ _Static_assert(sizeof(struct acpi_gas) == 12, "GAS layout");
 #define ACPI_GAS_SYSTEM_IO   1
 #define ACPI_GAS_ACCESS_BYTE 1
 #define ACPI_GAS_ACCESS_WORD 2
+#define ACPI_GAS_ACCESS_DWORD 3
 
 struct acpi_fadt {
 	struct acpi_header h;
@@ -488,7 +489,11 @@ static int build_fadt(struct acpi_area *area, const struct acpi_config *cfg, siz
 	f->pm1a_cnt_blk = PORT_ACPI_PM1A_CNT;
 	f->pm1_cnt_len = 2;
 	f->x_pm1a_cnt_blk = gas_io(PORT_ACPI_PM1A_CNT, 16, ACPI_GAS_ACCESS_WORD);
-	/* No PM timer (optional since ACPI 5.0a), no GPE blocks, no PM2. */
+	/* The 24-bit PM timer (no TMR_VAL_EXT): Linux's acpi_pm clocksource and OVMF's delays use
+	 * it. No GPE blocks, no PM2. */
+	f->pm_tmr_blk = PORT_ACPI_PM_TMR;
+	f->pm_tmr_len = 4;
+	f->x_pm_tmr_blk = gas_io(PORT_ACPI_PM_TMR, 32, ACPI_GAS_ACCESS_DWORD);
 
 	/* C2/C3 are not supported: latencies above 100 / 1000 us say so. */
 	f->p_lvl2_lat = 101;

@@ -40,7 +40,9 @@
 /* ACPI fixed hardware (PIIX4/ICH9 compatible addresses) */
 #define PORT_ACPI_PM1A_EVT    0x600       /* 4 bytes: PM1 status (2), PM1 enable (2) */
 #define PORT_ACPI_PM1A_CNT    0x604       /* 2 bytes: SCI_EN, SLP_TYP, SLP_EN */
-#define PORT_ACPI_RESET       0x608       /* 1 byte: FADT RESET_REG; writing ACPI_RESET_VALUE resets */
+#define PORT_ACPI_PM_TMR      0x608       /* 4 bytes: the PM timer, 24 bits at ACPI_PM_TIMER_HZ (ICH9's place) */
+#define PORT_ACPI_RESET       0x60c       /* 1 byte: FADT RESET_REG; writing ACPI_RESET_VALUE resets */
+#define ACPI_PM_TIMER_HZ      3579545u
 #define ACPI_RESET_VALUE      0x01
 #define IRQ_ACPI_SCI          9
 #define ACPI_SLP_TYP_S5       5           /* the DSDT's \_S5 package value */

@@ -134,6 +134,13 @@ bool acpi_fadt(struct acpi_fadt_info *out)
         memcpy(&x_cnt, b + 176, 8);
         out->pm1a_cnt = (uint32_t)x_cnt;
     }
+    out->pm_tmr = 0;
+    if (f->length >= 116 && b[91] == 4) {                             /* PM_TMR_LEN */
+        memcpy(&out->pm_tmr, b + 76, 4);
+        uint32_t flags;
+        memcpy(&flags, b + 112, 4);
+        out->pm_tmr_32bit = flags & (1u << 8);
+    }
     return true;
 }
 

@@ -18,6 +18,8 @@ struct acpi_fadt_info {
     uint32_t smi_cmd;
     uint8_t acpi_enable;
     uint32_t pm1a_cnt;      /* I/O port of PM1a_CNT (from X_PM1a_CNT_BLK if the legacy one is 0) */
+    uint32_t pm_tmr;        /* I/O port of the PM timer (PM_TMR_LEN 4), 0 if there is none */
+    bool pm_tmr_32bit;      /* TMR_VAL_EXT: 32 bits, else 24 */
 };
 
 /* Returns the table with this signature (checksum verified) or NULL. */
