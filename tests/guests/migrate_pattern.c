@@ -10,6 +10,7 @@
  * MULTIPORT set-up, and its "host open/closed" messages are counted (a restored device sends
  * one, which only a device that kept the port's state can). */
 #include "lib/acpi.h"
+#include "lib/ap.h"
 #include "lib/intr.h"
 #include "lib/virtio_pci.h"
 
@@ -29,9 +30,6 @@ const char guest_name[] = "migrate_pattern";
 
 #define LAPIC_VECTOR    0x40
 #define LAPIC_COUNT     625000u        /* KVM's 1 GHz APIC bus / 16 / 625000 = 100 Hz */
-#define TRAMPOLINE_BASE 0x8000u        /* SIPI vector 0x08 */
-#define ICR_INIT        0x00004500u
-#define ICR_SIPI        0x00004600u
 
 static volatile uint32_t lapic_ticks;
 static uint64_t tsc_per_tick;          /* TSC cycles per 10 ms PIT tick, measured at start */
@@ -54,13 +52,11 @@ static void watch_check(struct watch *w, uint32_t value)
         guest_fail("%s stopped at %u", w->what, value);
     }
 }
-volatile uint32_t ap_started;          /* set by the AP's start-up code */
 static volatile uint32_t ap_passes;
 static volatile uint32_t ap_bad_page;  /* non-zero: the AP found this page wrong */
 static volatile uint32_t ap_bad_value;
-uint8_t ap_stack[4096] __attribute__((aligned(16)));
 
-void ap_main(void);
+static void ap_main(void);
 
 /* --- a polling virtio driver (PCI or virtio-mmio): one chain per queue at a time, no
  * interrupts --- */
@@ -409,39 +405,6 @@ static void con_check(uint32_t pass)
     vdev_request(&con, 1, 1, pass);
 }
 
-/* The AP's real-mode start: protected mode with the kernel's GDT, a stack, then ap_main. */
-__asm__(
-    "    .section .rodata\n"
-    "    .code16\n"
-    "mp_trampoline_start:\n"
-    "    cli\n"
-    "    mov %cs, %ax\n"
-    "    mov %ax, %ds\n"
-    "    lgdtl mp_gdtr - mp_trampoline_start\n"
-    "    mov %cr0, %eax\n"
-    "    or $1, %eax\n"
-    "    mov %eax, %cr0\n"
-    "    ljmpl $0x08, $(mp_pm32 - mp_trampoline_start + 0x8000)\n"
-    "    .code32\n"
-    "mp_pm32:\n"
-    "    mov $0x10, %ax\n"
-    "    mov %ax, %ds\n"
-    "    mov %ax, %es\n"
-    "    mov %ax, %ss\n"
-    "    mov $(ap_stack + 4096), %esp\n"
-    "    mov $ap_main, %eax\n"
-    "    call *%eax\n"
-    "1:  cli\n"
-    "    hlt\n"
-    "    jmp 1b\n"
-    "    .align 4\n"
-    "mp_gdtr:\n"
-    "    .word 23\n"
-    "    .long gdt\n"
-    "mp_trampoline_end:\n"
-    "    .text\n");
-extern const char mp_trampoline_start[], mp_trampoline_end[];
-
 /* One pass over [start, end): every page's first byte must be `pass - 1` (RAM starts zeroed);
  * it becomes `pass`. Returns the first wrong page's address, or 0. */
 static uint32_t pattern_pass(uint32_t start, uint32_t end, uint32_t pass, uint8_t *got)
@@ -459,9 +422,8 @@ static uint32_t pattern_pass(uint32_t start, uint32_t end, uint32_t pass, uint8_
     return 0;
 }
 
-void ap_main(void)
+static void ap_main(void)
 {
-    ap_started = 1;
     for (uint32_t pass = 1;; pass++) {
         uint8_t got;
         uint32_t bad = pattern_pass(AP_RANGE_START, AP_RANGE_END, pass, &got);
@@ -481,29 +443,6 @@ static void lapic_timer_irq(struct intr_frame *f)
     lapic_eoi();
 }
 
-/* Starts the first AP the MADT lists; returns whether one runs. */
-static bool start_ap(void)
-{
-    uint32_t ids[8];
-    int n = acpi_madt_cpus(ids, 8);
-    uint8_t bsp = lapic_id();
-    for (int i = 0; i < n; i++) {
-        if (ids[i] == bsp || ids[i] > 0xff)
-            continue;
-        memcpy((void *)TRAMPOLINE_BASE, mp_trampoline_start,
-               (size_t)(mp_trampoline_end - mp_trampoline_start));
-        lapic_send_ipi((uint8_t)ids[i], ICR_INIT);
-        pit_wait_ticks(2);
-        for (int sipi = 0; sipi < 2 && !ap_started; sipi++) {
-            lapic_send_ipi((uint8_t)ids[i], ICR_SIPI | (TRAMPOLINE_BASE >> 12));
-            for (uint32_t t = pit_ticks; !ap_started && pit_ticks - t < 20;)
-                pit_wait_ticks(1);
-        }
-        return ap_started;
-    }
-    return false;
-}
-
 int guest_main(const struct multiboot_info *mbi)
 {
     (void)mbi;
@@ -518,7 +457,7 @@ int guest_main(const struct multiboot_info *mbi)
     uint64_t t0 = rdtsc();
     pit_wait_ticks(5);
     tsc_per_tick = (rdtsc() - t0) / 5;
-    bool ap = start_ap();
+    bool ap = ap_start(ap_main);
     bool have_rng = vdev_setup(&rng, PCI_DEVICE_RNG, 4);
     bool have_blk = vdev_setup(&blk, PCI_DEVICE_BLK, 2);
     bool have_net = vdev_setup(&net, PCI_DEVICE_NET, 1);
