@@ -41,12 +41,17 @@ void log_warn(const char *fmt, ...)
 	va_end(ap);
 }
 
-void log_debug(const char *fmt, ...)
+bool log_debug_enabled(void)
 {
 	static int env = -1;
 	if (env < 0)
 		env = getenv("KVMKIT_DEBUG") != NULL;
-	if (!env && !log_verbose)
+	return env || log_verbose;
+}
+
+void log_debug(const char *fmt, ...)
+{
+	if (!log_debug_enabled())
 		return;
 	/* Seconds since log_start_clock: where start-up time goes, read off the debug lines. */
 	struct timespec now;

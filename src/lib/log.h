@@ -14,6 +14,9 @@ void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 extern bool log_verbose;
 
+/* Whether log_debug prints (KVMKIT_DEBUG set, or log_verbose). */
+bool log_debug_enabled(void);
+
 /* Sets the origin of debug time stamps; call it first thing in main. */
 void log_start_clock(void);
 

@@ -15,6 +15,7 @@
 #include "arch/x86/regs.h"
 #include "lib/log.h"
 #include "vmm/sandbox.h"
+#include "vmm/vcpu_trace.h"
 
 #define VCPU_KICK_SIGNAL SIGUSR1
 
@@ -69,6 +70,7 @@ int vcpu_create(struct vm *vm, struct vcpu *v, uint32_t index, const struct kvm_
 		log_error("cannot set the initial state of vCPU %u: %s", index, strerror(-r));
 		return r;
 	}
+	vcpu_trace_init(v);
 	return 0;
 }
 
@@ -81,6 +83,8 @@ static void vcpu_fail(struct vcpu *v, const char *what)
 	if (first) {
 		fprintf(stderr, "\r\nkvmkit: vCPU %u stopped: %s\n", v->index, what);
 		regs_dump(v->fd, &v->vm->mem, stderr);
+		/* With KVMKIT_DEBUG every vCPU's last exits follow once all have stopped. */
+		v->vm->dump_vcpus = v->trace != NULL;
 	}
 	vm_stop(v->vm, VM_STOP_ERROR, VM_EXIT_STATUS_ERROR);
 }
@@ -138,6 +142,7 @@ static bool vcpu_handle_exit(struct vcpu *v)
 	char why[128];
 	if (run->exit_reason < VCPU_STAT_REASONS)
 		v->exits[run->exit_reason]++;
+	vcpu_trace_exit(v);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		vcpu_handle_io(v);
@@ -257,6 +262,7 @@ void vcpu_destroy(struct vcpu *v)
 		close(v->fd);
 	v->run = NULL;
 	v->fd = -1;
+	vcpu_trace_free(v);
 }
 
 static const char *exit_reason_name(unsigned r)

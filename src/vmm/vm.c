@@ -29,6 +29,7 @@
 #include "vmm/loop.h"
 #include "vmm/machine.h"
 #include "vmm/vcpu.h"
+#include "vmm/vcpu_trace.h"
 #include "vmm/sandbox.h"
 
 /* Addresses KVM needs for Intel's real-mode emulation: three pages below the BIOS. */
@@ -443,6 +444,7 @@ static void vm_destroy(struct vm *vm)
 		for (uint32_t i = 0; vm->vcpus && i < vm->ncpus; i++) {
 			fprintf(stderr, "kvmkit: vCPU %u at termination:\n", i);
 			regs_dump(vm->vcpus[i].fd, &vm->mem, stderr);
+			vcpu_trace_print(&vm->vcpus[i], stderr);
 		}
 	}
 	for (uint32_t i = 0; vm->vcpus && i < vm->ncpus; i++)

@@ -48,6 +48,8 @@ struct vm_config {
 /* VM-exit reasons counted per vCPU for --stats (index = KVM_EXIT_* below this bound). */
 #define VCPU_STAT_REASONS 64
 
+struct vcpu_trace;
+
 struct vcpu {
 	struct vm *vm;
 	uint32_t index;
@@ -57,6 +59,7 @@ struct vcpu {
 	bool thread_started;
 	int tid;                /* the thread's kernel ID once it runs (QMP query-cpus-fast) */
 	uint64_t exits[VCPU_STAT_REASONS];
+	struct vcpu_trace *trace; /* its last exits, kept with KVMKIT_DEBUG (vmm/vcpu_trace.c) */
 };
 
 struct vm {

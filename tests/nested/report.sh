@@ -40,6 +40,10 @@ report_tails() {
 report_end() {
     [[ $xfailed -eq 0 ]] || echo "$xfailed check(s) XFAIL: known bug, see above"
     if [[ $failed -ne 0 ]] && grep -q 'the guest triple-faulted' <<< "${1:-}"; then
+        # The evidence (KVMKIT_DEBUG: every vCPU's registers and last exits) in full, since the
+        # L1 log stays on the machine that ran the test.
+        echo "  the triple fault and what kvmkit printed after it:"
+        sed -n '/the guest triple-faulted/,$p' <<< "$1" | grep -v '^BOOT-\|^L1-' | head -n 200 | sed 's/^/  | /'
         echo "TIER-B-TRIPLE-FAULT: an L2 guest triple-faulted in this run (the whole L1 log shows where)"
     fi
     echo "$passed passed, $failed failed"
