@@ -26,12 +26,15 @@ struct rm_regs {
 
 extern const char rm_blob_start[], rm_blob_end[], rm_stubs[];
 extern const char rm_in[], rm_out[], rm_test_ip[], rm_unexp_vec[], rm_unexp_ip[], rm_unexp_cs[];
-extern const char rm_cnt_de[], rm_cnt_bp[], rm_cnt_of[], rm_cnt_ud[], rm_cnt_irq[];
-extern const char h_de[], h_int40[], h_bp[], h_of[], h_ud[], h_main41[], h_alt41[], h_irq0[];
+extern const char rm_cnt_de[], rm_cnt_bp[], rm_cnt_of[], rm_cnt_ud[], rm_cnt_irq[],
+    rm_cnt_rtc[], rm_ticks[];
+extern const char h_de[], h_int40[], h_bp[], h_of[], h_ud[], h_main41[], h_alt41[], h_irq0[],
+    h_rtc[], h_tick[];
 extern const char t_mov[], t_xchg[], t_push_pop[], t_add[], t_inc_neg[], t_mul[], t_div[],
     t_div0[], t_div_overflow[], t_shift[], t_string[], t_lea_lds[], t_far[], t_loop[], t_int[],
     t_flags[], t_cli_sti[], t_stack16[], t_cpuid[], t_io[], t_prefix[], t_segovr[], t_misc[],
-    t_cr0[], t_fpu[], t_unreal[], t_lgdt_lidt[], t_a20_wrap[], t_a20_port92[], t_irq_hlt[];
+    t_cr0[], t_fpu[], t_unreal[], t_lgdt_lidt[], t_a20_wrap[], t_a20_port92[], t_irq_hlt[],
+    t_rtc_irq8[];
 void realmode_call(void);
 
 /* A symbol's offset in the blob (its IP under CS = RM_SEG) and its copy's address. */
@@ -147,6 +150,8 @@ static const struct rm_test rm_tests[] = {
         { MEM(0x98), W16, 0x1234 }, { MEM(0x9a), FULL, 0x12345678 } } },
     { "a20_wrap", t_a20_wrap, { { ECX, FULL, MB_MAGIC }, { FS, W16, 0 } } },
     { "irq_sti_hlt", t_irq_hlt, { { ESI, FULL, 0x55550003 }, { EBX, 0xff, 1 } } },
+    /* Three RTC periodic interrupts (SI) before the PIT's 500 ms timeout (DI = 0). */
+    { "rtc_irq8_periodic", t_rtc_irq8, { { ESI, FULL, 0x55550003 }, { EDI, FULL, 0x66660000 } } },
     /* System control port A: bit 1 = A20 (reads back as written), bit 0 = fast reset. */
     { "a20_port92", t_a20_port92, { { EBX, 0x0303, 0x0202 }, { EDX, 0x0303, 0x0200 } } },
 };
@@ -206,6 +211,8 @@ static void rm_prepare(const struct rm_test *t)
     *(uint8_t *)rm_ptr(rm_cnt_of) = 0;
     *(uint8_t *)rm_ptr(rm_cnt_ud) = 0;
     *(uint8_t *)rm_ptr(rm_cnt_irq) = 0;
+    *(uint8_t *)rm_ptr(rm_cnt_rtc) = 0;
+    *(uint16_t *)rm_ptr(rm_ticks) = 0;
     /* The 8259 afresh, every line masked: SeaBIOS (under QEMU) left the PIT running on IRQ 0,
      * and t_irq_hlt reprograms it. */
     pic_init();
@@ -228,6 +235,8 @@ static void rm_prepare(const struct rm_test *t)
     rm_set_vector(IVT_BASE, 8, h_irq0);
     rm_set_vector(IVT_BASE, 0x40, h_int40);
     rm_set_vector(IVT_BASE, 0x41, h_main41);
+    rm_set_vector(IVT_BASE, 0x50, h_tick);
+    rm_set_vector(IVT_BASE, 0x70, h_rtc);
     rm_set_vector(ALT_IVT, 0x41, h_alt41);
 }
 

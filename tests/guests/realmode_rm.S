@@ -263,6 +263,40 @@ h_irq0:                             /* PIT IRQ 0 through the 8259 at vector 8 (t
     pop %ax
     iret
 
+/* t_rtc_irq8's two interrupts: the RTC on IRQ 8 (vector 0x70, the BIOS's) and the PIT on IRQ 0
+ * moved to vector 0x50, counting a timeout. */
+    .global h_rtc, h_tick
+h_rtc:
+    COUNT rm_cnt_rtc
+    push %ax
+    mov $0x0c, %al
+    out %al, $0x70
+    in $0x71, %al                   /* reading register C acknowledges the RTC's interrupt */
+    push %ds
+    pushw $RM_SEG
+    pop %ds
+    cmpb $3, R(rm_cnt_rtc)
+    jb 1f
+    mov $0xff, %al
+    out %al, $0xa1                  /* the third: IRQ 8 masked (see h_irq0) */
+1:  mov $0x20, %al
+    out %al, $0xa0
+    out %al, $0x20
+    pop %ds
+    pop %ax
+    iret
+h_tick:
+    push %ds
+    pushw $RM_SEG
+    pop %ds
+    incw R(rm_ticks)
+    pop %ds
+    push %ax
+    mov $0x20, %al
+    out %al, $0x20
+    pop %ax
+    iret
+
     .global h_main41, h_alt41
 h_main41:                           /* vector 0x41 in the harness's IVT */
     mov $0x0041, %bx
@@ -961,6 +995,81 @@ t_irq_hlt:
     xor %cx, %cx
     ret
 
+/* The RTC's periodic interrupt (BIOS waits such as int 15h AH=86h use it): 1024 Hz on IRQ 8
+ * through the slave 8259, `sti; hlt` until three came or the PIT counted 500 ms. */
+    .global t_rtc_irq8
+t_rtc_irq8:
+    mov $0x11, %al
+    out %al, $0x20
+    out %al, $0xa0                  /* ICW1 to both */
+    mov $0x50, %al
+    out %al, $0x21                  /* master: IRQ 0 -> vector 0x50 (the timeout tick) */
+    mov $0x70, %al
+    out %al, $0xa1                  /* slave: IRQ 8 -> vector 0x70 */
+    mov $0x04, %al
+    out %al, $0x21
+    mov $0x02, %al
+    out %al, $0xa1
+    mov $0x01, %al
+    out %al, $0x21
+    out %al, $0xa1
+    mov $0xfa, %al
+    out %al, $0x21                  /* IRQ 0 and the cascade */
+    mov $0xfe, %al
+    out %al, $0xa1                  /* IRQ 8 */
+    mov $0x0a, %al
+    out %al, $0x70
+    mov $0x26, %al
+    out %al, $0x71                  /* register A: 32.768 kHz time base, rate 6 = 1024 Hz */
+    mov $0x0b, %al
+    out %al, $0x70
+    in $0x71, %al
+    or $0x40, %al
+    mov %al, %ah
+    mov $0x0b, %al
+    out %al, $0x70
+    mov %ah, %al
+    out %al, $0x71                  /* register B: periodic interrupt enable */
+    mov $0x0c, %al
+    out %al, $0x70
+    in $0x71, %al                   /* register C: nothing pending from before */
+    mov $0x34, %al
+    out %al, $0x43
+    mov $0xa9, %al
+    out %al, $0x40
+    mov $0x04, %al
+    out %al, $0x40                  /* PIT at ~1 kHz */
+    xor %di, %di
+1:  sti
+    hlt
+    cli
+    cmpb $3, R(rm_cnt_rtc)
+    jae 2f
+    cmpw $500, R(rm_ticks)
+    jb 1b
+    inc %di                         /* timed out */
+2:  mov $0x30, %al
+    out %al, $0x43                  /* PIT stopped */
+    mov $0x0b, %al
+    out %al, $0x70
+    in $0x71, %al
+    and $0xbf, %al
+    mov %al, %ah
+    mov $0x0b, %al
+    out %al, $0x70
+    mov %ah, %al
+    out %al, $0x71                  /* periodic interrupt off */
+    mov $0x0c, %al
+    out %al, $0x70
+    in $0x71, %al
+    mov $0xff, %al
+    out %al, $0x21
+    out %al, $0xa1
+    movzbw R(rm_cnt_rtc), %si
+    xor %ax, %ax
+    xor %cx, %cx
+    ret
+
 /* --- data the harness and the tests use ----------------------------------------------------- */
     .balign 8
 rm_gdt:
@@ -995,7 +1104,7 @@ rm_const:
 
     .balign 4
     .global rm_in, rm_out, rm_test_ip, rm_unexp_vec, rm_unexp_ip, rm_unexp_cs
-    .global rm_cnt_de, rm_cnt_bp, rm_cnt_of, rm_cnt_ud, rm_cnt_irq
+    .global rm_cnt_de, rm_cnt_bp, rm_cnt_of, rm_cnt_ud, rm_cnt_irq, rm_cnt_rtc, rm_ticks
 rm_in:
     .skip 48
 rm_out:
@@ -1024,6 +1133,11 @@ rm_cnt_ud:
     .byte 0
 rm_cnt_irq:
     .byte 0
+rm_cnt_rtc:
+    .byte 0
+    .balign 2
+rm_ticks:
+    .word 0
 rm_blob_end:
 
     .section .note.GNU-stack, "", @progbits
