@@ -34,7 +34,7 @@ extern const char t_mov[], t_xchg[], t_push_pop[], t_add[], t_inc_neg[], t_mul[]
     t_div0[], t_div_overflow[], t_shift[], t_string[], t_lea_lds[], t_far[], t_loop[], t_int[],
     t_flags[], t_cli_sti[], t_stack16[], t_cpuid[], t_io[], t_prefix[], t_segovr[], t_misc[],
     t_cr0[], t_fpu[], t_unreal[], t_lgdt_lidt[], t_a20_wrap[], t_a20_port92[], t_irq_hlt[],
-    t_rtc_irq8[];
+    t_rtc_irq8[], t_mmio[];
 void realmode_call(void);
 
 /* A symbol's offset in the blob (its IP under CS = RM_SEG) and its copy's address. */
@@ -144,6 +144,12 @@ static const struct rm_test rm_tests[] = {
         { HIGH(0), FULL, 0x5a5aa5a5 }, { HIGH(4), FULL, 0x01234567 },
         { HIGH(0x10), FULL, 0x5a5aa5a5 }, { HIGH(0x14), FULL, 0x01234567 },
         { FS, W16, 0 }, { GS, W16, 0 } } },
+    { "unreal_mmio", t_mmio, { { EAX, FULL, 0xaabb33cc }, { EDX, FULL, 0x00000896 },
+        { EBX, FULL, 0x01020304 }, { ECX, FULL, 0xaa },
+        { MEM(0x180), FULL, 0xaabb33cc }, { MEM(0x184), FULL, 0x80000000 },
+        { MEM(0x188), FULL, 0x5a5a5a5a }, { MEM(0x18c), FULL, 0 },
+        { MEM(0x190), FULL, 0xbeefbeef }, { MEM(0x194), FULL, 0xbeefbeef },
+        { ESI, FULL, 0xff000018 }, { EDI, FULL, 0x00030198 } } },
     { "lgdt_lidt", t_lgdt_lidt, { { MEM(0x80), W16, 0x3ff }, { MEM(0x82), FULL, IVT_BASE },
         { MEM(0x88), W16, 0x3ff }, { MEM(0x8a), FULL, ALT_IVT }, { EDX, FULL, 0x4444a141 },
         { EBX, FULL, 0x22220041 }, { MEM(0x90), W16, 0x1234 }, { MEM(0x92), FULL, 0x00345678 },

@@ -883,8 +883,9 @@ t_fpu:
     fninit
     ret
 
-    .global t_unreal
-t_unreal:
+/* Big real mode as SeaBIOS uses it: ES, FS and GS get 4 GiB limits on a trip to protected
+ * mode and are reloaded with 0 back in real mode, which keeps the limits. Clobbers EAX, BX. */
+enter_unreal:
     cli
     mov %cr0, %eax
     or $1, %eax
@@ -897,10 +898,15 @@ t_unreal:
     and $0xfffffffe, %eax
     mov %eax, %cr0
     jmp 2f
-2:  xor %bx, %bx                    /* reloading in real mode keeps the 4 GiB limits */
+2:  xor %bx, %bx
     mov %bx, %es
     mov %bx, %fs
     mov %bx, %gs
+    ret
+
+    .global t_unreal
+t_unreal:
+    call enter_unreal
     mov $HIGH_ADDR, %esi
     movl $0x5a5aa5a5, %fs:(%esi)
     movl $0x01234567, %gs:4(%esi)
@@ -912,6 +918,38 @@ t_unreal:
     addr32 mov %fs:0x100000, %eax   /* the guest image itself: the multiboot header */
     mov $DATA_SEG, %bx
     mov %bx, %es
+    ret
+
+/* MMIO from big real mode (pc-testdev's scratch memory at 4 GiB - 16 MiB): KVM's emulator runs
+ * these instructions and the VMM serves each access: partial writes, a read-modify-write, xchg,
+ * rep stos into MMIO and rep movs out of it. */
+#define TESTDEV_MMIO 0xff000000
+    .global t_mmio
+t_mmio:
+    call enter_unreal
+    mov $TESTDEV_MMIO, %esi
+    movl $0x11223344, %fs:(%esi)
+    movw $0xaabb, %fs:2(%esi)
+    movb $0xcc, %fs:(%esi)
+    mov %fs:(%esi), %eax
+    movl $0x7fffffff, %fs:4(%esi)
+    addl $1, %fs:4(%esi)
+    pushfl
+    popl %edx
+    mov $0x5a5a5a5a, %ebx
+    movl $0x01020304, %fs:8(%esi)
+    xchg %ebx, %fs:8(%esi)
+    movl $0, %fs:12(%esi)
+    push %eax
+    mov $0xbeef, %ax
+    mov $TESTDEV_MMIO + 0x10, %edi
+    mov $4, %ecx
+    rep stosw %ax, %es:(%edi)
+    mov $0x30180, %edi              /* the scratch area, DATA_SEG:0x180 */
+    mov $6, %ecx
+    rep movsl %fs:(%esi), %es:(%edi)
+    pop %eax
+    addr32 movzbl %fs:TESTDEV_MMIO + 3, %ecx
     ret
 
     .global t_lgdt_lidt
