@@ -149,7 +149,8 @@ if [ "$nested" -eq 1 ]; then
 		bash tests/nested/lifecycle.sh build/kvmkit
 	stage_nested "tier B save/restore and live migration with the disk between two namespaces" \
 		bash tests/nested/migrate_linux.sh build/kvmkit
-	stage_nested "tier B real-mode instruction suite (kvmkit against QEMU)" bash tests/nested/realmode.sh build/kvmkit
+	stage_nested "tier B real-mode instruction suite (kvmkit against QEMU)" \
+		bash tests/nested/realmode.sh build/kvmkit
 fi
 
 echo
