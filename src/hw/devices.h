@@ -26,6 +26,10 @@ void serial_8250_break(struct serial_8250 *s);
 
 /* MC146818 CMOS real-time clock at 0x70/0x71, reading the host's time (UTC). */
 extern const struct device_ops rtc_mc146818_ops;
+struct rtc_mc146818;
+/* Sets a byte of the CMOS memory (index 0x0e-0x7f; the clock's own registers below are not
+ * settable here): where the firmware reads the RAM size and CPU count at power-on. */
+void rtc_mc146818_set_cmos(struct rtc_mc146818 *r, uint8_t index, uint8_t value);
 
 /* i8042 keyboard controller: enough for the reset line (command 0xfe) and probing. */
 extern const struct device_ops i8042_ops;

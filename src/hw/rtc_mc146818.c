@@ -203,6 +203,15 @@ static void *rtc_mc146818_realize(const struct device_ctx *ctx, const void *arg)
 	return r;
 }
 
+void rtc_mc146818_set_cmos(struct rtc_mc146818 *r, uint8_t index, uint8_t value)
+{
+	if (index < 0x0e || index >= sizeof(r->cmos))
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->cmos[index] = value;
+	pthread_mutex_unlock(&r->lock);
+}
+
 const struct device_ops rtc_mc146818_ops = {
 	.name = "CMOS clock",
 	.tag = STREAM_TAG('R', 'T', 'C', ' '),

@@ -1,6 +1,6 @@
-/* The "CONF" section of a snapshot: the machine's options (kernel, memory, vCPUs, devices and
- * their back-ends) written with absolute file paths, and read back with every count, size and
- * enumeration checked. */
+/* The "CONF" section of a snapshot: the machine's options (kernel or firmware, memory, vCPUs,
+ * devices and their back-ends) written with absolute file paths, and read back with every
+ * count, size and enumeration checked. */
 #include "migration/config.h"
 
 #include <errno.h>
@@ -59,6 +59,7 @@ void config_save(const struct vm_config *cfg, struct stream *s)
 	}
 	put_path(s, cfg->vconsole.path);
 	stream_put_str(s, cfg->vconsole.name);
+	put_path(s, cfg->firmware);
 }
 
 /* Every string config_load allocated. A loaded configuration lives as long as the process;
@@ -130,7 +131,7 @@ int config_load(struct vm_config *cfg, struct stream *s, uint32_t version)
 		stream_fail(s, -EPROTONOSUPPORT);
 		return -EPROTONOSUPPORT;
 	}
-	cfg->kernel = get_str(s, false);
+	cfg->kernel = get_str(s, true);
 	cfg->initrd = get_str(s, true);
 	cfg->cmdline = get_str(s, false);
 	cfg->ram_size = stream_get_u64(s);
@@ -148,6 +149,9 @@ int config_load(struct vm_config *cfg, struct stream *s, uint32_t version)
 	cfg->vconsole.path = get_str(s, true);
 	cfg->vconsole.name = get_str(s, true);
 	if (cfg->vconsole.path && !cfg->vconsole.name)
+		stream_fail(s, -EBADMSG);
+	cfg->firmware = get_str(s, true);
+	if (!cfg->kernel == !cfg->firmware) /* booted one way: a kernel or firmware */
 		stream_fail(s, -EBADMSG);
 	return stream_end_read(s);
 }

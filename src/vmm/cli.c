@@ -3,6 +3,7 @@
 #include "vmm/cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "firmware/bios_rom.h"
 #include "lib/size.h"
 #include "migration/snapshot.h"
 #include "migration/uri.h"
@@ -21,12 +23,20 @@
 
 static const char usage_text[] =
 	"Usage: kvmkit run --kernel FILE [options]\n"
+	"       kvmkit run [options] IMAGE      (boots IMAGE, the first disk, through the BIOS)\n"
 	"       kvmkit --help | --version\n"
 	"\n"
 	"Runs one virtual machine in the foreground through /dev/kvm.\n"
 	"\n"
 	"Options of 'run':\n"
 	"  --kernel FILE      Linux bzImage, ELF vmlinux with a PVH note, or multiboot kernel\n"
+	"  --firmware bios|FILE\n"
+	"                     boot through firmware instead of --kernel: bios is Debian's SeaBIOS\n"
+	"                     (" BIOS_ROM_DEFAULT_PATH "); the default when no --kernel\n"
+	"                     is given\n"
+	"  --firmware-log FILE\n"
+	"                     the firmware's debug output (port 0x402, QEMU's isa-debugcon) goes\n"
+	"                     to FILE (truncated); without it, to the KVMKIT_DEBUG log\n"
 	"  --initrd FILE      initial ramdisk (for multiboot kernels: the first module)\n"
 	"  --append CMDLINE   kernel command line\n"
 	"  --memory SIZE      guest RAM, e.g. 512M or 2G (a bare number is MiB; default 512M)\n"
@@ -84,10 +94,12 @@ static const char usage_text[] =
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_SERIAL,
        OPT_NO_REBOOT, OPT_TESTDEV, OPT_STATS, OPT_DISK, OPT_RNG, OPT_NET,
        OPT_VCONSOLE, OPT_TRANSPORT, OPT_RESTORE, OPT_SNAPSHOT_AT_EXIT, OPT_CONTROL, OPT_QMP,
-       OPT_MONITOR, OPT_INCOMING, OPT_SANDBOX, OPT_RUNAS };
+       OPT_MONITOR, OPT_INCOMING, OPT_SANDBOX, OPT_RUNAS, OPT_FIRMWARE, OPT_FIRMWARE_LOG };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
+	{ "firmware", required_argument, NULL, OPT_FIRMWARE },
+	{ "firmware-log", required_argument, NULL, OPT_FIRMWARE_LOG },
 	{ "initrd", required_argument, NULL, OPT_INITRD },
 	{ "append", required_argument, NULL, OPT_APPEND },
 	{ "memory", required_argument, NULL, OPT_MEMORY },
@@ -340,10 +352,46 @@ static int parse_control(char *spec, bool qemu_spelling, const char **path)
 }
 
 /* The options that describe the machine (and so come from the snapshot with --restore). */
+/* --firmware-log FILE: opened (truncated) once here, so every boot of the run appends to it;
+ * the descriptor stays above 2 (the VM takes fds 0-2 for the standard streams). */
+static int cli_open_firmware_log(struct cli_options *o, const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd >= 0 && fd <= 2) {
+		int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		close(fd);
+		fd = high;
+	}
+	if (fd < 0) {
+		log_error("cannot open the firmware log '%s': %s", path, strerror(errno));
+		return -1;
+	}
+	if (o->vm.firmware_log_fd >= 0)
+		close(o->vm.firmware_log_fd);
+	o->vm.firmware_log_fd = fd;
+	return 0;
+}
+
+/* `kvmkit run IMAGE`: IMAGE becomes the first disk, before any --disk. */
+static int cli_add_image(struct cli_options *o, const char *image)
+{
+	if (o->vm.ndisks == VM_MAX_DISKS) {
+		log_error("at most %d disks (--disk and the image)", VM_MAX_DISKS);
+		return -1;
+	}
+	memmove(&o->vm.disks[1], &o->vm.disks[0], o->vm.ndisks * sizeof(o->vm.disks[0]));
+	memset(&o->vm.disks[0], 0, sizeof(o->vm.disks[0]));
+	o->vm.disks[0].block.path = image;
+	o->vm.disks[0].block.cache = BLOCK_CACHE_WRITEBACK;
+	o->vm.ndisks++;
+	return 0;
+}
+
 static bool is_machine_option(int opt)
 {
 	switch (opt) {
-	case OPT_KERNEL: case OPT_INITRD: case OPT_APPEND: case OPT_MEMORY: case OPT_CPUS:
+	case OPT_FIRMWARE: case OPT_KERNEL: case OPT_INITRD: case OPT_APPEND: case OPT_MEMORY:
+	case OPT_CPUS:
 	case OPT_NO_REBOOT: case OPT_TESTDEV: case OPT_DISK: case OPT_RNG: case OPT_NET:
 	case OPT_VCONSOLE: case OPT_TRANSPORT:
 		return true;
@@ -382,6 +430,7 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->vm.cmdline = "";
+	o->vm.firmware_log_fd = -1;
 	o->vm.ram_size = DEFAULT_RAM;
 	o->vm.ncpus = 1;
 	o->sandbox = SANDBOX_ON;
@@ -420,6 +469,17 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 			machine_opt = c;
 		switch (c) {
 		case OPT_KERNEL: o->vm.kernel = optarg; break;
+		case OPT_FIRMWARE:
+			if (strcmp(optarg, "uefi") == 0) {
+				log_error("--firmware uefi is not there yet: use bios");
+				return CLI_EXIT_ERROR;
+			}
+			o->vm.firmware = strcmp(optarg, "bios") == 0 ? BIOS_ROM_DEFAULT_PATH : optarg;
+			break;
+		case OPT_FIRMWARE_LOG:
+			if (cli_open_firmware_log(o, optarg) < 0)
+				return CLI_EXIT_ERROR;
+			break;
 		case OPT_INITRD: o->vm.initrd = optarg; break;
 		case OPT_APPEND: o->vm.cmdline = optarg; break;
 		case OPT_MEMORY:
@@ -521,10 +581,14 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 			return CLI_EXIT_ERROR;
 		}
 	}
-	if (optind < argc - 1) {
-		log_error("unexpected argument '%s' (see 'kvmkit --help')", argv[optind + 1]);
+	/* argv + 1 was parsed: a word left over is the image QEMU's `qemu-system-x86_64 disk.img`
+	 * boots, the first disk. */
+	if (optind < argc - 2) {
+		log_error("unexpected argument '%s' (see 'kvmkit --help')", argv[optind + 2]);
 		return CLI_EXIT_ERROR;
 	}
+	if (optind == argc - 2 && cli_add_image(o, argv[optind + 1]) < 0)
+		return CLI_EXIT_ERROR;
 	if (o->control.monitor_stdio && o->serial && strcmp(o->serial, "stdio") == 0) {
 		log_error("--monitor stdio and --serial stdio cannot share the terminal: give the "
 			  "serial console file:PATH, unix:PATH or none");
@@ -542,8 +606,20 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 	}
 	if (restore_dir)
 		return restore_config(o, restore_dir, machine_opt) < 0 ? CLI_EXIT_ERROR : CLI_RUN;
+	if (o->vm.kernel && o->vm.firmware) {
+		log_error("--kernel and --firmware are two ways to boot: give one of them");
+		return CLI_EXIT_ERROR;
+	}
+	if (!o->vm.kernel && !o->vm.firmware && o->vm.ndisks)
+		o->vm.firmware = BIOS_ROM_DEFAULT_PATH; /* an image and no kernel: the BIOS boots it */
+	if (o->vm.firmware && (o->vm.initrd || o->vm.cmdline[0])) {
+		log_error("--initrd and --append go with --kernel, not with firmware boot");
+		return CLI_EXIT_ERROR;
+	}
+	if (o->vm.firmware)
+		return CLI_RUN;
 	if (!o->vm.kernel) {
-		log_error("no kernel given: use --kernel FILE");
+		log_error("no kernel given: use --kernel FILE, or give a disk image to boot");
 		return CLI_EXIT_ERROR;
 	}
 	if (check_readable(o->vm.kernel, "kernel") < 0 ||

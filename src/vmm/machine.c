@@ -58,6 +58,12 @@ static const void *machine_console(const struct vm_config *cfg, unsigned i)
 	return cfg->console;
 }
 
+static const void *machine_firmware_log(const struct vm_config *cfg, unsigned i)
+{
+	(void)i;
+	return cfg->firmware_log_fd > 2 ? &cfg->firmware_log_fd : NULL;
+}
+
 static const void *machine_disk(const struct vm_config *cfg, unsigned i)
 {
 	return &cfg->disks[i];
@@ -85,7 +91,7 @@ const struct machine_device machine_devices[] = {
 	{ &acpi_pm_ops, machine_one, NULL },
 	{ &debug_exit_ops, machine_one, NULL },
 	{ &pc_testdev_ops, machine_if_testdev, NULL },
-	{ &debugcon_ops, machine_one, NULL },
+	{ &debugcon_ops, machine_one, machine_firmware_log },
 	{ &pci_bus_ops, machine_if_pci, NULL },
 	/* virtio: "VIRT" instances count the disks, the rng, the NICs, the console in this order */
 	{ &virtio_blk_ops, machine_ndisks, machine_disk },

@@ -124,6 +124,34 @@ static int vm_open_kvm(struct vm *vm)
 	return 0;
 }
 
+/* The firmware image ends at 4 GiB, where the reset vector is, in a read-only slot: the guest's
+ * writes there exit to userspace and are dropped, as a flash chip in read mode ignores them. */
+static int vm_map_firmware(struct vm *vm)
+{
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0) {
+		log_error("this KVM cannot map read-only memory, which firmware boot needs");
+		return -ENOTSUP;
+	}
+	int r = bios_rom_load(&vm->rom, vm->cfg->firmware);
+	if (r < 0)
+		return r;
+	struct kvm_userspace_memory_region region = {
+		.slot = (uint32_t)vm->mem.nregions,
+		.flags = KVM_MEM_READONLY,
+		.guest_phys_addr = vm->rom.gpa,
+		.memory_size = vm->rom.size,
+		.userspace_addr = (uintptr_t)vm->rom.image,
+	};
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+		log_error("cannot map the firmware at %#llx: %s", (unsigned long long)vm->rom.gpa,
+			  strerror(errno));
+		return -errno;
+	}
+	log_debug("firmware: '%s', %zu KiB at %#llx", vm->cfg->firmware, vm->rom.size >> 10,
+		  (unsigned long long)vm->rom.gpa);
+	return 0;
+}
+
 static int vm_create_machine(struct vm *vm)
 {
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
@@ -180,7 +208,7 @@ static int vm_create_machine(struct vm *vm)
 			return -errno;
 		}
 	}
-	return 0;
+	return vm->cfg->firmware ? vm_map_firmware(vm) : 0;
 }
 
 /* The interrupt handles devices are given: KVM's irqchip through irq.c. */
@@ -250,8 +278,54 @@ static int vm_create_devices(struct vm *vm)
 	return machine_realize(&vm->devices, &vm->dev_ctx, cfg);
 }
 
+/* What a PC's firmware reads from the CMOS at power-on when nothing else tells it (QEMU's
+ * pc_cmos_init): base and extended memory, RAM above 16 MiB and above 4 GiB in 64 KiB units, the
+ * CPU count (SeaBIOS's 0x5f). */
+static void vm_firmware_cmos(struct vm *vm)
+{
+	struct rtc_mc146818 *rtc = device_find(&vm->devices, &rtc_mc146818_ops, 0);
+	if (!rtc)
+		return;
+	uint64_t below_4g = vm->cfg->ram_size < GUEST_MEM_LOW_LIMIT ? vm->cfg->ram_size :
+				GUEST_MEM_LOW_LIMIT;
+	uint64_t above_4g = vm->cfg->ram_size - below_4g;
+	uint64_t ext_kib = below_4g > (1u << 20) ? (below_4g - (1u << 20)) >> 10 : 0;
+	if (ext_kib > 0xffff)
+		ext_kib = 0xffff;
+	uint64_t above_16m = below_4g > (16u << 20) ? (below_4g - (16u << 20)) >> 16 : 0;
+	if (above_16m > 0xffff)
+		above_16m = 0xffff;
+	uint64_t high = above_4g >> 16;
+	const struct { uint8_t index, value; } bytes[] = {
+		{ 0x15, 640 & 0xff }, { 0x16, 640 >> 8 },                  /* base memory, KiB */
+		{ 0x17, (uint8_t)ext_kib }, { 0x18, (uint8_t)(ext_kib >> 8) },
+		{ 0x30, (uint8_t)ext_kib }, { 0x31, (uint8_t)(ext_kib >> 8) },
+		{ 0x34, (uint8_t)above_16m }, { 0x35, (uint8_t)(above_16m >> 8) },
+		{ 0x5b, (uint8_t)high }, { 0x5c, (uint8_t)(high >> 8) }, { 0x5d, (uint8_t)(high >> 16) },
+		{ 0x5f, (uint8_t)(vm->ncpus - 1) },
+		{ 0x3d, 0x02 }, { 0x38, 0x00 },        /* boot from the hard disk (no fw_cfg order) */
+	};
+	for (size_t i = 0; i < sizeof(bytes) / sizeof(bytes[0]); i++)
+		rtc_mc146818_set_cmos(rtc, bytes[i].index, bytes[i].value);
+}
+
+/* Firmware boot: the BIOS at its power-on place and the CMOS filled; the vCPUs keep KVM's
+ * reset state (the BSP starts at the reset vector, the others wait for INIT/SIPI). */
+static int vm_load_firmware(struct vm *vm)
+{
+	int r = bios_rom_copy_isa(&vm->rom, &vm->mem);
+	if (r < 0) {
+		log_error("cannot place the firmware below 1 MiB: %s", strerror(-r));
+		return r;
+	}
+	vm_firmware_cmos(vm);
+	return 0;
+}
+
 static int vm_load_guest(struct vm *vm)
 {
+	if (vm->cfg->firmware)
+		return vm_load_firmware(vm);
 	struct acpi_config acpi = { .ncpus = vm->ncpus,
 				    .pci = device_find(&vm->devices, &pci_bus_ops, 0) != NULL };
 	/* virtio-mmio devices (--transport mmio) have no bus to probe: the DSDT describes them
@@ -458,6 +532,7 @@ static void vm_destroy(struct vm *vm)
 	iothread_destroy(vm->io);
 	bus_destroy(&vm->pio_bus);
 	bus_destroy(&vm->mmio_bus);
+	bios_rom_free(&vm->rom);
 	irq_routing_destroy(vm);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);

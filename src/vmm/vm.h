@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "firmware/bios_rom.h"
 #include "vmm/bus.h"
 #include "vmm/device.h"
 #include "vmm/device_config.h"
@@ -21,6 +22,8 @@ struct loop;
 
 /* What the user asked for; filled by the CLI, read-only while the VM runs. */
 struct vm_config {
+	const char *firmware;  /* a BIOS image to boot through (--firmware), NULL: --kernel */
+	int firmware_log_fd;   /* --firmware-log: port 0x402's bytes go there (> 2); else the debug log */
 	const char *kernel;
 	const char *initrd;    /* may be NULL */
 	const char *cmdline;   /* never NULL ("" when not given) */
@@ -101,6 +104,7 @@ struct vm {
 	struct device_registry devices;
 	struct device_ctx dev_ctx;  /* the handles every device is given */
 
+	struct bios_rom rom;       /* the firmware image when cfg->firmware (firmware/bios_rom.c) */
 	struct irq_routing *irq;   /* GSI routing table (vmm/irq.c) */
 	struct iothread *io;       /* the thread that runs device back-ends (vmm/iothread.c) */
 };

@@ -282,6 +282,38 @@ static void test_config_round_trip(void **state)
 	free(body);
 }
 
+/* A firmware-booted machine (no kernel) round-trips; one with both or neither is refused. */
+static void test_config_firmware(void **state)
+{
+	(void)state;
+	struct vm_config c, out;
+	for (int both = 0; both < 3; both++) {
+		sample_config(&c);
+		c.kernel = both == 1 ? NULL : c.kernel;
+		c.firmware = both == 2 ? NULL : "/firmware.bin";
+		if (both == 2)
+			c.kernel = NULL;
+		struct stream w;
+		stream_init_mem_writer(&w);
+		stream_begin_section(&w, CONFIG_TAG, 0, CONFIG_VERSION);
+		config_save(&c, &w);
+		size_t len = w.sec_len;
+		uint8_t *body = malloc(len);
+		memcpy(body, w.sec_buf, len);
+		stream_close(&w);
+		int r = load_config_body(body, len, &out);
+		if (both == 1) {
+			assert_int_equal(r, 0);
+			assert_null(out.kernel);
+			assert_string_equal(out.firmware, "/firmware.bin");
+		} else {
+			assert_int_equal(r, -EBADMSG);
+		}
+		config_release(&out);
+		free(body);
+	}
+}
+
 /* Fields behind a valid CRC: any damage either loads a configuration within the limits or is
  * refused with -EBADMSG; every truncation is refused. */
 static void test_config_damage(void **state)
@@ -305,7 +337,7 @@ static void test_config_damage(void **state)
 			assert_true(c.ram_size >= (4ULL << 20) && c.ram_size % 4096 == 0);
 			assert_true(c.ncpus >= 1 && c.ncpus <= 1024);
 			assert_true(c.ndisks <= VM_MAX_DISKS && c.nnics <= VM_MAX_NICS);
-			assert_non_null(c.kernel);
+			assert_true(!c.kernel != !c.firmware); /* booted one way */
 			assert_non_null(c.cmdline);
 		} else {
 			assert_int_equal(r, -EBADMSG);
@@ -328,6 +360,7 @@ int main(void)
 		cmocka_unit_test(test_huge_length),
 		cmocka_unit_test(test_config_round_trip),
 		cmocka_unit_test(test_config_damage),
+		cmocka_unit_test(test_config_firmware),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
