@@ -7,6 +7,7 @@
 #include "virtio/devices.h"
 
 extern const struct device_ops debugcon_ops; /* hw/debugcon.c */
+extern const struct device_ops port92_ops;   /* hw/port92.c */
 
 /* The virtio devices' back-ends run on an I/O thread. */
 bool machine_wants_io(const struct vm_config *cfg)
@@ -92,6 +93,7 @@ const struct machine_device machine_devices[] = {
 	{ &debug_exit_ops, machine_one, NULL },
 	{ &pc_testdev_ops, machine_if_testdev, NULL },
 	{ &debugcon_ops, machine_one, machine_firmware_log },
+	{ &port92_ops, machine_one, NULL },
 	{ &pci_bus_ops, machine_if_pci, NULL },
 	/* virtio: "VIRT" instances count the disks, the rng, the NICs, the console in this order */
 	{ &virtio_blk_ops, machine_ndisks, machine_disk },

@@ -22,8 +22,6 @@ cache=${KVMKIT_NESTED_CACHE:-$repo/build/nested-cache}
 
 # Known differences between kvmkit and QEMU (test name -> why). A listed test that passes says so.
 declare -A known=(
-    [a20_port92]="kvmkit has no System Control Port A (port 0x92, src/hw): reads return 0xff;\
- QEMU's reads back the A20 bit"
     [rtc_irq8_periodic]="kvmkit's RTC (src/hw/rtc_mc146818.c) raises no interrupts yet: issue 10 item 2"
 )
 

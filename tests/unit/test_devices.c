@@ -269,6 +269,29 @@ static void test_pm_timer(void **state)
 	machine_down();
 }
 
+/* Port 0x92: the A20 bit reads back (on at power-on), bit 0 resets and does not stick. */
+static void test_port92(void **state)
+{
+	(void)state;
+	machine_up(false);
+	uint8_t b = 0;
+	assert_true(bus_dispatch(&pio, 0x92, &b, 1, false));
+	assert_int_equal(b, 0x02);
+	b = 0x00;
+	assert_true(bus_dispatch(&pio, 0x92, &b, 1, true));
+	assert_true(bus_dispatch(&pio, 0x92, &b, 1, false));
+	assert_int_equal(b, 0x00);
+	assert_int_equal(stops, 0);
+	b = 0x03;
+	assert_true(bus_dispatch(&pio, 0x92, &b, 1, true));
+	assert_int_equal(stops, 1);
+	assert_int_equal(last_stop, VM_STOP_RESET);
+	assert_true(bus_dispatch(&pio, 0x92, &b, 1, false));
+	assert_int_equal(b, 0x02);
+	stops = 0;
+	machine_down();
+}
+
 int main(void)
 {
 	static bool on_pci = false, on_mmio = true;
@@ -279,6 +302,7 @@ int main(void)
 		cmocka_unit_test_prestate(test_save_load, &on_mmio),
 		cmocka_unit_test(test_debugcon),
 		cmocka_unit_test(test_pm_timer),
+		cmocka_unit_test(test_port92),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
