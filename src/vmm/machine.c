@@ -3,6 +3,7 @@
 #include "vmm/machine.h"
 
 #include "hw/devices.h"
+#include "firmware/fw_cfg.h"
 #include "hw/pci.h"
 #include "virtio/devices.h"
 
@@ -19,6 +20,11 @@ static unsigned machine_one(const struct vm_config *cfg)
 {
 	(void)cfg;
 	return 1;
+}
+
+static unsigned machine_if_firmware(const struct vm_config *cfg)
+{
+	return cfg->firmware != NULL;
 }
 
 static unsigned machine_if_testdev(const struct vm_config *cfg)
@@ -94,6 +100,7 @@ const struct machine_device machine_devices[] = {
 	{ &pc_testdev_ops, machine_if_testdev, NULL },
 	{ &debugcon_ops, machine_one, machine_firmware_log },
 	{ &port92_ops, machine_one, NULL },
+	{ &fw_cfg_ops, machine_if_firmware, NULL },  /* items added by vm.c before the boot */
 	{ &pci_bus_ops, machine_if_pci, NULL },
 	/* virtio: "VIRT" instances count the disks, the rng, the NICs, the console in this order */
 	{ &virtio_blk_ops, machine_ndisks, machine_disk },

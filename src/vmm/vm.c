@@ -16,8 +16,10 @@
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot.h"
 #include "arch/x86/cpuid.h"
+#include "arch/x86/e820.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
+#include "firmware/fw_cfg.h"
 #include "hw/devices.h"
 #include "hw/pci.h"
 #include "lib/clock.h"
@@ -309,8 +311,36 @@ static void vm_firmware_cmos(struct vm *vm)
 		rtc_mc146818_set_cmos(rtc, bytes[i].index, bytes[i].value);
 }
 
-/* Firmware boot: the BIOS at its power-on place and the CMOS filled; the vCPUs keep KVM's
- * reset state (the BSP starts at the reset vector, the others wait for INIT/SIPI). */
+/* What QEMU's x86 machines tell the firmware through fw_cfg: CPUs, RAM and its e820 map, and
+ * COM1 as the console (no display yet: SeaBIOS then prints its screen there too). */
+static int vm_firmware_fw_cfg(struct vm *vm)
+{
+	struct fw_cfg *fw = device_find(&vm->devices, &fw_cfg_ops, 0);
+	if (!fw)
+		return 0;
+	struct e820_entry map[E820_MAX_ENTRIES];
+	struct fw_cfg_e820_entry e820[E820_MAX_ENTRIES];
+	int n = e820_build(&vm->mem, map);
+	for (int i = 0; i < n; i++)
+		e820[i] = (struct fw_cfg_e820_entry){ map[i].addr, map[i].size, map[i].type };
+	const struct fw_cfg_machine m = {
+		.ncpus = vm->ncpus,
+		.ram_size = vm->cfg->ram_size,
+		.e820 = e820,
+		.e820_count = n > 0 ? (size_t)n : 0,
+		.nographic = true,
+		.boot_menu_wait_ms = -1,
+		.boot_fail_wait_ms = -1,
+		.sercon_port = PORT_COM1,
+	};
+	int r = fw_cfg_add_standard(fw, &m);
+	if (r < 0)
+		log_error("cannot give the firmware its configuration (fw_cfg): %s", strerror(-r));
+	return r;
+}
+
+/* Firmware boot: the BIOS at its power-on place, the CMOS filled and fw_cfg's items; the vCPUs
+ * keep KVM's reset state (the BSP starts at the reset vector, the others wait for INIT/SIPI). */
 static int vm_load_firmware(struct vm *vm)
 {
 	int r = bios_rom_copy_isa(&vm->rom, &vm->mem);
@@ -319,7 +349,7 @@ static int vm_load_firmware(struct vm *vm)
 		return r;
 	}
 	vm_firmware_cmos(vm);
-	return 0;
+	return vm_firmware_fw_cfg(vm);
 }
 
 static int vm_load_guest(struct vm *vm)
