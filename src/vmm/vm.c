@@ -19,6 +19,7 @@
 #include "arch/x86/e820.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
+#include "firmware/acpi_loader.h"
 #include "firmware/fw_cfg.h"
 #include "hw/devices.h"
 #include "hw/pci.h"
@@ -334,8 +335,20 @@ static int vm_firmware_fw_cfg(struct vm *vm)
 		.sercon_port = PORT_COM1,
 	};
 	int r = fw_cfg_add_standard(fw, &m);
-	if (r < 0)
+	if (r < 0) {
 		log_error("cannot give the firmware its configuration (fw_cfg): %s", strerror(-r));
+		return r;
+	}
+	/* kvmkit's own ACPI tables, placed by the firmware's table loader. */
+	struct acpi_config acpi = { .ncpus = vm->ncpus,
+				    .pci = device_find(&vm->devices, &pci_bus_ops, 0) != NULL };
+	struct acpi_blob blob;
+	r = acpi_build_blob(&acpi, &blob);
+	if (r == 0)
+		r = acpi_loader_add(fw, &blob);
+	acpi_blob_free(&blob);
+	if (r < 0)
+		log_error("cannot give the firmware the ACPI tables: %s", strerror(-r));
 	return r;
 }
 

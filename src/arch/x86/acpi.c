@@ -255,12 +255,16 @@ _Static_assert(sizeof(struct mcfg_allocation) == 16, "MCFG allocation entry");
 #define PCI_SLOTS         32          /* devices on bus 0 */
 #define PCI_ECAM_BUS_SIZE (1u << 20)  /* 32 devices x 8 functions x 4 KiB */
 
-/* --- The area: a bump allocator over the host copy of [LAYOUT_ACPI_START, LAYOUT_ACPI_END) --- */
+/* --- The area: a bump allocator over a host buffer whose byte 0 the guest sees at `base`
+ * ([LAYOUT_ACPI_START, LAYOUT_ACPI_END) for direct boot; 0 for firmware, whose loader adds
+ * where it put the tables to every pointer the area recorded). --- */
 
 struct acpi_area {
 	uint8_t *buf;
 	size_t size;
 	size_t used;
+	uint64_t base;
+	struct acpi_blob *blob;   /* firmware: where pointers and tables are recorded, else NULL */
 };
 
 static int area_alloc(struct acpi_area *area, size_t len, size_t align, size_t *off)
@@ -273,9 +277,23 @@ static int area_alloc(struct acpi_area *area, size_t len, size_t align, size_t *
 	return 0;
 }
 
-static uint64_t area_gpa(size_t off)
+static uint64_t area_gpa(const struct acpi_area *area, size_t off)
 {
-	return LAYOUT_ACPI_START + off;
+	return area->base + off;
+}
+
+/* Writes the guest address of the table at `target` into a pointer field of `size` bytes at
+ * buf + `at` (little-endian), and records the field for the firmware's loader. */
+static void area_pointer(struct acpi_area *area, size_t at, unsigned size, size_t target)
+{
+	uint64_t gpa = area_gpa(area, target);
+	memcpy(area->buf + at, &gpa, size);
+	struct acpi_blob *b = area->blob;
+	if (b && b->npointers < ACPI_BLOB_MAX_FIXUPS - 2) /* 2 left for the RSDP's */
+		b->pointers[b->npointers++] = (struct acpi_blob_pointer){ (uint32_t)at, (uint8_t)size,
+									   false };
+	else if (b)
+		b->overflow = true;
 }
 
 static uint8_t acpi_checksum(const void *data, size_t len)
@@ -299,11 +317,20 @@ static void header_init(struct acpi_header *h, const char sig[4], uint8_t revisi
 }
 
 /* Sets length and checksum last, once the table's contents are final. */
-static void header_finish(struct acpi_header *h, size_t length)
+static void header_finish(struct acpi_area *area, struct acpi_header *h, size_t length)
 {
 	h->length = (uint32_t)length;
 	h->checksum = 0;
 	h->checksum = acpi_checksum(h, length);
+	struct acpi_blob *b = area->blob;
+	if (b && b->nchecksums >= ACPI_BLOB_MAX_FIXUPS - 2) {
+		b->overflow = true;
+	} else if (b) {
+		uint32_t start = (uint32_t)((uint8_t *)h - area->buf);
+		b->checksums[b->nchecksums++] = (struct acpi_blob_checksum){
+			start, (uint32_t)length, start + (uint32_t)offsetof(struct acpi_header, checksum),
+			false };
+	}
 }
 
 /* --- DSDT --- */
@@ -447,7 +474,7 @@ static int build_dsdt(struct acpi_area *area, const struct acpi_config *cfg, siz
 
 	struct acpi_header *h = (struct acpi_header *)(area->buf + *off);
 	header_init(h, "DSDT", 2); /* revision 2: AML integers are 64 bits */
-	header_finish(h, sizeof(*h) + a.len);
+	header_finish(area, h, sizeof(*h) + a.len);
 	return 0;
 }
 
@@ -474,10 +501,10 @@ static int build_fadt(struct acpi_area *area, const struct acpi_config *cfg, siz
 	f->minor_version = 0;
 
 	/* 32-bit and 64-bit pointers agree, so neither ACPICA nor older OSes see a mismatch. */
-	f->firmware_ctrl = (uint32_t)area_gpa(facs);
-	f->x_firmware_ctrl = area_gpa(facs);
-	f->dsdt = (uint32_t)area_gpa(dsdt);
-	f->x_dsdt = area_gpa(dsdt);
+	area_pointer(area, *off + offsetof(struct acpi_fadt, firmware_ctrl), 4, facs);
+	area_pointer(area, *off + offsetof(struct acpi_fadt, x_firmware_ctrl), 8, facs);
+	area_pointer(area, *off + offsetof(struct acpi_fadt, dsdt), 4, dsdt);
+	area_pointer(area, *off + offsetof(struct acpi_fadt, x_dsdt), 8, dsdt);
 
 	f->sci_int = IRQ_ACPI_SCI;
 	/* SMI_CMD = 0: no SMM handover; the platform is always in ACPI mode (SCI_EN reads 1). */
@@ -512,7 +539,7 @@ static int build_fadt(struct acpi_area *area, const struct acpi_config *cfg, siz
 	f->reset_reg = gas_io(PORT_ACPI_RESET, 8, ACPI_GAS_ACCESS_BYTE);
 	f->reset_value = ACPI_RESET_VALUE;
 
-	header_finish(&f->h, sizeof(*f));
+	header_finish(area, &f->h, sizeof(*f));
 	return 0;
 }
 
@@ -590,7 +617,7 @@ static int build_madt(struct acpi_area *area, const struct acpi_config *cfg, siz
 		p += sizeof(*xnmi);
 	}
 
-	header_finish(&m->h, (size_t)(p - base));
+	header_finish(area, &m->h, (size_t)(p - base));
 	return 0;
 }
 
@@ -609,7 +636,7 @@ static int build_mcfg(struct acpi_area *area, size_t *off)
 		.start_bus = 0,
 		.end_bus = (uint8_t)(LAYOUT_PCI_ECAM_SIZE / PCI_ECAM_BUS_SIZE - 1),
 	};
-	header_finish(&m->h, len);
+	header_finish(area, &m->h, len);
 	return 0;
 }
 
@@ -623,21 +650,19 @@ static int build_sdt(struct acpi_area *area, const char sig[4], size_t entry_siz
 		return ret;
 	struct acpi_header *h = (struct acpi_header *)(area->buf + *off);
 	header_init(h, sig, 1);
-	uint8_t *p = (uint8_t *)(h + 1);
-	for (size_t i = 0; i < ntables; i++) {
-		uint64_t gpa = area_gpa(tables[i]);
-		memcpy(p + i * entry_size, &gpa, entry_size); /* little-endian: the low bytes */
-	}
-	header_finish(h, len);
+	for (size_t i = 0; i < ntables; i++)
+		area_pointer(area, *off + sizeof(*h) + i * entry_size, (unsigned)entry_size, tables[i]);
+	header_finish(area, h, len);
 	return 0;
 }
 
-static int build_all(struct acpi_area *area, const struct acpi_config *cfg)
+/* Every table but the RSDP; *rsdt and *xsdt are their offsets in the area. */
+static int build_all(struct acpi_area *area, const struct acpi_config *cfg, size_t *rsdt,
+		     size_t *xsdt)
 {
-	size_t rsdp, facs, dsdt, fadt, madt, mcfg = 0, xsdt, rsdt;
+	size_t facs, dsdt, fadt, madt, mcfg = 0;
 	int ret;
-	if ((ret = area_alloc(area, sizeof(struct acpi_rsdp), ACPI_TABLE_ALIGN, &rsdp)) ||
-	    (ret = build_facs(area, &facs)) ||
+	if ((ret = build_facs(area, &facs)) ||
 	    (ret = build_dsdt(area, cfg, &dsdt)) ||
 	    (ret = build_fadt(area, cfg, dsdt, facs, &fadt)) ||
 	    (ret = build_madt(area, cfg, &madt)) ||
@@ -646,29 +671,26 @@ static int build_all(struct acpi_area *area, const struct acpi_config *cfg)
 	size_t tables[3] = {fadt, madt}, ntables = 2;
 	if (cfg->pci)
 		tables[ntables++] = mcfg;
-	if ((ret = build_sdt(area, "XSDT", 8, tables, ntables, &xsdt)) ||
-	    (ret = build_sdt(area, "RSDT", 4, tables, ntables, &rsdt)))
-		return ret;
+	return build_sdt(area, "XSDT", 8, tables, ntables, xsdt) ||
+	       build_sdt(area, "RSDT", 4, tables, ntables, rsdt) ? -ENOSPC : 0;
+}
 
-	struct acpi_rsdp *r = (struct acpi_rsdp *)(area->buf + rsdp);
+static void fill_rsdp(struct acpi_rsdp *r, uint64_t rsdt, uint64_t xsdt)
+{
+	memset(r, 0, sizeof(*r));
 	memcpy(r->signature, "RSD PTR ", 8);
 	memcpy(r->oem_id, ACPI_OEM_ID, 6);
 	r->revision = 2;
-	r->rsdt_address = (uint32_t)area_gpa(rsdt);
+	r->rsdt_address = (uint32_t)rsdt;
 	r->length = sizeof(*r);
-	r->xsdt_address = area_gpa(xsdt);
+	r->xsdt_address = xsdt;
 	r->checksum = acpi_checksum(r, 20);
 	r->extended_checksum = acpi_checksum(r, sizeof(*r));
-	return 0;
 }
 
-int acpi_build(const struct guest_mem *mem, const struct acpi_config *cfg, uint64_t *rsdp_gpa)
+static int check_config(const struct acpi_config *cfg)
 {
-	_Static_assert(LAYOUT_ACPI_START % ACPI_FACS_ALIGN == 0, "ACPI area alignment");
-	_Static_assert(LAYOUT_ACPI_END <= 0xffffffffULL, "RSDT holds 32-bit addresses");
-	if (!mem || !cfg || !rsdp_gpa || cfg->ncpus == 0)
-		return -EINVAL;
-	if (cfg->nvirtio_mmio > ACPI_MAX_VIRTIO_MMIO)
+	if (!cfg || cfg->ncpus == 0 || cfg->nvirtio_mmio > ACPI_MAX_VIRTIO_MMIO)
 		return -EINVAL;
 	for (unsigned i = 0; i < cfg->nvirtio_mmio; i++) {
 		const struct acpi_virtio_mmio *v = &cfg->virtio_mmio[i];
@@ -677,8 +699,17 @@ int acpi_build(const struct guest_mem *mem, const struct acpi_config *cfg, uint6
 		    v->gsi >= LAYOUT_IOAPIC_PINS)
 			return -EINVAL;
 	}
+	return 0;
+}
 
-	struct acpi_area area = {.size = LAYOUT_ACPI_END - LAYOUT_ACPI_START};
+int acpi_build(const struct guest_mem *mem, const struct acpi_config *cfg, uint64_t *rsdp_gpa)
+{
+	_Static_assert(LAYOUT_ACPI_START % ACPI_FACS_ALIGN == 0, "ACPI area alignment");
+	_Static_assert(LAYOUT_ACPI_END <= 0xffffffffULL, "RSDT holds 32-bit addresses");
+	if (!mem || !rsdp_gpa || check_config(cfg) < 0)
+		return -EINVAL;
+	struct acpi_area area = {.size = LAYOUT_ACPI_END - LAYOUT_ACPI_START,
+				 .base = LAYOUT_ACPI_START};
 	uint8_t *dst = guest_mem_ptr(mem, LAYOUT_ACPI_START, area.size);
 	if (!dst)
 		return -EFAULT;
@@ -686,11 +717,55 @@ int acpi_build(const struct guest_mem *mem, const struct acpi_config *cfg, uint6
 	if (!area.buf)
 		return -ENOMEM;
 
-	int ret = build_all(&area, cfg);
+	/* The RSDP first, where the OS's search of the BIOS area starts. */
+	size_t rsdp, rsdt, xsdt;
+	int ret = area_alloc(&area, sizeof(struct acpi_rsdp), ACPI_TABLE_ALIGN, &rsdp);
+	if (!ret)
+		ret = build_all(&area, cfg, &rsdt, &xsdt);
 	if (!ret) {
+		fill_rsdp((struct acpi_rsdp *)(area.buf + rsdp), area_gpa(&area, rsdt),
+			  area_gpa(&area, xsdt));
 		memcpy(dst, area.buf, area.size);
-		*rsdp_gpa = LAYOUT_ACPI_START;
+		*rsdp_gpa = area_gpa(&area, rsdp);
 	}
 	free(area.buf);
 	return ret;
+}
+
+int acpi_build_blob(const struct acpi_config *cfg, struct acpi_blob *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (check_config(cfg) < 0)
+		return -EINVAL;
+	struct acpi_area area = {.size = ACPI_BLOB_MAX_TABLES, .base = 0, .blob = out};
+	area.buf = calloc(1, area.size);
+	if (!area.buf)
+		return -ENOMEM;
+	size_t rsdt, xsdt;
+	int ret = build_all(&area, cfg, &rsdt, &xsdt);
+	if (!ret && out->overflow)
+		ret = -ENOSPC; /* a fixup was dropped: never hand out such tables */
+	if (ret) {
+		free(area.buf);
+		memset(out, 0, sizeof(*out));
+		return ret;
+	}
+	out->tables = area.buf;
+	out->tables_len = area.used;
+	fill_rsdp((struct acpi_rsdp *)out->rsdp, rsdt, xsdt);
+	out->pointers[out->npointers++] = (struct acpi_blob_pointer){
+		offsetof(struct acpi_rsdp, rsdt_address), 4, true };
+	out->pointers[out->npointers++] = (struct acpi_blob_pointer){
+		offsetof(struct acpi_rsdp, xsdt_address), 8, true };
+	out->checksums[out->nchecksums++] = (struct acpi_blob_checksum){
+		0, 20, offsetof(struct acpi_rsdp, checksum), true };
+	out->checksums[out->nchecksums++] = (struct acpi_blob_checksum){
+		0, sizeof(struct acpi_rsdp), offsetof(struct acpi_rsdp, extended_checksum), true };
+	return 0;
+}
+
+void acpi_blob_free(struct acpi_blob *b)
+{
+	free(b->tables);
+	memset(b, 0, sizeof(*b));
 }

@@ -38,4 +38,36 @@ struct acpi_config {
  * -ENOSPC (tables do not fit the area), -EFAULT (the area is not guest RAM), -ENOMEM. */
 int acpi_build(const struct guest_mem *mem, const struct acpi_config *cfg, uint64_t *rsdp_gpa);
 
+/* The same tables for firmware to place (QEMU's etc/acpi/tables and etc/acpi/rsdp): built at
+ * address 0, with every pointer field and every checksum listed, so the firmware's table
+ * loader can add where it put the tables and fix the checksums (firmware/acpi_loader.c). */
+#define ACPI_BLOB_MAX_TABLES (64u << 10)
+#define ACPI_BLOB_MAX_FIXUPS 32
+#define ACPI_RSDP_SIZE 36
+
+struct acpi_blob_pointer {
+	uint32_t offset;   /* of the field, in the tables (or in the RSDP) */
+	uint8_t size;      /* 4 or 8 */
+	bool in_rsdp;      /* the field is in the RSDP; it points into the tables either way */
+};
+
+struct acpi_blob_checksum {
+	uint32_t start, length, at;   /* the bytes summed, and the checksum byte among them */
+	bool in_rsdp;
+};
+
+struct acpi_blob {
+	uint8_t *tables;
+	size_t tables_len;
+	uint8_t rsdp[ACPI_RSDP_SIZE];
+	struct acpi_blob_pointer pointers[ACPI_BLOB_MAX_FIXUPS];
+	unsigned npointers;
+	struct acpi_blob_checksum checksums[ACPI_BLOB_MAX_FIXUPS];
+	unsigned nchecksums;
+	bool overflow;     /* more fixups than fit: acpi_build_blob fails */
+};
+
+int acpi_build_blob(const struct acpi_config *cfg, struct acpi_blob *out);
+void acpi_blob_free(struct acpi_blob *b);
+
 #endif
