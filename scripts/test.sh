@@ -112,6 +112,7 @@ if build build; then
 	stage "snapshot state fuzz (30 s)" bash tests/fuzz/snapshot_run.sh 30
 	stage "QMP request fuzz (30 s)" bash tests/fuzz/qmp_run.sh 30
 	stage "virtio request fuzz (30 s)" bash tests/fuzz/virtio_run.sh 30
+	stage "fw_cfg DMA fuzz (30 s)" bash tests/fuzz/fw_cfg_run.sh 30
 	stage "migration receive fuzz (30 s)" bash tests/fuzz/migration_run.sh 30
 	stage "live migration (tier A)" bash tests/migration/migrate.sh build/kvmkit build/tests/guests
 else
