@@ -16,6 +16,7 @@
 struct acpi_pm {
 	pthread_mutex_t lock;
 	struct bus *pio;
+	uint16_t base;       /* where the block decodes (PM1a EVT); LPC's PMBASE on Q35 */
 	struct irq_line sci;
 	struct machine_handle machine;
 	struct guest_clock clock;
@@ -68,7 +69,12 @@ static uint64_t acpi_pm_timer(const struct acpi_pm *pm)
 	return acpi_pm_ticks(guest_clock_ns(&pm->clock)) - pm->tmr_base;
 }
 
-/* The ranges share one callback; offsets are relative to PORT_ACPI_PM1A_EVT. */
+/* The block: PM1a EVT, CNT, the timer and the reset register, at the same offsets from its
+ * base as at their default places. */
+#define ACPI_PM_BLOCK_LEN (PORT_ACPI_RESET + 1 - PORT_ACPI_PM1A_EVT)
+
+/* The ranges share one callback; offsets are relative to the block's base, and the registers
+ * are named by their default ports. */
 static void acpi_pm_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 			   bool is_write)
 {
@@ -141,7 +147,7 @@ static int acpi_pm_load(void *opaque, struct stream *st, uint32_t version)
 static void acpi_pm_destroy(void *opaque)
 {
 	struct acpi_pm *pm = opaque;
-	bus_unregister(pm->pio, PORT_ACPI_PM1A_EVT, pm);
+	bus_unregister(pm->pio, pm->base, pm);
 	pthread_mutex_destroy(&pm->lock);
 	free(pm);
 }
@@ -160,14 +166,31 @@ static void *acpi_pm_realize(const struct device_ctx *ctx, const void *arg)
 	pm->tmr_base = acpi_pm_ticks(guest_clock_ns(&pm->clock)); /* counts from 0 at power-on */
 	pm->pm1_cnt = ACPI_PM1_CNT_SCI_EN;
 	/* 0x600-0x60c in one range: the event and control blocks, the timer, the reset register. */
-	if (bus_register(ctx->pio, PORT_ACPI_PM1A_EVT, PORT_ACPI_RESET + 1 - PORT_ACPI_PM1A_EVT,
-			 acpi_pm_access, pm, "acpi-pm") < 0) {
+	pm->base = PORT_ACPI_PM1A_EVT;
+	if (bus_register(ctx->pio, pm->base, ACPI_PM_BLOCK_LEN, acpi_pm_access, pm, "acpi-pm") < 0) {
 		log_error("cannot place the ACPI registers at %#x", PORT_ACPI_PM1A_EVT);
 		pthread_mutex_destroy(&pm->lock);
 		free(pm);
 		return NULL;
 	}
 	return pm;
+}
+
+int acpi_pm_set_base(struct acpi_pm *pm, uint16_t base)
+{
+	if (base == pm->base)
+		return 0;
+	if (base == 0 || base > 0x10000 - ACPI_PM_BLOCK_LEN)
+		return -EINVAL;
+	bus_unregister(pm->pio, pm->base, pm);
+	int r = bus_register(pm->pio, base, ACPI_PM_BLOCK_LEN, acpi_pm_access, pm, "acpi-pm");
+	if (r < 0) {
+		/* Something else decodes there: the block stays where it was. */
+		bus_register(pm->pio, pm->base, ACPI_PM_BLOCK_LEN, acpi_pm_access, pm, "acpi-pm");
+		return r;
+	}
+	pm->base = base;
+	return 0;
 }
 
 const struct device_ops acpi_pm_ops = {

@@ -40,9 +40,17 @@ _Static_assert(PORT_PCI_IO_BASE + PORT_PCI_IO_SIZE <= 0x10000, "I/O window beyon
 #define HOST_BRIDGE_DEVICE       0x0008
 #define PCI_CLASS_HOST_BRIDGE    0x060000
 
+/* Q35 (pci_bus_config.q35): BARs are honoured wherever firmware puts them, as on QEMU's q35:
+ * anywhere in the 32-bit hole below the IOAPIC (SeaBIOS fills it from the top down, OVMF from
+ * its base), above 4 GiB up to the largest physical address x86 has, and I/O BARs from 0x6000
+ * (OVMF's choice; SeaBIOS starts at 0xc000). The hole holds the movable ECAM too. */
+#define Q35_HOLE_DEFAULT         0x80000000ULL
+#define Q35_MEM64_BASE           0x100000000ULL
+#define Q35_MEM64_END            (1ULL << 52)
+#define Q35_IO_BASE              0x6000
+#define PCI_IO_END               0x10000
+
 /* --- little helpers --- */
-
-
 
 static uint16_t cfg16(const struct pci_device *d, unsigned off)
 {
@@ -52,12 +60,6 @@ static uint16_t cfg16(const struct pci_device *d, unsigned off)
 static uint32_t cfg32(const struct pci_device *d, unsigned off)
 {
 	return le_get(d->config + off, 4);
-}
-
-/* Whether [off, off+len) and [reg, reg+n) share a byte. */
-static bool overlaps(uint64_t off, uint64_t len, uint64_t reg, uint64_t n)
-{
-	return off < reg + n && reg < off + len;
 }
 
 static bool is_pow2(uint64_t v)
@@ -233,11 +235,28 @@ bool pci_msix_notify(struct pci_device *d, unsigned vector)
 
 /* --- BARs --- */
 
-static bool bar_in_window(const struct pci_bar *b, uint64_t addr)
+/* Whether [addr, addr + size) lies in [base, end). */
+static bool range_within(uint64_t addr, uint64_t size, uint64_t base, uint64_t end)
 {
-	uint64_t base = b->is_io ? PORT_PCI_IO_BASE : LAYOUT_PCI_MEM_BASE;
-	uint64_t size = b->is_io ? PORT_PCI_IO_SIZE : LAYOUT_PCI_MEM_SIZE;
-	return addr >= base && b->size <= size && addr - base <= size - b->size;
+	return addr >= base && addr <= end && size <= end - addr;
+}
+
+static uint64_t io_window_base(const struct pci_bus *bus)
+{
+	return bus->cfg.q35 ? Q35_IO_BASE : PORT_PCI_IO_BASE;
+}
+
+static bool bar_in_window(const struct pci_bus *bus, const struct pci_bar *b, uint64_t addr)
+{
+	if (b->is_io)
+		return range_within(addr, b->size, io_window_base(bus),
+				    io_window_base(bus) + (bus->cfg.q35 ? PCI_IO_END - Q35_IO_BASE
+									: PORT_PCI_IO_SIZE));
+	if (!bus->cfg.q35)
+		return range_within(addr, b->size, LAYOUT_PCI_MEM_BASE,
+				    LAYOUT_PCI_MEM_BASE + LAYOUT_PCI_MEM_SIZE);
+	return range_within(addr, b->size, bus->cfg.hole_base, LAYOUT_IOAPIC_ADDR) ||
+	       range_within(addr, b->size, Q35_MEM64_BASE, Q35_MEM64_END);
 }
 
 /* The address BAR register i holds now. */
@@ -286,7 +305,7 @@ void pci_bars_decode(const struct pci_device *d, uint64_t *addr, bool *active)
 		/* Only the windows are dispatched, so a BAR elsewhere (0, or the sizing pattern left
 		 * by a guest that did not disable decoding) receives nothing: not active. */
 		active[i] = (cmd & (b->is_io ? PCI_COMMAND_IO : PCI_COMMAND_MEMORY)) &&
-			    bar_in_window(b, addr[i]);
+			    bar_in_window(d->bus, b, addr[i]);
 	}
 }
 
@@ -379,7 +398,56 @@ static void mem_window_access(void *opaque, uint64_t offset, uint8_t *data, uint
 static void io_window_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 			     bool is_write)
 {
-	window_access(opaque, true, PORT_PCI_IO_BASE + offset, data, len, is_write);
+	window_access(opaque, true, io_window_base(opaque) + offset, data, len, is_write);
+}
+
+static void mem64_window_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+				bool is_write)
+{
+	window_access(opaque, false, Q35_MEM64_BASE + offset, data, len, is_write);
+}
+
+static void ecam_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			bool is_write);
+
+/* Q35's 32-bit hole: the ECAM where PCIEXBAR puts it, BARs elsewhere. The ECAM moves here
+ * under the map lock rather than on the device bus, whose ranges cannot change while vCPUs
+ * run. An access running past the ECAM's end is nobody's. */
+static void hole_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			bool is_write)
+{
+	struct pci_bus *bus = opaque;
+	uint64_t addr = bus->cfg.hole_base + offset;
+	pthread_rwlock_rdlock(&bus->map_lock);
+	uint64_t base = bus->ecam_base, size = bus->ecam_size;
+	pthread_rwlock_unlock(&bus->map_lock);
+	if (!size || addr < base || addr - base >= size)
+		window_access(bus, false, addr, data, len, is_write);
+	else if (len <= size - (addr - base))
+		ecam_access(bus, addr - base, data, len, is_write);
+	else if (!is_write)
+		memset(data, 0xff, len);
+}
+
+int pci_ecam_move(struct pci_bus *bus, uint64_t base, uint64_t size)
+{
+	if (size && (!bus->cfg.q35 || !is_pow2(size) || size < LAYOUT_PCI_ECAM_SIZE ||
+		     base & (size - 1) || !range_within(base, size, bus->cfg.hole_base,
+							 LAYOUT_IOAPIC_ADDR)))
+		return -EINVAL;
+	pthread_rwlock_wrlock(&bus->map_lock);
+	bus->ecam_base = size ? base : 0;
+	bus->ecam_size = size;
+	pthread_rwlock_unlock(&bus->map_lock);
+	return 0;
+}
+
+void pci_bus_ecam(struct pci_bus *bus, uint64_t *base, uint64_t *size)
+{
+	pthread_rwlock_rdlock(&bus->map_lock);
+	*base = bus->ecam_base;
+	*size = bus->ecam_size;
+	pthread_rwlock_unlock(&bus->map_lock);
 }
 
 /* --- configuration space --- */
@@ -404,13 +472,13 @@ static void cfg_access(struct pci_device *d, uint32_t off, uint8_t *data, uint32
 		uint8_t w = d->wmask[off + i];
 		d->config[off + i] = (uint8_t)((d->config[off + i] & ~w) | (data[i] & w));
 	}
-	bool msix_ctrl = d->msix && overlaps(off, len, d->msix->cap + 2u, 2);
+	bool msix_ctrl = d->msix && pci_overlaps(off, len, d->msix->cap + 2u, 2);
 	if (msix_ctrl)
 		msix_control_written(d, old_msix_ctrl);
 	if (msix_ctrl || cfg16(d, PCI_COMMAND) != old_cmd)
 		pci_intx_update(d);
-	bool bars = overlaps(off, len, PCI_COMMAND, 2) ||
-		    overlaps(off, len, PCI_BASE_ADDRESS_0, 4 * PCI_NUM_BARS);
+	bool bars = pci_overlaps(off, len, PCI_COMMAND, 2) ||
+		    pci_overlaps(off, len, PCI_BASE_ADDRESS_0, 4 * PCI_NUM_BARS);
 	uint64_t addr[PCI_NUM_BARS];
 	bool active[PCI_NUM_BARS];
 	if (bars)
@@ -439,13 +507,16 @@ static void cfg_dispatch(struct pci_bus *bus, unsigned busnr, unsigned devfn, ui
 }
 
 /* Ports 0xCF8-0xCFF: the address register (dword accesses only, as on Intel chipsets; Linux's
- * probe writes a byte to 0xCFB and expects it ignored) and the data window at 0xCFC. */
+ * probe writes a byte to 0xCFB and expects it ignored) and the data window at 0xCFC. On Q35 a
+ * byte at 0xCF9 is the LPC's reset control register, as Intel chipsets decode it. */
 static void conf1_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 			 bool is_write)
 {
 	struct pci_bus *bus = opaque;
 	pthread_mutex_lock(&bus->cfg_lock);
-	if (offset + len <= 4) {
+	if (bus->lpc && offset == 1 && len == 1) {
+		ich9_lpc_rst_cnt(bus, data, is_write);
+	} else if (offset + len <= 4) {
 		if (!is_write)
 			le_put(data, len, bus->cf8 >> (8 * offset));
 		else if (offset == 0 && len == 4)
@@ -527,7 +598,7 @@ int pci_msix_init(struct pci_device *d, unsigned nvectors, int bar, uint32_t tab
 	uint64_t size = d->bars[bar].size;
 	uint64_t table_len = (uint64_t)nvectors * MSIX_ENTRY_SIZE, pba_len = msix_pba_len(nvectors);
 	if (table_offset > size || table_len > size - table_offset || pba_offset > size ||
-	    pba_len > size - pba_offset || overlaps(table_offset, table_len, pba_offset, pba_len))
+	    pba_len > size - pba_offset || pci_overlaps(table_offset, table_len, pba_offset, pba_len))
 		return -EINVAL;
 
 	struct pci_msix *m = calloc(1, sizeof(*m));
@@ -676,7 +747,7 @@ static void header_init(struct pci_device *d, const struct pci_device_info *info
 	le_put(d->config + PCI_STATUS, 2, d->last_cap ? PCI_STATUS_CAP_LIST : 0);
 	d->config[PCI_REVISION_ID] = info->revision;
 	le_put(d->config + PCI_CLASS_PROG, 3, info->class_code);
-	d->config[PCI_HEADER_TYPE] = 0; /* type 0, single function */
+	d->config[PCI_HEADER_TYPE] = info->multifunction ? 0x80 : 0; /* type 0 */
 	le_put(d->config + PCI_SUBSYSTEM_VENDOR_ID, 2, info->subsystem_vendor_id);
 	le_put(d->config + PCI_SUBSYSTEM_ID, 2, info->subsystem_id);
 	uint8_t pin = info->interrupt_pin <= PCI_INTX_PINS ? info->interrupt_pin : 0;
@@ -712,8 +783,8 @@ static void header_init(struct pci_device *d, const struct pci_device_info *info
 	}
 }
 
-static int device_register_at(struct pci_bus *bus, struct pci_device *d,
-			      const struct pci_device_info *info, int slot)
+int pci_device_register_slot(struct pci_bus *bus, struct pci_device *d,
+			     const struct pci_device_info *info, int slot)
 {
 	int r = bars_check(d);
 	pthread_mutex_lock(&bus->cfg_lock);
@@ -758,7 +829,7 @@ static int device_register_at(struct pci_bus *bus, struct pci_device *d,
 int pci_device_register(struct pci_bus *bus, struct pci_device *d,
 			const struct pci_device_info *info)
 {
-	return device_register_at(bus, d, info, -1);
+	return pci_device_register_slot(bus, d, info, -1);
 }
 
 void pci_device_unregister(struct pci_device *d)
@@ -786,15 +857,36 @@ void pci_device_unregister(struct pci_device *d)
 
 /* --- the bus --- */
 
+/* Unregisters whichever of either machine's ranges are there. */
 static void pci_bus_unregister_ranges(struct pci_bus *bus)
 {
 	bus_unregister(bus->pio, PORT_PCI_CONFIG, bus);
 	bus_unregister(bus->mmio, LAYOUT_PCI_ECAM_BASE, bus);
 	bus_unregister(bus->mmio, LAYOUT_PCI_MEM_BASE, bus);
 	bus_unregister(bus->pio, PORT_PCI_IO_BASE, bus);
+	bus_unregister(bus->mmio, bus->cfg.hole_base, bus);
+	bus_unregister(bus->mmio, Q35_MEM64_BASE, bus);
+	bus_unregister(bus->pio, Q35_IO_BASE, bus);
 }
 
-struct pci_bus *pci_bus_create(const struct device_ctx *ctx)
+/* The ranges of Q35: the hole (ECAM and 32-bit BARs), the 64-bit window, the I/O window. */
+static int pci_bus_register_q35(struct pci_bus *bus)
+{
+	uint64_t hole = bus->cfg.hole_base;
+	if (hole < LAYOUT_PCI_ECAM_SIZE || hole > LAYOUT_PCI_MEM_BASE || hole % LAYOUT_PCI_ECAM_SIZE)
+		return -EINVAL;
+	int r = bus_register(bus->mmio, hole, LAYOUT_IOAPIC_ADDR - hole, hole_access, bus,
+			     "pci-hole");
+	if (r == 0)
+		r = bus_register(bus->mmio, Q35_MEM64_BASE, Q35_MEM64_END - Q35_MEM64_BASE,
+				 mem64_window_access, bus, "pci-mem64");
+	if (r == 0)
+		r = bus_register(bus->pio, Q35_IO_BASE, PCI_IO_END - Q35_IO_BASE, io_window_access,
+				 bus, "pci-io");
+	return r;
+}
+
+struct pci_bus *pci_bus_create(const struct device_ctx *ctx, const struct pci_bus_config *cfg)
 {
 	struct pci_bus *bus = calloc(1, sizeof(*bus));
 	if (!bus) {
@@ -806,29 +898,44 @@ struct pci_bus *pci_bus_create(const struct device_ctx *ctx)
 	bus->mmio = ctx->mmio;
 	bus->next_mem = LAYOUT_PCI_MEM_BASE;
 	bus->next_io = PORT_PCI_IO_BASE;
+	bus->ecam_base = LAYOUT_PCI_ECAM_BASE;
+	bus->ecam_size = LAYOUT_PCI_ECAM_SIZE;
+	if (cfg)
+		bus->cfg = *cfg;
+	if (bus->cfg.q35 && !bus->cfg.hole_base)
+		bus->cfg.hole_base = Q35_HOLE_DEFAULT;
 	pthread_mutex_init(&bus->cfg_lock, NULL);
 	pthread_rwlock_init(&bus->map_lock, NULL);
 
 	int r = bus_register(ctx->pio, PORT_PCI_CONFIG, PORT_PCI_CONFIG_LEN, conf1_access, bus,
 			     "pci-conf1");
-	if (r == 0)
+	if (r == 0 && bus->cfg.q35) {
+		r = pci_bus_register_q35(bus);
+	} else if (r == 0) {
 		r = bus_register(ctx->mmio, LAYOUT_PCI_ECAM_BASE, LAYOUT_PCI_ECAM_SIZE,
 				 ecam_access, bus, "pci-ecam");
-	if (r == 0)
-		r = bus_register(ctx->mmio, LAYOUT_PCI_MEM_BASE, LAYOUT_PCI_MEM_SIZE,
-				 mem_window_access, bus, "pci-mem");
-	if (r == 0)
-		r = bus_register(ctx->pio, PORT_PCI_IO_BASE, PORT_PCI_IO_SIZE, io_window_access,
-				 bus, "pci-io");
-	static const struct pci_device_info host_info = {
+		if (r == 0)
+			r = bus_register(ctx->mmio, LAYOUT_PCI_MEM_BASE, LAYOUT_PCI_MEM_SIZE,
+					 mem_window_access, bus, "pci-mem");
+		if (r == 0)
+			r = bus_register(ctx->pio, PORT_PCI_IO_BASE, PORT_PCI_IO_SIZE,
+					 io_window_access, bus, "pci-io");
+	}
+	struct pci_device_info host_info = {
 		.vendor_id = HOST_BRIDGE_VENDOR,
 		.device_id = HOST_BRIDGE_DEVICE,
 		.class_code = PCI_CLASS_HOST_BRIDGE,
 	};
+	if (bus->cfg.q35)
+		q35_mch_init(bus, &host_info);
 	if (r == 0)
-		r = device_register_at(bus, &bus->host, &host_info, 0);
+		r = pci_device_register_slot(bus, &bus->host, &host_info, 0);
+	if (r == 0 && bus->cfg.q35)
+		r = ich9_lpc_create(bus, ctx);
 	if (r < 0) {
 		log_error("cannot set up the PCI bus: %s", strerror(-r));
+		if (bus->slots[0])
+			pci_device_unregister(&bus->host);
 		pci_bus_unregister_ranges(bus);
 		pthread_rwlock_destroy(&bus->map_lock);
 		pthread_mutex_destroy(&bus->cfg_lock);
@@ -845,6 +952,7 @@ void pci_bus_destroy(struct pci_bus *bus)
 	for (int s = PCI_MAX_SLOTS - 1; s >= 0; s--)
 		if (bus->slots[s])
 			pci_device_unregister(bus->slots[s]);
+	ich9_lpc_destroy(bus);
 	pci_bus_unregister_ranges(bus);
 	pthread_rwlock_destroy(&bus->map_lock);
 	pthread_mutex_destroy(&bus->cfg_lock);
@@ -866,8 +974,7 @@ void pci_acpi_info(struct pci_acpi_info *info)
 
 static void *pci_bus_realize(const struct device_ctx *ctx, const void *arg)
 {
-	(void)arg;
-	return pci_bus_create(ctx);
+	return pci_bus_create(ctx, arg);
 }
 
 static void pci_bus_destroy_dev(void *bus)

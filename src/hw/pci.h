@@ -26,6 +26,7 @@ struct pci_device_info {
 	uint8_t revision;
 	uint32_t class_code;   /* class << 16 | subclass << 8 | prog-if */
 	uint8_t interrupt_pin; /* 1 = INTA#, 0 = no INTx */
+	bool multifunction;    /* the header type's bit 7 (the slot has other functions) */
 };
 
 struct pci_bar {
@@ -77,15 +78,35 @@ struct pci_device {
 					  * under the bus's locks (see bar_changed) */
 };
 
+/* The bus's configuration (pci_bus_ops' realize argument; NULL: all zero, today's machine). */
+struct pci_bus_config {
+	/* The Q35 identity firmware expects (SeaBIOS, OVMF): the MCH host bridge 8086:29C0 at
+	 * 00:00.0 (PCIEXBAR moves the ECAM, PAM and SMRAM are stored) and the ICH9 LPC 8086:2918
+	 * at 00:1f.0 (PMBASE moves the ACPI registers, reset control at port 0xCF9). BARs are
+	 * then honoured anywhere in the 32-bit hole [hole_base, IOAPIC) and above 4 GiB, I/O BARs
+	 * in 0x6000-0xffff. Off: the generic host bridge and fixed windows, as before. */
+	bool q35;
+	uint64_t hole_base;   /* q35: the end of low RAM, 1 MiB aligned; 0 = 2 GiB */
+	/* q35, may be NULL: PAM register pam_index (0..6, config 0x90 + index) now holds value;
+	 * called on the vCPU thread that wrote it, with the bus's config lock held. */
+	void (*pam_changed)(void *opaque, unsigned pam_index, uint8_t value);
+	void *pam_opaque;
+};
+
 /* Creates the host bridge and registers its ranges on the VM's buses: ports 0xCF8-0xCFF, the
  * ECAM window, and the BAR windows (memory and I/O) through which BAR accesses are dispatched
  * to whichever device decodes them at the time. Before the vCPUs start (the buses are
- * read-only afterwards); devices with MSI-X also need irq_routing_init first. Returns NULL
- * after printing why (the VM must then not run: ranges may already point at the bus). */
+ * read-only afterwards); devices with MSI-X also need irq_routing_init first. cfg may be NULL.
+ * Returns NULL after printing why (the VM must then not run: ranges may already point at the
+ * bus). */
 struct device_ctx;
-struct pci_bus *pci_bus_create(const struct device_ctx *ctx);
-/* The bus as a device of the machine (vmm/device.h): pci_bus_create/destroy, save/load. */
+struct pci_bus *pci_bus_create(const struct device_ctx *ctx, const struct pci_bus_config *cfg);
+/* The bus as a device of the machine (vmm/device.h): pci_bus_create/destroy, save/load; its
+ * realize argument is a struct pci_bus_config (or NULL). */
 extern const struct device_ops pci_bus_ops;
+/* Where the ECAM decodes now (what the guest programmed in PCIEXBAR on Q35): base and size,
+ * size 0 when it is off. For tables built after the firmware ran (fw_cfg's ACPI MCFG). */
+void pci_bus_ecam(struct pci_bus *bus, uint64_t *base, uint64_t *size);
 /* Unregisters the devices still on the bus (they must still be allocated) and frees it. With
  * the vCPUs stopped. */
 void pci_bus_destroy(struct pci_bus *bus);

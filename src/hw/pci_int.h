@@ -11,6 +11,8 @@
 #include "hw/pci.h"
 #include "vmm/device.h"
 
+#define Q35_PAM_COUNT 7
+
 /* Type 0 configuration header */
 enum {
 	PCI_VENDOR_ID = 0x00,
@@ -83,8 +85,11 @@ struct pci_msix {
 	uint64_t *pba;                  /* pending bits, (n + 63) / 64 words */
 };
 
+struct ich9_lpc;
+
 struct pci_bus {
 	struct irq_sender irq;          /* INTx lines and MSI-X routes */
+	struct pci_bus_config cfg;      /* q35 and its hooks */
 	struct bus *pio, *mmio;
 	pthread_mutex_t cfg_lock;
 	pthread_rwlock_t map_lock;
@@ -93,6 +98,9 @@ struct pci_bus {
 	uint64_t next_mem;              /* pre-assignment cursors in the windows */
 	uint64_t next_io;
 	struct pci_device host;         /* slot 0 */
+	uint64_t ecam_base, ecam_size;  /* where the ECAM decodes (size 0: nowhere); map_lock */
+	uint8_t pam_seen[Q35_PAM_COUNT];/* q35: PAM values pam_changed was last told; cfg_lock */
+	struct ich9_lpc *lpc;           /* q35: 00:1f.0 */
 };
 
 /* Drives the GSI from the device's level, INTx Disable and MSI-X enable. Holds d->lock. */
@@ -106,5 +114,30 @@ void pci_msix_route(struct pci_device *d, struct msix_vector *v);
  * returns the mask of BARs whose decoding changed (holds cfg_lock, not d->lock). */
 void pci_bars_decode(const struct pci_device *d, uint64_t *addr, bool *active);
 unsigned pci_bars_publish(struct pci_device *d, const uint64_t *addr, const bool *active);
+
+/* Whether [off, off+len) and [reg, reg+n) share a byte. */
+static inline bool pci_overlaps(uint64_t off, uint64_t len, uint64_t reg, uint64_t n)
+{
+	return off < reg + n && reg < off + len;
+}
+
+/* Registers d in the given slot (pci_device_register picks the first free one). */
+int pci_device_register_slot(struct pci_bus *bus, struct pci_device *d,
+			     const struct pci_device_info *info, int slot);
+/* Moves the ECAM to [base, base + size), size 0: off. Holds cfg_lock. Returns -EINVAL (and
+ * changes nothing) unless it lies wholly in the 32-bit hole, where q35 dispatches it. */
+int pci_ecam_move(struct pci_bus *bus, uint64_t base, uint64_t size);
+
+/* Q35 (hw/q35_mch.c): the host bridge's identity and registers in bus->host; sync makes the
+ * ECAM and the PAM hook follow config space (after a restore). Holds cfg_lock. */
+void q35_mch_init(struct pci_bus *bus, struct pci_device_info *info);
+void q35_mch_sync(struct pci_bus *bus);
+/* ICH9 LPC (hw/ich9_lpc.c) at 00:1f.0: create at bus creation (finds the ACPI registers in
+ * ctx's registry), destroy before the bus's ranges go; sync as above; rst_cnt is the reset
+ * control register at port 0xCF9 (a byte, under cfg_lock). */
+int ich9_lpc_create(struct pci_bus *bus, const struct device_ctx *ctx);
+void ich9_lpc_destroy(struct pci_bus *bus);
+void ich9_lpc_sync(struct pci_bus *bus);
+void ich9_lpc_rst_cnt(struct pci_bus *bus, uint8_t *data, bool is_write);
 
 #endif

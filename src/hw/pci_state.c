@@ -116,6 +116,11 @@ int pci_bus_load(struct pci_bus *bus, struct stream *s, uint32_t version)
 		else if (present)
 			r = pci_device_load(bus->slots[slot], s);
 	}
+	/* Q35's chipset registers act again: the ECAM, the PAM hook, the ACPI registers' base. */
+	if (r == 0 && bus->cfg.q35) {
+		q35_mch_sync(bus);
+		ich9_lpc_sync(bus);
+	}
 	pthread_mutex_unlock(&bus->cfg_lock);
 	return r;
 }

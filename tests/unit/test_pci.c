@@ -146,7 +146,7 @@ static int setup(void **state)
 	assert_non_null(vm);
 	const struct device_ctx ctx = { .pio = &vm->pio_bus, .mmio = &vm->mmio_bus,
 					.irq = { &fake_irq_ops, NULL } };
-	vm->pci = pci_bus_create(&ctx);
+	vm->pci = pci_bus_create(&ctx, NULL);
 	assert_non_null(vm->pci);
 	return 0;
 }
