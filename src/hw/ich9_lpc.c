@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch/x86/layout.h"
 #include "hw/devices.h"
 #include "hw/pci.h"
 #include "hw/pci_int.h"
@@ -24,6 +25,7 @@
 #define LPC_PMBASE             0x40
 #define LPC_PMBASE_RTE         0x1
 #define LPC_PMBASE_MASK        0xff80
+#define LPC_PM_BLOCK           0x80      /* what the LPC decodes at PMBASE */
 #define LPC_ACPI_CNTL          0x44
 #define LPC_ACPI_CNTL_EN       0x80
 #define LPC_ACPI_CNTL_WMASK    0x87
@@ -47,13 +49,15 @@ struct ich9_lpc {
 	struct pci_device pdev;
 	struct pci_bus *bus;
 	struct acpi_pm *pm;            /* NULL: a machine without the ACPI registers */
+	uint16_t pm_base;              /* where they decode; under the bus's cfg_lock */
 	struct machine_handle machine;
 	uint8_t rst_cnt;               /* under the bus's cfg_lock */
 };
 
 /* With ACPI_EN set, the ACPI registers decode at PMBASE. Clearing ACPI_EN leaves them where
  * they are (kvmkit's FADT always describes them); a base that something else decodes, or 0, is
- * refused and they stay too. */
+ * refused and they stay too. Inside the PCI I/O window (SeaBIOS's 0xb000) the window makes
+ * room: it steps aside while they move, then comes back around them. */
 static void lpc_pm_apply(struct ich9_lpc *l)
 {
 	pthread_mutex_lock(&l->pdev.lock);
@@ -64,9 +68,17 @@ static void lpc_pm_apply(struct ich9_lpc *l)
 		return;
 	if (cntl & ~LPC_ACPI_CNTL_EN)
 		log_debug("ICH9 LPC: SCI on IRQ select %u; it stays on IRQ 9", cntl & 7u);
+	if (base == l->pm_base)
+		return;
+	pci_io_window_gap(l->bus, 0, 0x10000);
 	int r = acpi_pm_set_base(l->pm, base);
 	if (r < 0)
 		log_debug("ICH9 LPC: ACPI registers cannot move to 0x%x: %s", base, strerror(-r));
+	else
+		l->pm_base = base;
+	r = pci_io_window_gap(l->bus, l->pm_base, LPC_PM_BLOCK);
+	if (r < 0)
+		log_error("ICH9 LPC: the PCI I/O window is lost: %s", strerror(-r));
 }
 
 static void lpc_config_access(struct pci_device *d, uint32_t off, uint8_t *data, uint32_t len,
@@ -99,6 +111,7 @@ int ich9_lpc_create(struct pci_bus *bus, const struct device_ctx *ctx)
 		return -ENOMEM;
 	l->bus = bus;
 	l->machine = ctx->machine;
+	l->pm_base = PORT_ACPI_PM1A_EVT; /* acpi_pm's power-on place */
 	/* The machine's table creates the ACPI registers before the bus. */
 	l->pm = ctx->registry ? device_find(ctx->registry, &acpi_pm_ops, 0) : NULL;
 	struct pci_device *d = &l->pdev;

@@ -401,6 +401,42 @@ static void io_window_access(void *opaque, uint64_t offset, uint8_t *data, uint3
 	window_access(opaque, true, io_window_base(opaque) + offset, data, len, is_write);
 }
 
+/* The part of Q35's I/O window above the ACPI block (see pci_io_window_gap). */
+static void io_window_hi_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+				bool is_write)
+{
+	struct pci_bus *bus = opaque;
+	pthread_rwlock_rdlock(&bus->map_lock);
+	uint64_t base = bus->io_gap_end;
+	pthread_rwlock_unlock(&bus->map_lock);
+	window_access(bus, true, base + offset, data, len, is_write);
+}
+
+int pci_io_window_gap(struct pci_bus *bus, uint64_t base, uint64_t len)
+{
+	if (bus->io_gap_base > Q35_IO_BASE)
+		bus_unregister(bus->pio, Q35_IO_BASE, bus);
+	if (bus->io_gap_end < PCI_IO_END)
+		bus_unregister(bus->pio, bus->io_gap_end, bus);
+	uint64_t gap = PCI_IO_END, gap_end = PCI_IO_END;
+	if (len && base < PCI_IO_END && base + len > Q35_IO_BASE) {
+		gap = base > Q35_IO_BASE ? base : Q35_IO_BASE;
+		gap_end = base + len < PCI_IO_END ? base + len : PCI_IO_END;
+	}
+	pthread_rwlock_wrlock(&bus->map_lock);
+	bus->io_gap_base = gap;
+	bus->io_gap_end = gap_end;
+	pthread_rwlock_unlock(&bus->map_lock);
+	int r = 0;
+	if (gap > Q35_IO_BASE)
+		r = bus_register(bus->pio, Q35_IO_BASE, gap - Q35_IO_BASE, io_window_access, bus,
+				 "pci-io");
+	if (r == 0 && gap_end < PCI_IO_END)
+		r = bus_register(bus->pio, gap_end, PCI_IO_END - gap_end, io_window_hi_access, bus,
+				 "pci-io");
+	return r;
+}
+
 static void mem64_window_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 				bool is_write)
 {
@@ -866,7 +902,8 @@ static void pci_bus_unregister_ranges(struct pci_bus *bus)
 	bus_unregister(bus->pio, PORT_PCI_IO_BASE, bus);
 	bus_unregister(bus->mmio, bus->cfg.hole_base, bus);
 	bus_unregister(bus->mmio, Q35_MEM64_BASE, bus);
-	bus_unregister(bus->pio, Q35_IO_BASE, bus);
+	if (bus->cfg.q35)
+		pci_io_window_gap(bus, 0, PCI_IO_END); /* all gap: no I/O window */
 }
 
 /* The ranges of Q35: the hole (ECAM and 32-bit BARs), the 64-bit window, the I/O window. */
@@ -881,8 +918,7 @@ static int pci_bus_register_q35(struct pci_bus *bus)
 		r = bus_register(bus->mmio, Q35_MEM64_BASE, Q35_MEM64_END - Q35_MEM64_BASE,
 				 mem64_window_access, bus, "pci-mem64");
 	if (r == 0)
-		r = bus_register(bus->pio, Q35_IO_BASE, PCI_IO_END - Q35_IO_BASE, io_window_access,
-				 bus, "pci-io");
+		r = pci_io_window_gap(bus, 0, 0);
 	return r;
 }
 
@@ -900,6 +936,7 @@ struct pci_bus *pci_bus_create(const struct device_ctx *ctx, const struct pci_bu
 	bus->next_io = PORT_PCI_IO_BASE;
 	bus->ecam_base = LAYOUT_PCI_ECAM_BASE;
 	bus->ecam_size = LAYOUT_PCI_ECAM_SIZE;
+	bus->io_gap_base = bus->io_gap_end = PCI_IO_END;
 	if (cfg)
 		bus->cfg = *cfg;
 	if (bus->cfg.q35 && !bus->cfg.hole_base)

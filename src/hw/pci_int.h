@@ -99,6 +99,7 @@ struct pci_bus {
 	uint64_t next_io;
 	struct pci_device host;         /* slot 0 */
 	uint64_t ecam_base, ecam_size;  /* where the ECAM decodes (size 0: nowhere); map_lock */
+	uint64_t io_gap_base, io_gap_end; /* q35: the I/O window's hole, see pci_io_window_gap */
 	uint8_t pam_seen[Q35_PAM_COUNT];/* q35: PAM values pam_changed was last told; cfg_lock */
 	struct ich9_lpc *lpc;           /* q35: 00:1f.0 */
 };
@@ -127,6 +128,12 @@ int pci_device_register_slot(struct pci_bus *bus, struct pci_device *d,
 /* Moves the ECAM to [base, base + size), size 0: off. Holds cfg_lock. Returns -EINVAL (and
  * changes nothing) unless it lies wholly in the 32-bit hole, where q35 dispatches it. */
 int pci_ecam_move(struct pci_bus *bus, uint64_t base, uint64_t size);
+
+/* Q35's I/O window is [0x6000, 0x10000) less the LPC's ACPI block [base, base + len) when
+ * PMBASE puts it there (SeaBIOS's default is 0xb000): the parts below and above it are two
+ * ranges. Re-registers them; len 0: no hole, a hole over everything: no window. Holds
+ * cfg_lock. Returns 0 or bus_register's -errno. */
+int pci_io_window_gap(struct pci_bus *bus, uint64_t base, uint64_t len);
 
 /* Q35 (hw/q35_mch.c): the host bridge's identity and registers in bus->host; sync makes the
  * ECAM and the PAM hook follow config space (after a restore). Holds cfg_lock. */
