@@ -39,9 +39,10 @@ extern const struct device_ops acpi_pm_ops;
 /* Presses the power button (PWRBTN_STS and an SCI): QMP system_powerdown. Any thread. */
 void acpi_pm_power_button(struct acpi_pm *pm);
 /* Moves the block (PM1a EVT at base, CNT at +4, the timer at +8, RESET_REG at +0xc): the ICH9
- * LPC's PMBASE. With the bus's ranges changing, callers serialise against other port I/O.
- * Returns 0, -EINVAL (0 or beyond 64 Ki ports) or -EEXIST (another device decodes there; the
- * block stays put). */
+ * LPC's PMBASE. It changes the port bus's ranges, which vCPUs look up without a lock (bus.h):
+ * safe while only the vCPU calling it does port I/O, as when firmware programs PMBASE on the
+ * boot vCPU. Returns 0, -EINVAL (0 or beyond 64 Ki ports) or -EEXIST (another device decodes
+ * there; the block stays put). */
 int acpi_pm_set_base(struct acpi_pm *pm, uint16_t base);
 
 /* QEMU's isa-debug-exit at 0xf4: a write of v ends kvmkit with status (v << 1) | 1. */

@@ -132,7 +132,8 @@ int pci_ecam_move(struct pci_bus *bus, uint64_t base, uint64_t size);
 /* Q35's I/O window is [0x6000, 0x10000) less the LPC's ACPI block [base, base + len) when
  * PMBASE puts it there (SeaBIOS's default is 0xb000): the parts below and above it are two
  * ranges. Re-registers them; len 0: no hole, a hole over everything: no window. Holds
- * cfg_lock. Returns 0 or bus_register's -errno. */
+ * cfg_lock; like acpi_pm_set_base, it changes the port bus's ranges (see there). Returns 0 or
+ * bus_register's -errno. */
 int pci_io_window_gap(struct pci_bus *bus, uint64_t base, uint64_t len);
 
 /* Q35 (hw/q35_mch.c): the host bridge's identity and registers in bus->host; sync makes the
