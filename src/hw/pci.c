@@ -250,8 +250,7 @@ static bool bar_in_window(const struct pci_bus *bus, const struct pci_bar *b, ui
 {
 	if (b->is_io)
 		return range_within(addr, b->size, io_window_base(bus),
-				    io_window_base(bus) + (bus->cfg.q35 ? PCI_IO_END - Q35_IO_BASE
-									: PORT_PCI_IO_SIZE));
+				    bus->cfg.q35 ? PCI_IO_END : PORT_PCI_IO_BASE + PORT_PCI_IO_SIZE);
 	if (!bus->cfg.q35)
 		return range_within(addr, b->size, LAYOUT_PCI_MEM_BASE,
 				    LAYOUT_PCI_MEM_BASE + LAYOUT_PCI_MEM_SIZE);
