@@ -17,6 +17,8 @@ packages=(
 	# tier A comparison and tier B nested host (QEMU TCG as L1), its images and tools
 	qemu-system-x86 busybox-static cpio lz4 xz-utils zstd binutils file e2fsprogs socat python3 clang
 	iproute2
+	# firmware boot: Debian's SeaBIOS; GRUB hybrid images for the tier B firmware test
+	seabios grub-pc-bin grub-common xorriso mtools
 )
 
 missing=()

@@ -36,7 +36,16 @@ static unsigned machine_if_testdev(const struct vm_config *cfg)
  * machine (no PCI probing at boot). */
 static unsigned machine_if_pci(const struct vm_config *cfg)
 {
-	return machine_wants_io(cfg) && cfg->transport == VIRTIO_TRANSPORT_PCI;
+	return cfg->firmware || (machine_wants_io(cfg) && cfg->transport == VIRTIO_TRANSPORT_PCI);
+}
+
+/* Firmware expects a Q35 chipset (the MCH and ICH9 LPC identities, PCIEXBAR, PMBASE, 0xCF9);
+ * direct kernel boot keeps kvmkit's generic host bridge and fixed windows. */
+static const void *machine_pci_config(const struct vm_config *cfg, unsigned i)
+{
+	static const struct pci_bus_config q35 = { .q35 = true, .hole_base = 0 /* 2 GiB */ };
+	(void)i;
+	return cfg->firmware ? &q35 : NULL;
 }
 
 static unsigned machine_ndisks(const struct vm_config *cfg)
@@ -101,7 +110,7 @@ const struct machine_device machine_devices[] = {
 	{ &debugcon_ops, machine_one, machine_firmware_log },
 	{ &port92_ops, machine_one, NULL },
 	{ &fw_cfg_ops, machine_if_firmware, NULL },  /* items added by vm.c before the boot */
-	{ &pci_bus_ops, machine_if_pci, NULL },
+	{ &pci_bus_ops, machine_if_pci, machine_pci_config },
 	/* virtio: "VIRT" instances count the disks, the rng, the NICs, the console in this order */
 	{ &virtio_blk_ops, machine_ndisks, machine_disk },
 	{ &virtio_rng_ops, machine_if_rng, NULL },

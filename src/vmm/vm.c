@@ -131,6 +131,13 @@ static int vm_open_kvm(struct vm *vm)
  * writes there exit to userspace and are dropped, as a flash chip in read mode ignores them. */
 static int vm_map_firmware(struct vm *vm)
 {
+	/* Q35's 32-bit PCI hole starts at 2 GiB (pci_bus_config.hole_base 0); RAM above that
+	 * would have to move above 4 GiB, which the RAM layout does not do yet. */
+	if (vm->cfg->ram_size > (2ULL << 30)) {
+		log_error("firmware boot supports up to 2 GiB of RAM for now (asked for %llu MiB)",
+			  (unsigned long long)(vm->cfg->ram_size >> 20));
+		return -EINVAL;
+	}
 	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0) {
 		log_error("this KVM cannot map read-only memory, which firmware boot needs");
 		return -ENOTSUP;
@@ -341,7 +348,10 @@ static int vm_firmware_fw_cfg(struct vm *vm)
 	}
 	/* kvmkit's own ACPI tables, placed by the firmware's table loader. */
 	struct acpi_config acpi = { .ncpus = vm->ncpus,
-				    .pci = device_find(&vm->devices, &pci_bus_ops, 0) != NULL };
+				    .pci = device_find(&vm->devices, &pci_bus_ops, 0) != NULL,
+				    .ecam_base = LAYOUT_Q35_ECAM_BASE,
+				    .pci_mem_base = LAYOUT_Q35_PCI_MEM_BASE,
+				    .pci_mem_end = LAYOUT_Q35_PCI_MEM_END };
 	struct acpi_blob blob;
 	r = acpi_build_blob(&acpi, &blob);
 	if (r == 0)

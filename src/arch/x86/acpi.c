@@ -255,6 +255,11 @@ _Static_assert(sizeof(struct mcfg_allocation) == 16, "MCFG allocation entry");
 #define PCI_SLOTS         32          /* devices on bus 0 */
 #define PCI_ECAM_BUS_SIZE (1u << 20)  /* 32 devices x 8 functions x 4 KiB */
 
+static uint64_t acpi_ecam_base(const struct acpi_config *cfg)
+{
+	return cfg->ecam_base ? cfg->ecam_base : LAYOUT_PCI_ECAM_BASE;
+}
+
 /* --- The area: a bump allocator over a host buffer whose byte 0 the guest sees at `base`
  * ([LAYOUT_ACPI_START, LAYOUT_ACPI_END) for direct boot; 0 for firmware, whose loader adds
  * where it put the tables to every pointer the area recorded). --- */
@@ -363,7 +368,7 @@ static void dsdt_isa_device(struct aml *a, const char *name, const char *hid, ui
  * config space through the MCFG's ECAM), takes the windows of _CRS as the only places BARs may
  * be (so it keeps the addresses kvmkit pre-assigned, which lie inside them), and routes INTx
  * through _PRT. */
-static void dsdt_pci_host_bridge(struct aml *a)
+static void dsdt_pci_host_bridge(struct aml *a, const struct acpi_config *cfg)
 {
 	aml_device_begin(a, "PCI0");
 	aml_name_eisaid(a, "_HID", "PNP0A08");
@@ -378,8 +383,10 @@ static void dsdt_pci_host_bridge(struct aml *a)
 	/* The config ports are the bridge's own (Linux drops them from the windows). */
 	aml_res_io(a, PORT_PCI_CONFIG, PORT_PCI_CONFIG, 1, PORT_PCI_CONFIG_LEN);
 	aml_res_word_io(a, PORT_PCI_IO_BASE, PORT_PCI_IO_BASE + PORT_PCI_IO_SIZE - 1);
-	aml_res_dword_memory(a, (uint32_t)LAYOUT_PCI_MEM_BASE,
-			     (uint32_t)(LAYOUT_PCI_MEM_BASE + LAYOUT_PCI_MEM_SIZE - 1));
+	uint64_t mem_base = cfg->pci_mem_base ? cfg->pci_mem_base : LAYOUT_PCI_MEM_BASE;
+	uint64_t mem_end = cfg->pci_mem_base ? cfg->pci_mem_end :
+			   LAYOUT_PCI_MEM_BASE + LAYOUT_PCI_MEM_SIZE;
+	aml_res_dword_memory(a, (uint32_t)mem_base, (uint32_t)(mem_end - 1));
 	aml_res_end(a);
 
 	/* _PRT: Package { address (slot << 16 | 0xFFFF: any function), pin (0 = INTA#), source
@@ -407,7 +414,7 @@ static void dsdt_pci_host_bridge(struct aml *a)
 	aml_name_integer(a, "_UID", 1);
 	aml_name(a, "_CRS");
 	aml_res_begin(a);
-	aml_res_memory32_fixed(a, (uint32_t)LAYOUT_PCI_ECAM_BASE, (uint32_t)LAYOUT_PCI_ECAM_SIZE);
+	aml_res_memory32_fixed(a, (uint32_t)acpi_ecam_base(cfg), (uint32_t)LAYOUT_PCI_ECAM_SIZE);
 	aml_res_end(a);
 	aml_end(a);
 }
@@ -450,7 +457,7 @@ static void dsdt_body(struct aml *a, const struct acpi_config *cfg)
 	dsdt_isa_device(a, "RTC", "PNP0B00", 0, rtc, 1, IRQ_RTC);
 	/* No PNP0303 for the i8042, for the reason given at the FADT's boot flags. */
 	if (cfg->pci)
-		dsdt_pci_host_bridge(a);
+		dsdt_pci_host_bridge(a, cfg);
 	for (unsigned i = 0; i < cfg->nvirtio_mmio; i++)
 		dsdt_virtio_mmio(a, i, &cfg->virtio_mmio[i]);
 	aml_end(a);
@@ -621,7 +628,7 @@ static int build_madt(struct acpi_area *area, const struct acpi_config *cfg, siz
 	return 0;
 }
 
-static int build_mcfg(struct acpi_area *area, size_t *off)
+static int build_mcfg(struct acpi_area *area, const struct acpi_config *cfg, size_t *off)
 {
 	size_t len = sizeof(struct acpi_mcfg) + sizeof(struct mcfg_allocation);
 	int ret = area_alloc(area, len, ACPI_TABLE_ALIGN, off);
@@ -631,7 +638,7 @@ static int build_mcfg(struct acpi_area *area, size_t *off)
 	header_init(&m->h, "MCFG", 1);
 	struct mcfg_allocation *e = (struct mcfg_allocation *)(m + 1);
 	*e = (struct mcfg_allocation){
-		.base_address = LAYOUT_PCI_ECAM_BASE, /* of bus 0 */
+		.base_address = acpi_ecam_base(cfg), /* of bus 0 */
 		.segment = 0,
 		.start_bus = 0,
 		.end_bus = (uint8_t)(LAYOUT_PCI_ECAM_SIZE / PCI_ECAM_BUS_SIZE - 1),
@@ -666,7 +673,7 @@ static int build_all(struct acpi_area *area, const struct acpi_config *cfg, size
 	    (ret = build_dsdt(area, cfg, &dsdt)) ||
 	    (ret = build_fadt(area, cfg, dsdt, facs, &fadt)) ||
 	    (ret = build_madt(area, cfg, &madt)) ||
-	    (cfg->pci && (ret = build_mcfg(area, &mcfg))))
+	    (cfg->pci && (ret = build_mcfg(area, cfg, &mcfg))))
 		return ret;
 	size_t tables[3] = {fadt, madt}, ntables = 2;
 	if (cfg->pci)
@@ -690,7 +697,10 @@ static void fill_rsdp(struct acpi_rsdp *r, uint64_t rsdt, uint64_t xsdt)
 
 static int check_config(const struct acpi_config *cfg)
 {
-	if (!cfg || cfg->ncpus == 0 || cfg->nvirtio_mmio > ACPI_MAX_VIRTIO_MMIO)
+	if (!cfg || cfg->ncpus == 0 || cfg->nvirtio_mmio > ACPI_MAX_VIRTIO_MMIO ||
+	    cfg->ecam_base > 0xffffffffULL - LAYOUT_PCI_ECAM_SIZE ||
+	    (cfg->pci_mem_base && (cfg->pci_mem_end <= cfg->pci_mem_base ||
+				   cfg->pci_mem_end > 0x100000000ULL)))
 		return -EINVAL;
 	for (unsigned i = 0; i < cfg->nvirtio_mmio; i++) {
 		const struct acpi_virtio_mmio *v = &cfg->virtio_mmio[i];

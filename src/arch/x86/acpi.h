@@ -21,6 +21,10 @@ struct acpi_config {
 	 * in the DSDT \_SB.PCI0 (PNP0A08: bus 0, the I/O and memory windows, a _PRT sending each
 	 * slot's INTA-D to GSIs 16-19) plus a PNP0C02 device reserving the ECAM. */
 	bool pci;
+	/* Where the ECAM and the 32-bit BAR window are: 0 for kvmkit's own layout (layout.h's
+	 * LAYOUT_PCI_*); under firmware, where it programs them (Q35: LAYOUT_Q35_*). */
+	uint64_t ecam_base;
+	uint64_t pci_mem_base, pci_mem_end;   /* [base, end) */
 	/* In the DSDT, \_SB.VRnn for each (nn the index in hex): _HID "LNRO0005", _UID n, _CCA 1,
 	 * _CRS { Memory32Fixed(ReadWrite, base, size), Interrupt(ResourceConsumer, Level,
 	 * ActiveHigh, Exclusive) { gsi } }, as QEMU's microvm describes its virtio-mmio devices. */

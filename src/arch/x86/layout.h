@@ -60,6 +60,11 @@
 /* 32-bit memory BAR window, right above the low RAM limit (GUEST_MEM_LOW_LIMIT) and below the
  * ECAM; every BAR (64-bit ones too) is pre-assigned here, naturally aligned. */
 #define LAYOUT_PCI_MEM_BASE   0xc0000000ULL
+/* Under firmware on Q35: the ECAM where SeaBIOS and OVMF program PCIEXBAR (QEMU's MCH default)
+ * and the 32-bit BAR window SeaBIOS then allocates from, up to the IOAPIC. */
+#define LAYOUT_Q35_ECAM_BASE    0xb0000000ULL
+#define LAYOUT_Q35_PCI_MEM_BASE 0xc0000000ULL
+#define LAYOUT_Q35_PCI_MEM_END  0xfec00000ULL
 #define LAYOUT_PCI_MEM_SIZE   0x20000000ULL
 /* I/O BAR window: above every legacy port kvmkit decodes. */
 #define PORT_PCI_IO_BASE      0xc000
