@@ -135,6 +135,8 @@ fi
 
 if [ "$nested" -eq 1 ]; then
 	stage_nested "tier B (nested host, stock Linux)" bash tests/nested/boot_linux.sh build/kvmkit
+	stage_nested "tier B firmware boot: SeaBIOS -> GRUB -> Linux from virtio-blk (QEMU, then kvmkit)" \
+		bash tests/nested/firmware.sh build/kvmkit
 	stage_nested "tier B test guests on a real KVM (ioapic, kvmclock; kvmkit and QEMU)" \
 		bash tests/nested/guests.sh build/kvmkit build/tests/guests
 	stage_nested "tier B virtio-pci (root on virtio-blk, virtio-rng, virtio-console)" \

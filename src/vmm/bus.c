@@ -5,11 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int bus_register(struct bus *bus, uint64_t base, uint64_t len, bus_access_fn access,
-		 void *opaque, const char *name)
+static int bus_insert(struct bus *bus, uint64_t base, uint64_t len, bus_access_fn access,
+		      void *opaque, const char *name)
 {
-	if (len == 0 || base + len < base)
-		return -EINVAL;
 	int pos = 0;
 	while (pos < bus->nranges && bus->ranges[pos].base < base)
 		pos++;
@@ -37,17 +35,32 @@ int bus_register(struct bus *bus, uint64_t base, uint64_t len, bus_access_fn acc
 	return 0;
 }
 
+int bus_register(struct bus *bus, uint64_t base, uint64_t len, bus_access_fn access,
+		 void *opaque, const char *name)
+{
+	if (len == 0 || base + len < base)
+		return -EINVAL;
+	pthread_rwlock_wrlock(&bus->lock);
+	int r = bus_insert(bus, base, len, access, opaque, name);
+	pthread_rwlock_unlock(&bus->lock);
+	return r;
+}
+
 int bus_unregister(struct bus *bus, uint64_t base, const void *opaque)
 {
+	int r = -ENOENT;
+	pthread_rwlock_wrlock(&bus->lock);
 	for (int i = 0; i < bus->nranges; i++) {
 		if (bus->ranges[i].base != base || bus->ranges[i].opaque != opaque)
 			continue;
 		memmove(&bus->ranges[i], &bus->ranges[i + 1],
 			(size_t)(bus->nranges - i - 1) * sizeof(*bus->ranges));
 		bus->nranges--;
-		return 0;
+		r = 0;
+		break;
 	}
-	return -ENOENT;
+	pthread_rwlock_unlock(&bus->lock);
+	return r;
 }
 
 static const struct bus_range *bus_find(const struct bus *bus, uint64_t addr)
@@ -69,19 +82,25 @@ static const struct bus_range *bus_find(const struct bus *bus, uint64_t addr)
 bool bus_dispatch(const struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len,
 		  bool is_write)
 {
-	const struct bus_range *r = bus_find(bus, addr);
+	/* The lock is the bus's one mutable part, also behind a const pointer. */
+	pthread_rwlock_t *lock = (pthread_rwlock_t *)&bus->lock;
+	pthread_rwlock_rdlock(lock);
+	const struct bus_range *found = bus_find(bus, addr);
+	struct bus_range r = found ? *found : (struct bus_range){ 0 };
+	pthread_rwlock_unlock(lock);
 	/* An access straddling the end of a range is not the device's: treat as unmapped. */
-	if (!r || len > r->len - (addr - r->base)) {
+	if (!found || len > r.len - (addr - r.base)) {
 		if (!is_write)
 			memset(data, 0xff, len);
 		return false;
 	}
-	r->access(r->opaque, addr - r->base, data, len, is_write);
+	r.access(r.opaque, addr - r.base, data, len, is_write);
 	return true;
 }
 
 void bus_destroy(struct bus *bus)
 {
 	free(bus->ranges);
+	pthread_rwlock_destroy(&bus->lock);
 	memset(bus, 0, sizeof(*bus));
 }
