@@ -29,45 +29,19 @@ for tool in grub-mkrescue xorriso mformat; do
         exit 77
     fi
 done
-[[ -d /usr/lib/grub/i386-pc ]] || die "GRUB's BIOS modules (/usr/lib/grub/i386-pc, grub-pc-bin) are missing"
 
 mkdir -p "$cache"
-fenv=$("$here/fetch.sh" "$cache") || die "could not fetch the kernels (see above)"
-eval "$fenv"
 l2env=$("$here/l2-archive.sh" "$cache") || die "could not build the L2 initramfs (see above)"
 eval "$l2env"
 
-# The image: keyed by what goes into it, so a rerun only boots.
-append="console=ttyS0 kvmkit.test=poweroff panic=-1 quiet"
-grubcfg="serial --unit=0 --speed=115200
-terminal_input serial
-terminal_output serial
-set timeout=1
-menuentry 'kvmkit tier B Linux' {
-    linux /vmlinuz $append
-    initrd /initramfs.cpio
-}"
-gver=$(dpkg-query -W -f='${Version}' grub-pc-bin 2>/dev/null || echo unknown)
-key=$( { sha256sum "$L2_VMLINUZ" "$L2_INITRAMFS" | cut -d' ' -f1; echo "$grubcfg $gver"; } | sha256sum | cut -c1-16)
-iso=$NESTED_DIR/fw-grub-$key.img
-if [[ ! -f "$iso" ]]; then
-    echo "firmware: building the GRUB image $iso"
-    st=$(mktemp -d)
-    mkdir -p "$st/boot/grub"
-    printf '%s\n' "$grubcfg" > "$st/boot/grub/grub.cfg"
-    cp "$L2_VMLINUZ" "$st/vmlinuz"
-    cp "$L2_INITRAMFS" "$st/initramfs.cpio"
-    grub-mkrescue -o "$iso.tmp.$$" "$st" >"$st.log" 2>&1 || { cat "$st.log" >&2; rm -rf "$st" "$st.log"; die "grub-mkrescue failed"; }
-    rm -rf "$st" "$st.log"
-    mv "$iso.tmp.$$" "$iso"
-    find "$NESTED_DIR" -maxdepth 1 -name 'fw-grub-*.img' ! -name "fw-grub-$key.img" -delete
-fi
+img_env=$("$here/fw-image.sh" "$cache") || die "could not build the GRUB image (see above)"
+eval "$img_env"
 
 payload=$(mktemp -d "${TMPDIR:-/tmp}/kvmkit-fw.XXXXXX")
 trap 'rm -rf "$payload"' EXIT
 cp "$here/l1-boot.sh" "$payload/"
 cp -L "$kvmkit" "$payload/kvmkit"
-cp "$iso" "$payload/disk.img"
+cp "$FW_IMAGE" "$payload/disk.img"
 cat > "$payload/run.sh" <<'RUN'
 # Runs inside L1: the image under QEMU, then under kvmkit, each on a copy (both may write).
 . ./l1-boot.sh
