@@ -19,6 +19,8 @@ packages=(
 	iproute2
 	# firmware boot: Debian's SeaBIOS; GRUB hybrid images for the tier B firmware test
 	seabios grub-pc-bin grub-common xorriso mtools
+	# the SMBIOS unit test reads a dump of the tables with dmidecode
+	dmidecode
 )
 
 missing=()

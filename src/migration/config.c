@@ -19,6 +19,7 @@
 #define FLAG_NO_REBOOT 1u
 #define FLAG_TESTDEV   2u
 #define FLAG_RNG       4u
+#define FLAG_UUID      8u
 
 /* A file named relative to the saving process's directory must still be found by a restore
  * started elsewhere. */
@@ -36,7 +37,7 @@ void config_save(const struct vm_config *cfg, struct stream *s)
 	stream_put_u64(s, cfg->ram_size);
 	stream_put_u32(s, cfg->ncpus);
 	stream_put_u32(s, (cfg->no_reboot ? FLAG_NO_REBOOT : 0) | (cfg->testdev ? FLAG_TESTDEV : 0) |
-			  (cfg->rng ? FLAG_RNG : 0));
+			  (cfg->rng ? FLAG_RNG : 0) | (cfg->uuid_set ? FLAG_UUID : 0));
 	stream_put_u32(s, cfg->transport);
 	stream_put_u32(s, cfg->ndisks);
 	for (unsigned i = 0; i < cfg->ndisks; i++) {
@@ -60,6 +61,7 @@ void config_save(const struct vm_config *cfg, struct stream *s)
 	put_path(s, cfg->vconsole.path);
 	stream_put_str(s, cfg->vconsole.name);
 	put_path(s, cfg->firmware);
+	stream_put_bytes(s, cfg->uuid, sizeof(cfg->uuid));
 }
 
 /* Every string config_load allocated. A loaded configuration lives as long as the process;
@@ -139,10 +141,12 @@ int config_load(struct vm_config *cfg, struct stream *s, uint32_t version)
 	    cfg->ram_size % 4096)
 		stream_fail(s, -EBADMSG);
 	cfg->ncpus = stream_get_u32_range(s, 1, CONFIG_MAX_CPUS);
-	uint32_t flags = stream_get_u32_range(s, 0, FLAG_NO_REBOOT | FLAG_TESTDEV | FLAG_RNG);
+	uint32_t flags = stream_get_u32_range(s, 0, FLAG_NO_REBOOT | FLAG_TESTDEV | FLAG_RNG |
+							       FLAG_UUID);
 	cfg->no_reboot = flags & FLAG_NO_REBOOT;
 	cfg->testdev = flags & FLAG_TESTDEV;
 	cfg->rng = flags & FLAG_RNG;
+	cfg->uuid_set = flags & FLAG_UUID;
 	cfg->transport = stream_get_u32_range(s, VIRTIO_TRANSPORT_PCI, VIRTIO_TRANSPORT_MMIO);
 	config_load_disks(cfg, s);
 	config_load_nics(cfg, s);
@@ -153,6 +157,10 @@ int config_load(struct vm_config *cfg, struct stream *s, uint32_t version)
 	cfg->firmware = get_str(s, true);
 	if (!cfg->kernel == !cfg->firmware) /* booted one way: a kernel or firmware */
 		stream_fail(s, -EBADMSG);
+	stream_get_bytes(s, cfg->uuid, sizeof(cfg->uuid));
+	for (size_t i = 0; i < sizeof(cfg->uuid) && !cfg->uuid_set; i++)
+		if (cfg->uuid[i]) /* without --uuid it is all zero */
+			stream_fail(s, -EBADMSG);
 	return stream_end_read(s);
 }
 

@@ -9,7 +9,7 @@ struct stream;
 struct vm_config;
 
 #define CONFIG_TAG STREAM_TAG('C', 'O', 'N', 'F')
-#define CONFIG_VERSION 2
+#define CONFIG_VERSION 3
 
 /* Writes the body of the CONF section. */
 void config_save(const struct vm_config *cfg, struct stream *s);

@@ -12,6 +12,7 @@
 
 #include "lib/log.h"
 #include "firmware/bios_rom.h"
+#include "firmware/smbios.h"
 #include "lib/size.h"
 #include "migration/snapshot.h"
 #include "migration/uri.h"
@@ -37,6 +38,8 @@ static const char usage_text[] =
 	"  --firmware-log FILE\n"
 	"                     the firmware's debug output (port 0x402, QEMU's isa-debugcon) goes\n"
 	"                     to FILE (truncated); without it, to the KVMKIT_DEBUG log\n"
+	"  --uuid UUID        the machine's UUID (8-4-4-4-12 hex digits) in its SMBIOS tables and\n"
+	"                     fw_cfg, as QEMU's -uuid; without it, all zeros\n"
 	"  --initrd FILE      initial ramdisk (for multiboot kernels: the first module)\n"
 	"  --append CMDLINE   kernel command line\n"
 	"  --memory SIZE      guest RAM, e.g. 512M or 2G (a bare number is MiB; default 512M)\n"
@@ -94,12 +97,14 @@ static const char usage_text[] =
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_SERIAL,
        OPT_NO_REBOOT, OPT_TESTDEV, OPT_STATS, OPT_DISK, OPT_RNG, OPT_NET,
        OPT_VCONSOLE, OPT_TRANSPORT, OPT_RESTORE, OPT_SNAPSHOT_AT_EXIT, OPT_CONTROL, OPT_QMP,
-       OPT_MONITOR, OPT_INCOMING, OPT_SANDBOX, OPT_RUNAS, OPT_FIRMWARE, OPT_FIRMWARE_LOG };
+       OPT_MONITOR, OPT_INCOMING, OPT_SANDBOX, OPT_RUNAS, OPT_FIRMWARE, OPT_FIRMWARE_LOG,
+       OPT_UUID };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
 	{ "firmware", required_argument, NULL, OPT_FIRMWARE },
 	{ "firmware-log", required_argument, NULL, OPT_FIRMWARE_LOG },
+	{ "uuid", required_argument, NULL, OPT_UUID },
 	{ "initrd", required_argument, NULL, OPT_INITRD },
 	{ "append", required_argument, NULL, OPT_APPEND },
 	{ "memory", required_argument, NULL, OPT_MEMORY },
@@ -393,7 +398,7 @@ static bool is_machine_option(int opt)
 	case OPT_FIRMWARE: case OPT_KERNEL: case OPT_INITRD: case OPT_APPEND: case OPT_MEMORY:
 	case OPT_CPUS:
 	case OPT_NO_REBOOT: case OPT_TESTDEV: case OPT_DISK: case OPT_RNG: case OPT_NET:
-	case OPT_VCONSOLE: case OPT_TRANSPORT:
+	case OPT_VCONSOLE: case OPT_TRANSPORT: case OPT_UUID:
 		return true;
 	default:
 		return false;
@@ -479,6 +484,14 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 		case OPT_FIRMWARE_LOG:
 			if (cli_open_firmware_log(o, optarg) < 0)
 				return CLI_EXIT_ERROR;
+			break;
+		case OPT_UUID:
+			if (smbios_parse_uuid(optarg, o->vm.uuid) < 0) {
+				log_error("--uuid '%s' is not a UUID: give 32 hex digits as "
+					  "8-4-4-4-12, e.g. 12345678-9abc-def0-1234-56789abcdef0", optarg);
+				return CLI_EXIT_ERROR;
+			}
+			o->vm.uuid_set = true;
 			break;
 		case OPT_INITRD: o->vm.initrd = optarg; break;
 		case OPT_APPEND: o->vm.cmdline = optarg; break;

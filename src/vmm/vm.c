@@ -21,6 +21,7 @@
 #include "arch/x86/regs.h"
 #include "firmware/acpi_loader.h"
 #include "firmware/fw_cfg.h"
+#include "firmware/smbios.h"
 #include "hw/devices.h"
 #include "hw/pci.h"
 #include "lib/clock.h"
@@ -336,6 +337,7 @@ static int vm_firmware_fw_cfg(struct vm *vm)
 		.ram_size = vm->cfg->ram_size,
 		.e820 = e820,
 		.e820_count = n > 0 ? (size_t)n : 0,
+		.uuid = vm->cfg->uuid_set ? vm->cfg->uuid : NULL,
 		.nographic = true,
 		.boot_menu_wait_ms = -1,
 		.boot_fail_wait_ms = -1,
@@ -344,6 +346,16 @@ static int vm_firmware_fw_cfg(struct vm *vm)
 	int r = fw_cfg_add_standard(fw, &m);
 	if (r < 0) {
 		log_error("cannot give the firmware its configuration (fw_cfg): %s", strerror(-r));
+		return r;
+	}
+	uint64_t below_4g = vm->cfg->ram_size < GUEST_MEM_LOW_LIMIT ? vm->cfg->ram_size :
+				GUEST_MEM_LOW_LIMIT;
+	const struct smbios_machine sm = { .ncpus = vm->ncpus, .ram_below_4g = below_4g,
+					   .ram_above_4g = vm->cfg->ram_size - below_4g,
+					   .uuid = m.uuid, .version = KVMKIT_VERSION };
+	r = smbios_add_fw_cfg(fw, &sm);
+	if (r < 0) {
+		log_error("cannot give the firmware the SMBIOS tables: %s", strerror(-r));
 		return r;
 	}
 	/* kvmkit's own ACPI tables, placed by the firmware's table loader. */

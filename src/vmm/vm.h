@@ -29,6 +29,8 @@ struct vm_config {
 	const char *cmdline;   /* never NULL ("" when not given) */
 	uint64_t ram_size;
 	uint32_t ncpus;
+	bool uuid_set;         /* --uuid: uuid (as written) in fw_cfg and SMBIOS; else all zero */
+	uint8_t uuid[16];
 	bool no_reboot;        /* a guest reset ends kvmkit (status VM_EXIT_STATUS_RESET) */
 	bool testdev;          /* QEMU's pc-testdev for test guests */
 	bool stats;            /* print exit statistics when the VM stops */

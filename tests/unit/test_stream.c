@@ -314,6 +314,38 @@ static void test_config_firmware(void **state)
 	}
 }
 
+/* --uuid round-trips; UUID bytes without the flag that says there is one are refused. */
+static void test_config_uuid(void **state)
+{
+	(void)state;
+	static const uint8_t uuid[16] = { 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0,
+					  1, 2, 3, 4, 5, 6, 7, 8 };
+	for (int flag = 0; flag < 2; flag++) {
+		struct vm_config c, out;
+		sample_config(&c);
+		memcpy(c.uuid, uuid, sizeof(uuid));
+		c.uuid_set = flag;
+		struct stream w;
+		stream_init_mem_writer(&w);
+		stream_begin_section(&w, CONFIG_TAG, 0, CONFIG_VERSION);
+		config_save(&c, &w);
+		size_t len = w.sec_len;
+		uint8_t *body = malloc(len);
+		memcpy(body, w.sec_buf, len);
+		stream_close(&w);
+		int r = load_config_body(body, len, &out);
+		if (flag) {
+			assert_int_equal(r, 0);
+			assert_true(out.uuid_set);
+			assert_memory_equal(out.uuid, uuid, sizeof(uuid));
+		} else {
+			assert_int_equal(r, -EBADMSG);
+		}
+		config_release(&out);
+		free(body);
+	}
+}
+
 /* Fields behind a valid CRC: any damage either loads a configuration within the limits or is
  * refused with -EBADMSG; every truncation is refused. */
 static void test_config_damage(void **state)
@@ -361,6 +393,7 @@ int main(void)
 		cmocka_unit_test(test_config_round_trip),
 		cmocka_unit_test(test_config_damage),
 		cmocka_unit_test(test_config_firmware),
+		cmocka_unit_test(test_config_uuid),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
