@@ -246,20 +246,26 @@ static int load_config_body(uint8_t *body, size_t len, struct vm_config *out)
 	return r;
 }
 
-static uint8_t *config_body(size_t *len)
+/* The CONF body config_save writes for c (malloc'd). */
+static uint8_t *config_body_of(const struct vm_config *c, size_t *len)
 {
-	struct vm_config c;
-	sample_config(&c);
 	struct stream w;
 	stream_init_mem_writer(&w);
 	stream_begin_section(&w, CONFIG_TAG, 0, CONFIG_VERSION);
-	config_save(&c, &w);
+	config_save(c, &w);
 	/* The body is what end_section would frame: take it from the section buffer. */
 	*len = w.sec_len;
 	uint8_t *body = malloc(*len);
 	memcpy(body, w.sec_buf, *len);
 	stream_close(&w);
 	return body;
+}
+
+static uint8_t *config_body(size_t *len)
+{
+	struct vm_config c;
+	sample_config(&c);
+	return config_body_of(&c, len);
 }
 
 static void test_config_round_trip(void **state)
@@ -293,14 +299,8 @@ static void test_config_firmware(void **state)
 		c.firmware = both == 2 ? NULL : "/firmware.bin";
 		if (both == 2)
 			c.kernel = NULL;
-		struct stream w;
-		stream_init_mem_writer(&w);
-		stream_begin_section(&w, CONFIG_TAG, 0, CONFIG_VERSION);
-		config_save(&c, &w);
-		size_t len = w.sec_len;
-		uint8_t *body = malloc(len);
-		memcpy(body, w.sec_buf, len);
-		stream_close(&w);
+		size_t len;
+		uint8_t *body = config_body_of(&c, &len);
 		int r = load_config_body(body, len, &out);
 		if (both == 1) {
 			assert_int_equal(r, 0);
@@ -325,14 +325,8 @@ static void test_config_uuid(void **state)
 		sample_config(&c);
 		memcpy(c.uuid, uuid, sizeof(uuid));
 		c.uuid_set = flag;
-		struct stream w;
-		stream_init_mem_writer(&w);
-		stream_begin_section(&w, CONFIG_TAG, 0, CONFIG_VERSION);
-		config_save(&c, &w);
-		size_t len = w.sec_len;
-		uint8_t *body = malloc(len);
-		memcpy(body, w.sec_buf, len);
-		stream_close(&w);
+		size_t len;
+		uint8_t *body = config_body_of(&c, &len);
 		int r = load_config_body(body, len, &out);
 		if (flag) {
 			assert_int_equal(r, 0);
