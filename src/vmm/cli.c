@@ -35,6 +35,9 @@ static const char usage_text[] =
 	"                     boot through firmware instead of --kernel: bios is Debian's SeaBIOS\n"
 	"                     (" BIOS_ROM_DEFAULT_PATH "); the default when no --kernel\n"
 	"                     is given\n"
+	"  --boot [order=LETTERS][,menu=on|off]\n"
+	"                     firmware boot order as QEMU's -boot: c the first disk, d the CD-ROM,\n"
+	"                     n the network (up to 3, default c); menu=on shows the boot menu\n"
 	"  --firmware-log FILE\n"
 	"                     the firmware's debug output (port 0x402, QEMU's isa-debugcon) goes\n"
 	"                     to FILE (truncated); without it, to the KVMKIT_DEBUG log\n"
@@ -98,13 +101,14 @@ enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_SERIA
        OPT_NO_REBOOT, OPT_TESTDEV, OPT_STATS, OPT_DISK, OPT_RNG, OPT_NET,
        OPT_VCONSOLE, OPT_TRANSPORT, OPT_RESTORE, OPT_SNAPSHOT_AT_EXIT, OPT_CONTROL, OPT_QMP,
        OPT_MONITOR, OPT_INCOMING, OPT_SANDBOX, OPT_RUNAS, OPT_FIRMWARE, OPT_FIRMWARE_LOG,
-       OPT_UUID };
+       OPT_UUID, OPT_BOOT };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
 	{ "firmware", required_argument, NULL, OPT_FIRMWARE },
 	{ "firmware-log", required_argument, NULL, OPT_FIRMWARE_LOG },
 	{ "uuid", required_argument, NULL, OPT_UUID },
+	{ "boot", required_argument, NULL, OPT_BOOT },
 	{ "initrd", required_argument, NULL, OPT_INITRD },
 	{ "append", required_argument, NULL, OPT_APPEND },
 	{ "memory", required_argument, NULL, OPT_MEMORY },
@@ -357,6 +361,35 @@ static int parse_control(char *spec, bool qemu_spelling, const char **path)
 }
 
 /* The options that describe the machine (and so come from the snapshot with --restore). */
+/* --boot order=cdn,menu=on (QEMU's -boot; a bare "order" value as in `-boot d` too). */
+static int parse_boot(char *spec, struct vm_config *cfg)
+{
+	for (char *save = NULL, *kv = strtok_r(spec, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(kv, '=');
+		const char *k = eq ? kv : "order", *v = eq ? eq + 1 : kv;
+		if (eq)
+			*eq = '\0';
+		if (strcmp(k, "order") == 0) {
+			size_t n = strlen(v);
+			if (n == 0 || n >= sizeof(cfg->boot_order) || strspn(v, "cdn") != n) {
+				log_error("--boot order wants up to %zu of c (disk), d (CD-ROM), n (network), "
+					  "not '%s'", sizeof(cfg->boot_order) - 1, v);
+				return -1;
+			}
+			memcpy(cfg->boot_order, v, n + 1);
+		} else if (strcmp(k, "menu") == 0) {
+			if (parse_bool(v, &cfg->boot_menu) < 0) {
+				log_error("--boot menu wants on or off, not '%s'", v);
+				return -1;
+			}
+		} else {
+			log_error("--boot: unknown key '%s' (order, menu)", k);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* --firmware-log FILE: opened (truncated) once here, so every boot of the run appends to it;
  * the descriptor stays above 2 (the VM takes fds 0-2 for the standard streams). */
 static int cli_open_firmware_log(struct cli_options *o, const char *path)
@@ -480,6 +513,10 @@ enum cli_result cli_parse(int argc, char **argv, struct cli_options *o)
 				return CLI_EXIT_ERROR;
 			}
 			o->vm.firmware = strcmp(optarg, "bios") == 0 ? BIOS_ROM_DEFAULT_PATH : optarg;
+			break;
+		case OPT_BOOT:
+			if (parse_boot(optarg, &o->vm) < 0)
+				return CLI_EXIT_ERROR;
 			break;
 		case OPT_FIRMWARE_LOG:
 			if (cli_open_firmware_log(o, optarg) < 0)

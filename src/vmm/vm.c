@@ -307,6 +307,9 @@ static void vm_firmware_cmos(struct vm *vm)
 	if (above_16m > 0xffff)
 		above_16m = 0xffff;
 	uint64_t high = above_4g >> 16;
+	uint8_t boot[3] = { 2, 0, 0 };
+	for (size_t i = 0; i < 3 && vm->cfg->boot_order[i]; i++)
+		boot[i] = vm->cfg->boot_order[i] == 'c' ? 2 : vm->cfg->boot_order[i] == 'd' ? 3 : 4;
 	const struct { uint8_t index, value; } bytes[] = {
 		{ 0x15, 640 & 0xff }, { 0x16, 640 >> 8 },                  /* base memory, KiB */
 		{ 0x17, (uint8_t)ext_kib }, { 0x18, (uint8_t)(ext_kib >> 8) },
@@ -314,7 +317,9 @@ static void vm_firmware_cmos(struct vm *vm)
 		{ 0x34, (uint8_t)above_16m }, { 0x35, (uint8_t)(above_16m >> 8) },
 		{ 0x5b, (uint8_t)high }, { 0x5c, (uint8_t)(high >> 8) }, { 0x5d, (uint8_t)(high >> 16) },
 		{ 0x5f, (uint8_t)(vm->ncpus - 1) },
-		{ 0x3d, 0x02 }, { 0x38, 0x00 },        /* boot from the hard disk (no fw_cfg order) */
+		/* The boot order as QEMU gives SeaBIOS (pc_cmos_init_late): devices 2 disk, 3 CD-ROM,
+		 * 4 network; the first two in 0x3d, the third in 0x38's high nibble. */
+		{ 0x3d, (uint8_t)(boot[0] | boot[1] << 4) }, { 0x38, (uint8_t)(boot[2] << 4) },
 	};
 	for (size_t i = 0; i < sizeof(bytes) / sizeof(bytes[0]); i++)
 		rtc_mc146818_set_cmos(rtc, bytes[i].index, bytes[i].value);
@@ -339,7 +344,8 @@ static int vm_firmware_fw_cfg(struct vm *vm)
 		.e820_count = n > 0 ? (size_t)n : 0,
 		.uuid = vm->cfg->uuid_set ? vm->cfg->uuid : NULL,
 		.nographic = true,
-		.boot_menu_wait_ms = -1,
+		.boot_menu = vm->cfg->boot_menu,
+		.boot_menu_wait_ms = vm->cfg->boot_menu ? 3000 : -1, /* SeaBIOS's own default wait */
 		.boot_fail_wait_ms = -1,
 		.sercon_port = PORT_COM1,
 	};

@@ -24,6 +24,8 @@ struct loop;
 struct vm_config {
 	const char *firmware;  /* a BIOS image to boot through (--firmware), NULL: --kernel */
 	int firmware_log_fd;   /* --firmware-log: port 0x402's bytes go there (> 2); else the debug log */
+	char boot_order[4];    /* --boot order=: QEMU's letters, c disk, d CD-ROM, n network ("" = c) */
+	bool boot_menu;        /* --boot menu=on: the firmware offers its boot menu */
 	const char *kernel;
 	const char *initrd;    /* may be NULL */
 	const char *cmdline;   /* never NULL ("" when not given) */

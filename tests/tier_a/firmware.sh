@@ -29,9 +29,12 @@ trap 'rm -rf "$tmp"' EXIT
 cp "$mbr" "$tmp/disk.img"
 truncate -s 1M "$tmp/disk.img"
 if [[ $vmm == kvmkit ]]; then
-    cmd=("$bin" run --memory 128M --serial stdio --firmware-log "$tmp/fw.log" "$tmp/disk.img")
+    # order=dc: the (absent) CD-ROM first, so the disk is booted as the fallback QEMU's -boot
+    # order gives SeaBIOS.
+    cmd=("$bin" run --memory 128M --serial stdio --boot order=dc --firmware-log "$tmp/fw.log"
+         "$tmp/disk.img")
 else
-    cmd=("$bin" -accel "${TIER_A_QEMU_ACCEL:-tcg}" -M pc -m 128 -bios "$bios" -nodefaults
+    cmd=("$bin" -accel "${TIER_A_QEMU_ACCEL:-tcg}" -M pc -m 128 -bios "$bios" -boot order=dc -nodefaults
          -display none -serial stdio -monitor none -no-reboot
          -chardev "file,id=fwlog,path=$tmp/fw.log" -device isa-debugcon,iobase=0x402,chardev=fwlog
          -device "isa-debug-exit,iobase=0xf4,iosize=4"
