@@ -13,7 +13,7 @@ const char guest_name[] = "kvmclock";
 #define KVM_FEATURE_CLOCKSOURCE2 (1u << 3)
 #define KVM_FEATURE_STABLE_BIT   (1u << 24)
 #define PVCLOCK_TSC_STABLE_BIT   0x01
-#define ROUNDS                   5000u   /* ~6 s of emulated ring 0 on the CI host */
+#define ROUNDS                   2000u   /* each hand-off needs both vCPU threads on a core: a few s */
 #define TURN_TIMEOUT_TICKS       1000u   /* 10 s: the other vCPU is gone */
 
 /* The pvclock area KVM keeps up to date for one vCPU (the KVM API's "pvclock_vcpu_time_info"). */
