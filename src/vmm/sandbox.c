@@ -72,6 +72,12 @@ static const char *const sandbox_migration[] = {
 	"fsync", "wait4", "kill", "tgkill", "getcwd", "readlink", NULL,
 };
 
+/* A device's timer thread: sleeps on its lock's condition variable and raises its interrupt
+ * line (a KVM ioctl); the common calls are all it needs. */
+static const char *const sandbox_timer[] = {
+	NULL,
+};
+
 /* The main thread keeps what a VM build needs (a guest reset builds it again: /dev/kvm,
  * images, TAP, sockets, threads) and its exec: migration children inherit its filter across
  * execve, so it is a deny-list: what a VMM never does. */
@@ -112,6 +118,7 @@ static _Thread_local enum sandbox_thread sandbox_kind = SANDBOX_MAIN;
 static const char *const sandbox_kind_names[] = {
 	[SANDBOX_MAIN] = "main", [SANDBOX_VCPU] = "vCPU", [SANDBOX_IO] = "I/O",
 	[SANDBOX_BLOCK_WORKER] = "block worker", [SANDBOX_MIGRATION] = "migration",
+	[SANDBOX_TIMER] = "timer",
 };
 
 /* --sandbox debug: a forbidden call arrives here instead of killing the process. Only
@@ -210,6 +217,7 @@ static int sandbox_build(scmp_filter_ctx ctx, enum sandbox_thread kind, uint32_t
 	static const char *const *const lists[] = {
 		[SANDBOX_VCPU] = sandbox_vcpu, [SANDBOX_IO] = sandbox_io,
 		[SANDBOX_BLOCK_WORKER] = sandbox_block_worker, [SANDBOX_MIGRATION] = sandbox_migration,
+		[SANDBOX_TIMER] = sandbox_timer,
 	};
 	int r = sandbox_add_list(ctx, SCMP_ACT_ALLOW, sandbox_common);
 	if (r == 0)

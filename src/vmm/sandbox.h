@@ -9,6 +9,7 @@ enum sandbox_thread {
 	SANDBOX_IO,           /* the I/O thread: virtio queues, io_uring, slirp, TAP, sockets */
 	SANDBOX_BLOCK_WORKER, /* the block layer's thread pool: positioned reads, writes, flushes */
 	SANDBOX_MIGRATION,    /* an outgoing migration: RAM, dirty log, device state to a stream */
+	SANDBOX_TIMER,        /* a device's timer (the CMOS clock's): sleeps, raises its IRQ line */
 };
 
 enum sandbox_mode {

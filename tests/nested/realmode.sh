@@ -22,7 +22,6 @@ cache=${KVMKIT_NESTED_CACHE:-$repo/build/nested-cache}
 
 # Known differences between kvmkit and QEMU (test name -> why). A listed test that passes says so.
 declare -A known=(
-    [rtc_irq8_periodic]="kvmkit's RTC (src/hw/rtc_mc146818.c) raises no interrupts yet: issue 10 item 2"
 )
 
 kvmkit="" guest="" tmo=120

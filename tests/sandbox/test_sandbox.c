@@ -35,7 +35,8 @@ struct child_case {
 
 static const char *const action_names[] = { "allowed calls", "execve", "openat", "unlinkat",
 					    "socket", "mount" };
-static const char *const kind_names[] = { "main", "vCPU", "I/O", "block worker", "migration" };
+static const char *const kind_names[] = { "main", "vCPU", "I/O", "block worker", "migration",
+					   "timer" };
 
 /* In the confined thread: the calls every kind makes (memory, time, locks, stdio), then the
  * action under test. */
@@ -145,6 +146,8 @@ int main(void)
 		{ SANDBOX_BLOCK_WORKER, UNLINK }, { SANDBOX_BLOCK_WORKER, SOCKET },
 		{ SANDBOX_MIGRATION, EXECVE }, { SANDBOX_MIGRATION, OPEN },
 		{ SANDBOX_MIGRATION, UNLINK }, { SANDBOX_MAIN, MOUNT },
+		{ SANDBOX_TIMER, EXECVE }, { SANDBOX_TIMER, OPEN }, { SANDBOX_TIMER, UNLINK },
+		{ SANDBOX_TIMER, SOCKET },
 	};
 	for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++) {
 #ifdef SANDBOX_TEST_SANITIZED
@@ -159,7 +162,7 @@ int main(void)
 		check(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS, "killed by SIGSYS",
 		      &denied[i], st, err);
 	}
-	for (int k = SANDBOX_MAIN; k <= SANDBOX_MIGRATION; k++) {
+	for (int k = SANDBOX_MAIN; k <= SANDBOX_TIMER; k++) {
 		struct child_case c = { (enum sandbox_thread)k, ALLOWED };
 		int st = run_case(SANDBOX_ON, &c, err, sizeof(err));
 		check(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "lives", &c, st, err);
