@@ -289,6 +289,12 @@ static int vm_create_devices(struct vm *vm)
 	return machine_realize(&vm->devices, &vm->dev_ctx, cfg);
 }
 
+/* RAM below 4 GiB (guest_mem's layout: the rest continues at 4 GiB). */
+static uint64_t vm_ram_below_4g(const struct vm *vm)
+{
+	return vm->cfg->ram_size < GUEST_MEM_LOW_LIMIT ? vm->cfg->ram_size : GUEST_MEM_LOW_LIMIT;
+}
+
 /* What a PC's firmware reads from the CMOS at power-on when nothing else tells it (QEMU's
  * pc_cmos_init): base and extended memory, RAM above 16 MiB and above 4 GiB in 64 KiB units, the
  * CPU count (SeaBIOS's 0x5f). */
@@ -297,8 +303,7 @@ static void vm_firmware_cmos(struct vm *vm)
 	struct rtc_mc146818 *rtc = device_find(&vm->devices, &rtc_mc146818_ops, 0);
 	if (!rtc)
 		return;
-	uint64_t below_4g = vm->cfg->ram_size < GUEST_MEM_LOW_LIMIT ? vm->cfg->ram_size :
-				GUEST_MEM_LOW_LIMIT;
+	uint64_t below_4g = vm_ram_below_4g(vm);
 	uint64_t above_4g = vm->cfg->ram_size - below_4g;
 	uint64_t ext_kib = below_4g > (1u << 20) ? (below_4g - (1u << 20)) >> 10 : 0;
 	if (ext_kib > 0xffff)
@@ -354,8 +359,7 @@ static int vm_firmware_fw_cfg(struct vm *vm)
 		log_error("cannot give the firmware its configuration (fw_cfg): %s", strerror(-r));
 		return r;
 	}
-	uint64_t below_4g = vm->cfg->ram_size < GUEST_MEM_LOW_LIMIT ? vm->cfg->ram_size :
-				GUEST_MEM_LOW_LIMIT;
+	uint64_t below_4g = vm_ram_below_4g(vm);
 	const struct smbios_machine sm = { .ncpus = vm->ncpus, .ram_below_4g = below_4g,
 					   .ram_above_4g = vm->cfg->ram_size - below_4g,
 					   .uuid = m.uuid, .version = KVMKIT_VERSION };
