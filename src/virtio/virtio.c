@@ -179,6 +179,13 @@ void virtio_device_broken(struct virtio_device *d, const char *why)
 		d->raise(d, d->config_vector);
 }
 
+void virtio_queue_kick_later(struct virtio_device *d, uint16_t q)
+{
+	uint64_t one = 1;
+	if (write(d->queues[q].notify_fd, &one, sizeof(one)) != sizeof(one))
+		log_debug("virtio: cannot ring queue %u again", q);
+}
+
 void virtio_queue_interrupt(struct virtio_device *d, uint16_t q)
 {
 	struct virtio_queue *vq = &d->queues[q];

@@ -134,6 +134,11 @@ int virtio_device_restart(struct virtio_device *d);
 /* Device helpers (I/O thread). After pushing used entries to queue q: interrupts the driver
  * if it asked for it. */
 void virtio_queue_interrupt(struct virtio_device *d, uint16_t q);
+/* Rings queue q's doorbell from the device side: a device that stops after its budget of
+ * requests (a guest can keep a ring full forever, even by aliasing it with the used ring so
+ * each completion looks like a new request) comes back to the rest after the I/O thread has
+ * served everyone else. */
+void virtio_queue_kick_later(struct virtio_device *d, uint16_t q);
 /* A virtq_pop error: the queue's device needs a reset (logged once, config interrupt). */
 void virtio_queue_error(struct virtio_device *d, uint16_t q, int err);
 

@@ -17,6 +17,7 @@
 #include "vmm/iothread.h"
 
 #define BLK_QUEUE_SIZE 256
+#define BLK_BUDGET (2 * BLK_QUEUE_SIZE) /* requests per doorbell round: a full ring and more */
 #define BLK_SECTOR 512
 #define BLK_SEG_MAX (BLK_QUEUE_SIZE - 2) /* data segments: the chain also has header and status */
 #define BLK_ID_BYTES 20
@@ -275,10 +276,18 @@ static void blk_notify(struct virtio_device *d, uint16_t q)
 	struct virtio_blk *blk = d->opaque;
 	struct virtqueue *vq = &d->queues[q].vq;
 	bool more = true;
+	unsigned budget = BLK_BUDGET;
 	block_plug(blk->bd);
 	while (more) {
 		virtq_disable_notify(vq);
 		for (;;) {
+			if (budget-- == 0) {
+				/* The rest after the I/O thread served the others (notifications stay
+				 * off meanwhile: our own doorbell brings us back). */
+				virtio_queue_kick_later(d, q);
+				more = false;
+				break;
+			}
 			struct blk_request *r = req_alloc(blk);
 			if (!r) {
 				log_warn("virtio-blk: out of memory; requests wait for the next doorbell");

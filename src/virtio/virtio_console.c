@@ -97,9 +97,7 @@ static bool con_live(struct virtio_console *con)
 /* Leaves the rest of queue q's work to another round of the I/O thread's loop. */
 static void kick_later(struct virtio_console *con, uint16_t q)
 {
-	uint64_t one = 1;
-	if (write(con->vdev.queues[q].notify_fd, &one, sizeof(one)) != sizeof(one))
-		log_debug("virtio-console: cannot ring queue %u again", q);
+	virtio_queue_kick_later(&con->vdev, q);
 }
 
 /* The client is gone (or broke): stop watching it; the driver hears the port closed. */

@@ -323,9 +323,7 @@ static void net_tx(struct virtio_net *net)
 	for (int n = 0;; n++) {
 		if (n == NET_TX_BUDGET) {
 			/* More next round (notifications stay off): ring our own doorbell. */
-			uint64_t one = 1;
-			if (write(d->queues[Q_TX].notify_fd, &one, sizeof(one)) != sizeof(one))
-				virtq_enable_notify(vq);
+			virtio_queue_kick_later(d, Q_TX);
 			break;
 		}
 		int r = virtq_pop(vq, &net->tx_elem);

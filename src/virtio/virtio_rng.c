@@ -11,6 +11,7 @@
 #include "vmm/device.h"
 
 #define RNG_QUEUE_SIZE 64
+#define RNG_BUDGET RNG_QUEUE_SIZE   /* requests per doorbell round (virtio_queue_kick_later) */
 /* Bytes per request at most: a driver asking for more gets a short answer, as allowed. */
 #define RNG_MAX_BYTES (64u << 10)
 
@@ -42,7 +43,11 @@ static void rng_notify(struct virtio_device *d, uint16_t q)
 	struct virtio_rng *rng = d->opaque;
 	struct virtqueue *vq = &d->queues[q].vq;
 	bool pushed = false;
-	for (;;) {
+	for (unsigned n = 0;; n++) {
+		if (n == RNG_BUDGET) {
+			virtio_queue_kick_later(d, q);
+			break;
+		}
 		int r = virtq_pop(vq, &rng->elem);
 		if (r < 0) {
 			virtio_queue_error(d, q, r);
