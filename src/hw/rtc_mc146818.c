@@ -69,9 +69,12 @@ struct rtc_mc146818 {
 	uint64_t timer_last_now; /* the guest clock at the timer's last wake */
 };
 
+/* A register holds two digits: a time the guest set in a year far from ours (it may switch
+ * between binary and BCD while SET) comes out modulo 100, never as a negative shift. */
 static uint8_t to_bcd(const struct rtc_mc146818 *r, int v)
 {
-	return (r->cmos[RTC_REG_B] & REG_B_BIN) ? (uint8_t)v : (uint8_t)(((v / 10) << 4) | (v % 10));
+	unsigned d = (unsigned)((v % 100 + 100) % 100);
+	return (r->cmos[RTC_REG_B] & REG_B_BIN) ? (uint8_t)v : (uint8_t)((d / 10) << 4 | d % 10);
 }
 
 static int from_bcd(const struct rtc_mc146818 *r, uint8_t v)
@@ -84,7 +87,8 @@ static void rtc_latch_time(struct rtc_mc146818 *r)
 {
 	time_t now = time(NULL) + r->offset;
 	struct tm tm;
-	gmtime_r(&now, &tm);
+	if (!gmtime_r(&now, &tm))
+		return; /* a year gmtime cannot represent: the registers keep their values */
 	int hour = tm.tm_hour;
 	uint8_t pm = 0;
 	if (!(r->cmos[RTC_REG_B] & REG_B_24H)) {
